@@ -1,0 +1,3 @@
+//! sluice-bench.
+#![forbid(unsafe_code)]
+fn main() {}

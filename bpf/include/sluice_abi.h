@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Shared layouts between the XDP programs (bpf/src/bpf) and userspace.
+ *
+ * This header is the single declaration of every map key, value and counter
+ * index. Rust mirrors each type with #[repr(C)] in bpf/src/abi.rs; tests
+ * compare their size, field offsets and enumerator values against the BTF of
+ * the compiled object, so a change here that is not mirrored fails the tests.
+ *
+ * Conventions: addresses are 16 bytes, IPv4 as IPv4-mapped IPv6
+ * (::ffff:a.b.c.d), so one map serves both families. Ports are in network
+ * byte order, as they sit in the packet. No implicit padding: every hole is a
+ * named field.
+ */
+#ifndef SLUICE_ABI_H
+#define SLUICE_ABI_H
+
+#include <linux/types.h>
+
+#define SLUICE_MAX_QUEUES 256
+#define SLUICE_MAX_VIPS 1024
+#define SLUICE_MAX_LISTENERS 4096
+
+/* vip_value.flags */
+#define SLUICE_VIP_ANSWER_NEIGH (1u << 0) /* answer ARP / neighbour solicitation */
+#define SLUICE_VIP_ICMP_ECHO (1u << 1)    /* steer ICMP/ICMPv6 echo requests */
+#define SLUICE_VIP_LOCAL_PORTS (1u << 2)  /* steer TCP/UDP to config.local_port_{lo,hi} */
+
+struct sluice_vip_key {
+	__u8 addr[16];
+};
+
+struct sluice_vip_value {
+	__u32 flags;
+};
+
+struct sluice_listener_key {
+	__u8 addr[16];
+	__be16 port;
+	__u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+};
+
+struct sluice_listener_value {
+	__u32 service_id;
+};
+
+/* Single entry (index 0) of the `config` array map. */
+struct sluice_config {
+	__u8 mac[6];          /* source MAC for ARP replies and neighbour adverts */
+	__be16 local_port_lo; /* inclusive range steered for SLUICE_VIP_LOCAL_PORTS */
+	__be16 local_port_hi;
+	__u16 pad;
+	__u32 flags; /* reserved, 0 */
+};
+
+struct sluice_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/*
+ * Every packet increments exactly one counter; its name says the verdict
+ * (PASS, REDIRECT, TX, DROP, ABORTED) and the reason. Verdict totals are the
+ * sums of their reasons.
+ */
+enum sluice_xdp_counter {
+	SLUICE_PASS_NON_IP = 0,     /* ethertype neither IPv4, IPv6 nor ARP */
+	SLUICE_PASS_NEIGH_OTHER,    /* ARP/NDP not about a VIP with ANSWER_NEIGH */
+	SLUICE_PASS_NOT_VIP,        /* IP to an address that is not a VIP */
+	SLUICE_PASS_VIP_UNBOUND,    /* to a VIP, but no listener / flag matches */
+	SLUICE_REDIRECT_LISTENER,   /* (addr, proto, port) listener -> XSK */
+	SLUICE_REDIRECT_LOCAL_PORT, /* VIP with LOCAL_PORTS, port in range -> XSK */
+	SLUICE_REDIRECT_ICMP_ECHO,  /* echo request to a VIP with ICMP_ECHO -> XSK */
+	SLUICE_TX_ARP_REPLY,        /* ARP request for a VIP answered in place */
+	SLUICE_TX_NEIGH_ADVERT,     /* NS for a VIP answered with an NA in place */
+	SLUICE_DROP_MALFORMED_ETH,  /* truncated Ethernet or VLAN header */
+	SLUICE_DROP_MALFORMED_ARP,  /* truncated or non-Ethernet/IPv4 ARP */
+	SLUICE_DROP_MALFORMED_IP,   /* truncated, bad version/IHL/length */
+	SLUICE_DROP_MALFORMED_L4,   /* truncated TCP/UDP/ICMP header to a VIP */
+	SLUICE_DROP_FRAGMENT,       /* IP fragment to a VIP (not reassembled) */
+	SLUICE_DROP_NO_SOCKET,      /* steered, but no XSK on the receiving queue */
+	SLUICE_ABORTED_INTERNAL,    /* a helper failed (e.g. adjust_tail) */
+	SLUICE_XDP_COUNTER_MAX,
+};
+
+#endif /* SLUICE_ABI_H */

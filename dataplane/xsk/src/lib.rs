@@ -1,0 +1,3 @@
+//! AF_XDP sockets, UMEM frame ownership and the kernel calls around them.
+//! This is the only crate of sluice that contains unsafe code.
+pub mod link;
