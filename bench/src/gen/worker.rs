@@ -1,0 +1,169 @@
+//! One generator loop per queue: sends at its share of the rate, receives
+//! echoes on the same socket, and reports every tick to the main thread.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::Sender;
+use hdrhistogram::Histogram;
+use sluice_xsk::{RxAction, Xsk};
+
+use super::frame::{parse_echo, Template};
+
+/// What a loop did since its last report.
+pub struct Tick {
+    pub queue: u32,
+    pub sent: u64,
+    pub sent_bytes: u64,
+    pub received: u64,
+    pub corrupt: u64,
+    pub foreign: u64,
+    pub tx_ring_full: u64,
+    pub busy_ns: u64,
+    pub latency: Histogram<u64>,
+    pub done: bool,
+}
+
+pub struct LoopPlan {
+    pub queue: u32,
+    pub templates: Vec<Template>,
+    pub src_ports: (u16, u16),
+    /// Packets per second for this loop; None = as fast as possible.
+    pub rate: Option<f64>,
+    /// Total packets for this loop; None = until `send_until`.
+    pub count: Option<u64>,
+    pub batch: usize,
+    pub run_id: u32,
+    pub verify: bool,
+    pub epoch: Instant,
+    pub send_until: Instant,
+    /// After sending stops, how long to wait for the last echoes.
+    pub drain: Duration,
+    pub tick: Duration,
+    /// The loop's sequence numbers are `seq_base + i`, unique across loops.
+    pub seq_base: u64,
+}
+
+pub fn run(xsk: &mut Xsk, plan: &LoopPlan, ticks: &Sender<Tick>, stop: &AtomicBool) {
+    let new_hist = || Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+    let mut tick = Tick {
+        queue: plan.queue,
+        sent: 0,
+        sent_bytes: 0,
+        received: 0,
+        corrupt: 0,
+        foreign: 0,
+        tx_ring_full: 0,
+        busy_ns: 0,
+        latency: new_hist(),
+        done: false,
+    };
+    let (port_lo, port_hi) = plan.src_ports;
+    let nports = u64::from(port_hi - port_lo) + 1;
+    let mut seq: u64 = 0;
+    let start = Instant::now();
+    let mut last_tick = start;
+    let mut last_ring_full = 0;
+    let mut last_tx_bytes = 0;
+    // Keep half the UMEM for transmitting: the fill ring gets the rest.
+    let keep_free = xsk.free_frames() / 2;
+    let mut draining_since: Option<Instant> = None;
+
+    loop {
+        let now = Instant::now();
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let sending = draining_since.is_none()
+            && now < plan.send_until
+            && plan.count.is_none_or(|c| seq < c);
+        if !sending && draining_since.is_none() {
+            draining_since = Some(now);
+        }
+        if let Some(since) = draining_since {
+            if now.duration_since(since) >= plan.drain {
+                break;
+            }
+        }
+
+        let reclaimed = xsk.reclaim();
+        xsk.refill(keep_free);
+        let now_ns = |i: Instant| i.duration_since(plan.epoch).as_nanos() as u64;
+        let recv_ns = now_ns(Instant::now());
+        let (received, corrupt, foreign, lat) =
+            (&mut tick.received, &mut tick.corrupt, &mut tick.foreign, &mut tick.latency);
+        let got = xsk.receive(plan.batch, |frame| {
+            match parse_echo(frame.bytes(), plan.run_id, plan.verify) {
+                Some(echo) => {
+                    *received += 1;
+                    if !echo.intact {
+                        *corrupt += 1;
+                    }
+                    let _ = lat.record(recv_ns.saturating_sub(echo.sent_ns).max(1));
+                }
+                None => *foreign += 1,
+            }
+            RxAction::Drop
+        });
+
+        if sending {
+            let allowed = match plan.rate {
+                Some(rate) => {
+                    let due = (now.duration_since(start).as_secs_f64() * rate) as u64 + 1;
+                    due.saturating_sub(seq) as usize
+                }
+                None => usize::MAX,
+            };
+            let remaining = plan.count.map_or(usize::MAX, |c| (c - seq) as usize);
+            let n = plan.batch.min(allowed).min(remaining);
+            if n > 0 {
+                let sent_ns = now_ns(now);
+                let ntemplates = plan.templates.len() as u64;
+                xsk.transmit(n, |frame| {
+                    let s = plan.seq_base + seq;
+                    let t = &plan.templates[(seq % ntemplates) as usize];
+                    let port = port_lo + (seq % nports) as u16;
+                    let len = t.write(frame.buffer_mut(), port, s, sent_ns);
+                    frame.set_len(len);
+                    seq += 1;
+                    true
+                });
+            }
+        }
+        let placed = xsk.flush_tx();
+        tick.sent += placed as u64;
+        let stats = xsk.stats();
+        tick.tx_ring_full += stats.tx_ring_full - last_ring_full;
+        last_ring_full = stats.tx_ring_full;
+        tick.sent_bytes += stats.tx_bytes - last_tx_bytes;
+        last_tx_bytes = stats.tx_bytes;
+        let did = got + reclaimed + placed;
+        let end = Instant::now();
+        if did > 0 {
+            tick.busy_ns += end.duration_since(now).as_nanos() as u64;
+        } else if !sending {
+            let _ = xsk.wait(Duration::from_micros(200));
+        }
+        if end.duration_since(last_tick) >= plan.tick {
+            last_tick = end;
+            let report = std::mem::replace(
+                &mut tick,
+                Tick {
+                    queue: plan.queue,
+                    sent: 0,
+                    sent_bytes: 0,
+                    received: 0,
+                    corrupt: 0,
+                    foreign: 0,
+                    tx_ring_full: 0,
+                    busy_ns: 0,
+                    latency: new_hist(),
+                    done: false,
+                },
+            );
+            let _ = ticks.send(report);
+        }
+    }
+    tick.done = true;
+    let _ = ticks.send(tick);
+}

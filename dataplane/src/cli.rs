@@ -1,0 +1,232 @@
+//! Command-line flags of `sluice-dataplane` and their validation.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// sluice dataplane: XDP steering into AF_XDP sockets, one pinned poll loop
+/// per NIC queue.
+///
+/// Attaches sluice's XDP program to --iface, opens one AF_XDP socket per
+/// queue, and runs the built-in services on addresses the kernel need not
+/// own (the XDP program answers ARP and neighbour solicitations for them).
+/// Counters are printed every --stats-interval and at exit. SIGINT/SIGTERM
+/// stop the loops, detach the program and remove its pinned maps.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "sluice-dataplane", version, about, long_about)]
+pub struct Args {
+    /// Network interface to attach to (e.g. eth0).
+    #[arg(long, value_name = "IFACE")]
+    pub iface: String,
+
+    /// NIC queues to serve: a list and/or ranges, e.g. "0", "0-3", "0,2,4-5".
+    /// Default: every RX queue of the interface.
+    #[arg(long, value_name = "LIST", value_parser = parse_list)]
+    pub queues: Option<Vec<u32>>,
+
+    /// CPU cores to pin the poll loops to, one per queue, same syntax as
+    /// --queues. Default: spread over the CPUs this process may run on.
+    #[arg(long, value_name = "LIST", value_parser = parse_list)]
+    pub cores: Option<Vec<u32>>,
+
+    /// Where the XDP program runs: in the driver (native) or on the generic
+    /// skb path (skb), for drivers without XDP support.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Native)]
+    pub xdp_mode: XdpModeArg,
+
+    /// AF_XDP bind mode: zerocopy needs driver support; auto tries zerocopy
+    /// and falls back to copy.
+    #[arg(long, value_enum, default_value_t = BindArg::Auto)]
+    pub bind: BindArg,
+
+    /// Bytes per UMEM frame (power of two, 2048-65536). Bounds the largest
+    /// frame the loop can receive.
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    pub frame_size: u32,
+
+    /// UMEM frames per queue; at least twice --ring-size.
+    #[arg(long, default_value_t = 8192, value_name = "N")]
+    pub umem_frames: u32,
+
+    /// Entries in each AF_XDP ring (RX, TX, fill, completion): power of two.
+    #[arg(long, default_value_t = 2048, value_name = "N")]
+    pub ring_size: u32,
+
+    /// Most frames taken from the RX ring per loop iteration.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub batch: u32,
+
+    /// Never sleep: spin on the rings (one core at 100%), and ask the kernel
+    /// to busy-poll the device from our syscalls (SO_PREFER_BUSY_POLL).
+    #[arg(long)]
+    pub busy_poll: bool,
+
+    /// How long an idle loop sleeps in ppoll() before looking again, in
+    /// microseconds (ignored with --busy-poll).
+    #[arg(long, default_value_t = 1000, value_name = "USECS")]
+    pub poll_timeout_us: u64,
+
+    /// Bind with XDP_USE_NEED_WAKEUP, so the loop makes a syscall only when
+    /// the kernel asks for one.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub need_wakeup: bool,
+
+    /// bpffs directory for the program's pinned maps.
+    /// Default: /sys/fs/bpf/sluice/IFACE.
+    #[arg(long, value_name = "DIR")]
+    pub pin_dir: Option<PathBuf>,
+
+    /// Seconds between counter reports; 0 reports only at exit.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS", value_parser = parse_seconds)]
+    pub stats_interval: f64,
+
+    /// Counter report format: a human table, or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = StatsFormat::Human)]
+    pub stats_format: StatsFormat,
+
+    /// UDP echo service on ADDR:PORT (IPv4, or [IPv6]:PORT); repeatable. The
+    /// address becomes a VIP: ARP/ND and ICMP echo are answered for it.
+    #[arg(long = "udp-echo", value_name = "ADDR:PORT")]
+    pub udp_echo: Vec<SocketAddr>,
+
+    /// Do not answer ICMP/ICMPv6 echo requests to VIPs.
+    #[arg(long)]
+    pub no_icmp_echo: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XdpModeArg {
+    Native,
+    Skb,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BindArg {
+    Auto,
+    Copy,
+    Zerocopy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatsFormat {
+    Human,
+    Json,
+}
+
+impl Args {
+    pub fn stats_interval(&self) -> Option<Duration> {
+        (self.stats_interval > 0.0).then(|| Duration::from_secs_f64(self.stats_interval))
+    }
+
+    pub fn poll_timeout(&self) -> Duration {
+        Duration::from_micros(self.poll_timeout_us)
+    }
+}
+
+/// Parse "0", "0-3", "0,2,4-5" into a sorted list without duplicates.
+pub fn parse_list(s: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err(format!("empty item in list {s:?}"));
+        }
+        let num = |x: &str| {
+            x.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{x:?} is not a number (in {s:?})"))
+        };
+        match part.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi) = (num(lo)?, num(hi)?);
+                if lo > hi {
+                    return Err(format!("range {part:?} runs backwards"));
+                }
+                if hi - lo >= 4096 {
+                    return Err(format!("range {part:?} is too large"));
+                }
+                out.extend(lo..=hi);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    let len = out.len();
+    out.sort_unstable();
+    out.dedup();
+    if out.len() != len {
+        return Err(format!("{s:?} names an item twice"));
+    }
+    Ok(out)
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !v.is_finite() || !(0.0..=86400.0).contains(&v) {
+        return Err(format!("{s:?} must be between 0 and 86400 seconds"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_and_ranges() {
+        assert_eq!(parse_list("0").unwrap(), vec![0]);
+        assert_eq!(parse_list("0-3").unwrap(), vec![0, 1, 2, 3]);
+        assert_eq!(parse_list("4-5,0,2").unwrap(), vec![0, 2, 4, 5]);
+        assert_eq!(parse_list(" 1 , 3 ").unwrap(), vec![1, 3]);
+    }
+
+    #[test]
+    fn bad_lists_say_why() {
+        assert!(parse_list("").unwrap_err().contains("empty"));
+        assert!(parse_list("1,,2").unwrap_err().contains("empty"));
+        assert!(parse_list("a").unwrap_err().contains("not a number"));
+        assert!(parse_list("3-1").unwrap_err().contains("backwards"));
+        assert!(parse_list("1,1").unwrap_err().contains("twice"));
+        assert!(parse_list("0-100000").unwrap_err().contains("too large"));
+        assert!(parse_list("-1").unwrap_err().contains("not a number"));
+    }
+
+    #[test]
+    fn flags_parse() {
+        let a = Args::try_parse_from([
+            "sluice-dataplane",
+            "--iface",
+            "veth0",
+            "--queues",
+            "0-1",
+            "--udp-echo",
+            "198.18.0.100:7",
+            "--udp-echo",
+            "[2001:2::100]:7",
+            "--need-wakeup",
+            "false",
+        ])
+        .unwrap();
+        assert_eq!(a.queues, Some(vec![0, 1]));
+        assert_eq!(a.udp_echo.len(), 2);
+        assert!(!a.need_wakeup);
+        assert_eq!(a.stats_interval(), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn bad_flags_are_rejected() {
+        for bad in [
+            vec!["--iface", "x", "--udp-echo", "198.18.0.100"],
+            vec!["--iface", "x", "--xdp-mode", "hw"],
+            vec!["--iface", "x", "--stats-interval", "-1"],
+            vec!["--iface", "x", "--queues", "1-0"],
+            vec!["--udp-echo", "198.18.0.100:7"],
+        ] {
+            let argv = std::iter::once("sluice-dataplane").chain(bad.iter().copied());
+            assert!(Args::try_parse_from(argv).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! sluice's per-core engine: XDP steering, pinned AF_XDP poll loops and the
+//! built-in services. The binary is a thin wrapper around [`app::run`].
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod report;
+pub mod services;
+pub mod stats;
+pub mod worker;

@@ -1,0 +1,110 @@
+//! Counter reports: every --stats-interval and at exit, as a human table or
+//! one JSON object per line (stdout; logs go to stderr).
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use sluice_bpf::{XdpCounter, XdpCounters};
+
+use crate::cli::StatsFormat;
+use crate::stats::{final_table, interval_lines, Counters, QueueLabel};
+
+pub fn interval_report(
+    format: StatsFormat,
+    elapsed: Duration,
+    period: Duration,
+    labels: &[QueueLabel],
+    now: &[Counters],
+    before: &[Counters],
+    xdp: Option<&XdpCounters>,
+) {
+    let text = match format {
+        StatsFormat::Human => interval_lines(elapsed, period, labels, now, before),
+        StatsFormat::Json => {
+            let v = json!({
+                "type": "interval",
+                "elapsed_s": elapsed.as_secs_f64(),
+                "queues": queues_json(labels, now),
+                "xdp": xdp.map(xdp_json),
+            });
+            format!("{v}\n")
+        }
+    };
+    emit(&text);
+}
+
+pub fn final_report(
+    format: StatsFormat,
+    labels: &[QueueLabel],
+    counters: &[Counters],
+    xdp: Option<&XdpCounters>,
+) {
+    let text = match format {
+        StatsFormat::Human => {
+            let mut t = String::from("\nfinal counters\n");
+            t.push_str(&final_table(labels, counters));
+            if let Some(x) = xdp {
+                t.push_str("\nXDP program (packets, bytes; non-zero only)\n");
+                for (name, p, b) in xdp_rows(x) {
+                    if p > 0 {
+                        t.push_str(&format!("{name:<26} {p:>16} {b:>16}\n"));
+                    }
+                }
+            }
+            t
+        }
+        StatsFormat::Json => {
+            let mut total = Counters::default();
+            counters.iter().for_each(|c| total.add(c));
+            let v = json!({
+                "type": "final",
+                "queues": queues_json(labels, counters),
+                "total": total,
+                "balanced": total.balanced(),
+                "ns_per_packet": total.ns_per_packet(),
+                "xdp": xdp.map(xdp_json),
+            });
+            format!("{v}\n")
+        }
+    };
+    emit(&text);
+}
+
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+fn queues_json(labels: &[QueueLabel], counters: &[Counters]) -> Value {
+    Value::Array(
+        labels
+            .iter()
+            .zip(counters)
+            .map(|(l, c)| {
+                let mut m = Map::new();
+                m.insert("queue".into(), json!(l.queue));
+                m.insert("core".into(), json!(l.core));
+                for (name, _, v) in c.fields() {
+                    m.insert(name.into(), json!(v));
+                }
+                Value::Object(m)
+            })
+            .collect(),
+    )
+}
+
+fn xdp_rows(x: &XdpCounters) -> Vec<(&'static str, u64, u64)> {
+    x.iter()
+        .map(|(c, v): (XdpCounter, _)| (c.name(), v.packets, v.bytes))
+        .collect()
+}
+
+fn xdp_json(x: &XdpCounters) -> Value {
+    let mut m = Map::new();
+    for (name, p, b) in xdp_rows(x) {
+        m.insert(name.into(), json!({ "packets": p, "bytes": b }));
+    }
+    Value::Object(m)
+}

@@ -1,0 +1,293 @@
+//! Per-queue counters: kept as plain integers by the loop that owns the
+//! queue, published with relaxed stores (single writer), read by the
+//! reporter thread.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])+ $name:ident ),* $(,)?) => {
+        /// Counters of one queue (or a sum over queues).
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+        pub struct Counters {
+            $( $(#[doc = $doc])+ pub $name: u64, )*
+        }
+
+        /// The published copy of a queue's [`Counters`]. One writer.
+        #[derive(Debug, Default)]
+        #[repr(align(64))]
+        pub struct SharedCounters {
+            $( $name: AtomicU64, )*
+        }
+
+        impl SharedCounters {
+            #[inline]
+            pub fn publish(&self, c: &Counters) {
+                $( self.$name.store(c.$name, Ordering::Relaxed); )*
+            }
+
+            pub fn snapshot(&self) -> Counters {
+                Counters { $( $name: self.$name.load(Ordering::Relaxed), )* }
+            }
+        }
+
+        impl Counters {
+            /// Every counter as (name, one-line meaning, value), in declaration order.
+            pub fn fields(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![ $( (stringify!($name), concat!($($doc),+).trim_ascii(), self.$name), )* ]
+            }
+
+            pub fn add(&mut self, o: &Counters) {
+                $( self.$name += o.$name; )*
+            }
+
+            /// What changed since `before`.
+            pub fn delta(&self, before: &Counters) -> Counters {
+                Counters { $( $name: self.$name.saturating_sub(before.$name), )* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames taken off the RX ring.
+    rx_packets,
+    /// Bytes of those frames.
+    rx_bytes,
+    /// Frames placed on the TX ring.
+    tx_packets,
+    /// Bytes of those frames.
+    tx_bytes,
+    /// Frames answered by a service (UDP or ICMP echo).
+    echoed,
+    /// Dropped: truncated or malformed headers.
+    drop_malformed,
+    /// Dropped: an IPv4 header or transport checksum did not verify.
+    drop_bad_checksum,
+    /// Dropped: well-formed but unsupported (non-IP, IP fragment).
+    drop_unsupported,
+    /// Dropped: no service on that address, protocol and port.
+    drop_no_service,
+    /// Dropped: the TX ring had no room for a reply.
+    drop_tx_ring_full,
+    /// Refills that found no free frame while the fill ring had room.
+    fill_starved,
+    /// sendto() calls that made the kernel transmit (TX wakeups).
+    wakeups_tx,
+    /// Syscalls made because the fill ring asked for a wakeup.
+    wakeups_fill,
+    /// Idle sleeps in ppoll().
+    polls,
+    /// Loop iterations.
+    iterations,
+    /// Nanoseconds spent in iterations that did work.
+    busy_ns,
+    /// Kernel: frames dropped before reaching the socket (XDP_STATISTICS rx_dropped).
+    kernel_rx_dropped,
+    /// Kernel: frames dropped because the RX ring was full.
+    kernel_rx_ring_full,
+    /// Kernel: times the kernel found the fill ring empty.
+    kernel_fill_ring_empty,
+    /// Kernel: invalid RX descriptors.
+    kernel_rx_invalid_descs,
+    /// Kernel: invalid TX descriptors.
+    kernel_tx_invalid_descs,
+}
+
+impl Counters {
+    /// All drops counted by the loop. With `rx_packets` and `tx_packets` it
+    /// closes the books: rx = tx + drops.
+    pub fn drops(&self) -> u64 {
+        self.drop_malformed
+            + self.drop_bad_checksum
+            + self.drop_unsupported
+            + self.drop_no_service
+            + self.drop_tx_ring_full
+    }
+
+    /// Whether every received frame is accounted for as sent or dropped.
+    pub fn balanced(&self) -> bool {
+        self.rx_packets == self.tx_packets + self.drops()
+    }
+
+    /// User-space cost per received packet, in nanoseconds of busy time.
+    pub fn ns_per_packet(&self) -> Option<f64> {
+        (self.rx_packets > 0).then(|| self.busy_ns as f64 / self.rx_packets as f64)
+    }
+}
+
+/// A queue as the report shows it.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueLabel {
+    pub queue: u32,
+    pub core: usize,
+}
+
+/// Human-readable rate: 1234567 -> "1.23M".
+pub fn si(v: f64) -> String {
+    let (div, suffix) = if v >= 1e9 {
+        (1e9, "G")
+    } else if v >= 1e6 {
+        (1e6, "M")
+    } else if v >= 1e3 {
+        (1e3, "k")
+    } else {
+        (1.0, "")
+    };
+    format!("{:.2}{}", v / div, suffix)
+}
+
+/// One interval line per queue (and a total when there are several).
+pub fn interval_lines(
+    elapsed: Duration,
+    period: Duration,
+    labels: &[QueueLabel],
+    now: &[Counters],
+    before: &[Counters],
+) -> String {
+    let secs = period.as_secs_f64().max(1e-9);
+    let mut out = String::new();
+    let mut total_now = Counters::default();
+    let mut total_before = Counters::default();
+    for ((label, n), b) in labels.iter().zip(now).zip(before) {
+        total_now.add(n);
+        total_before.add(b);
+        let d = n.delta(b);
+        let _ = writeln!(
+            out,
+            "[{:>7.1}s] q{}@cpu{:<3} {}",
+            elapsed.as_secs_f64(),
+            label.queue,
+            label.core,
+            rate_line(&d, secs)
+        );
+    }
+    if labels.len() > 1 {
+        let d = total_now.delta(&total_before);
+        let _ = writeln!(
+            out,
+            "[{:>7.1}s] total     {}",
+            elapsed.as_secs_f64(),
+            rate_line(&d, secs)
+        );
+    }
+    out
+}
+
+fn rate_line(d: &Counters, secs: f64) -> String {
+    let busy_pct = d.busy_ns as f64 / (secs * 1e9) * 100.0;
+    let ns_pp = d
+        .ns_per_packet()
+        .map(|v| format!("{v:.0} ns/pkt"))
+        .unwrap_or_else(|| "- ns/pkt".into());
+    format!(
+        "rx {:>8}pps {:>8}b/s  tx {:>8}pps  drop {:>6}  busy {:>5.1}% {:>11}  wakeups {:>7}/s",
+        si(d.rx_packets as f64 / secs),
+        si(d.rx_bytes as f64 * 8.0 / secs),
+        si(d.tx_packets as f64 / secs),
+        d.drops(),
+        busy_pct,
+        ns_pp,
+        si((d.wakeups_tx + d.wakeups_fill) as f64 / secs),
+    )
+}
+
+/// The exit report: every counter per queue and in total.
+pub fn final_table(labels: &[QueueLabel], counters: &[Counters]) -> String {
+    let mut total = Counters::default();
+    for c in counters {
+        total.add(c);
+    }
+    let mut out = String::new();
+    let _ = write!(out, "{:<26}", "counter");
+    for l in labels {
+        let _ = write!(out, " {:>16}", format!("q{}@cpu{}", l.queue, l.core));
+    }
+    if labels.len() > 1 {
+        let _ = write!(out, " {:>16}", "total");
+    }
+    out.push('\n');
+    let rows: Vec<Vec<(&str, &str, u64)>> = counters.iter().map(|c| c.fields()).collect();
+    let total_fields = total.fields();
+    for (i, (name, _, tv)) in total_fields.iter().enumerate() {
+        let _ = write!(out, "{name:<26}");
+        for r in &rows {
+            let _ = write!(out, " {:>16}", r[i].2);
+        }
+        if labels.len() > 1 {
+            let _ = write!(out, " {tv:>16}");
+        }
+        out.push('\n');
+    }
+    let ns = total
+        .ns_per_packet()
+        .map(|v| format!("{v:.1}"))
+        .unwrap_or_else(|| "-".into());
+    let _ = writeln!(out, "{:<26} {:>16}", "ns_per_packet", ns);
+    let _ = writeln!(
+        out,
+        "accounting: rx {} = tx {} + drops {}: {}",
+        total.rx_packets,
+        total.tx_packets,
+        total.drops(),
+        if total.balanced() { "ok" } else { "MISMATCH" }
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_follow_declaration_and_delta_subtracts() {
+        let a = Counters {
+            rx_packets: 10,
+            tx_packets: 7,
+            drop_no_service: 3,
+            kernel_tx_invalid_descs: 5,
+            ..Default::default()
+        };
+        let b = Counters {
+            rx_packets: 4,
+            tx_packets: 4,
+            kernel_tx_invalid_descs: 1,
+            ..Default::default()
+        };
+        let f = a.fields();
+        assert_eq!(f[0].0, "rx_packets");
+        assert_eq!(f.last().unwrap().0, "kernel_tx_invalid_descs");
+        assert!(f.iter().all(|(_, help, _)| !help.is_empty()));
+        let d = a.delta(&b);
+        assert_eq!(d.rx_packets, 6);
+        assert_eq!(d.tx_packets, 3);
+        assert_eq!(d.drop_no_service, 3);
+        assert_eq!(d.kernel_tx_invalid_descs, 4);
+        assert!(a.balanced());
+    }
+
+    #[test]
+    fn shared_round_trip() {
+        let s = SharedCounters::default();
+        let c = Counters {
+            busy_ns: 42,
+            polls: 3,
+            ..Default::default()
+        };
+        s.publish(&c);
+        assert_eq!(s.snapshot(), c);
+    }
+
+    #[test]
+    fn final_table_reports_balance() {
+        let c = Counters {
+            rx_packets: 3,
+            tx_packets: 2,
+            drop_malformed: 1,
+            ..Default::default()
+        };
+        let t = final_table(&[QueueLabel { queue: 0, core: 1 }], &[c]);
+        assert!(t.contains("accounting: rx 3 = tx 2 + drops 1: ok"), "{t}");
+    }
+}
