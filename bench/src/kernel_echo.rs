@@ -66,6 +66,7 @@ pub enum StopReason {
 #[derive(Clone, Debug, Default)]
 pub struct EchoStats {
     pub rx_packets: u64,
+    /// UDP payload bytes received, at full length for truncated datagrams.
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
@@ -225,7 +226,14 @@ impl EchoServer {
         let batch = self.cfg.batch;
         let buf_size = self.cfg.buf_size;
         let mut bufs = vec![0u8; batch * buf_size];
-        let mut rx_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(batch, None);
+        // One set of receive headers per socket: nix's recvmmsg does not reset
+        // msg_namelen, so headers that last received a 16-byte IPv4 address
+        // would truncate the next IPv6 source address to 16 bytes.
+        let mut rx_hdrs: Vec<MultiHeaders<SockaddrStorage>> = self
+            .sockets
+            .iter()
+            .map(|_| MultiHeaders::preallocate(batch, None))
+            .collect();
         let mut tx_hdrs = MultiHeaders::<SockaddrStorage>::preallocate(batch, None);
         let mut slots: Vec<Slot> = Vec::with_capacity(batch);
         let mut addrs: Vec<Option<SockaddrStorage>> = Vec::with_capacity(batch);
@@ -270,21 +278,14 @@ impl EchoServer {
                         .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR));
                 }
             }
-            for (&fd, &is_ready) in fds.iter().zip(&ready) {
+            for ((&fd, &is_ready), rx_hdrs) in fds.iter().zip(&ready).zip(&mut rx_hdrs) {
                 if !is_ready {
                     continue;
                 }
                 // Drain this socket, a bounded number of batches at a time so
                 // one busy socket cannot starve the others.
                 for _ in 0..64 {
-                    let n = recv_batch(
-                        fd,
-                        &mut bufs,
-                        buf_size,
-                        &mut rx_hdrs,
-                        &mut slots,
-                        &mut stats,
-                    )?;
+                    let n = recv_batch(fd, &mut bufs, buf_size, rx_hdrs, &mut slots, &mut stats)?;
                     if n > 0 {
                         send_batch(
                             fd,
@@ -331,7 +332,9 @@ fn recv_batch(
         .map(|c| [IoSliceMut::new(c)])
         .collect();
     // Interrupted or empty: the caller polls again.
-    let res = match recvmmsg(fd, hdrs, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
+    // MSG_TRUNC: the length reported is the datagram's, even when it did not fit.
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC;
+    let res = match recvmmsg(fd, hdrs, iovs.iter_mut(), flags, None) {
         Err(Errno::EINTR | Errno::EAGAIN) => return Ok(0),
         other => other.context("recvmmsg")?,
     };
@@ -452,6 +455,37 @@ mod tests {
         assert_eq!(stats.tx_bytes, sent_bytes);
         assert_eq!(stats.truncated, 1);
         assert_eq!(stats.stop, Some(StopReason::Signal));
+    }
+
+    /// Regression: receive headers shared between an IPv4 and an IPv6 socket
+    /// truncated the IPv6 source address, so the echo went nowhere.
+    #[test]
+    fn echoes_v6_after_v4_on_the_same_server() {
+        let cfg = EchoConfig {
+            listen: vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
+            ..EchoConfig::default()
+        };
+        let mut server = EchoServer::bind(cfg).unwrap();
+        let addrs = server.local_addrs();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let t = std::thread::spawn(move || server.run(&stop2).unwrap());
+        for (addr, bind) in [
+            (addrs[0], "127.0.0.1:0"),
+            (addrs[1], "[::1]:0"),
+            (addrs[0], "127.0.0.1:0"),
+        ] {
+            let client = UdpSocket::bind(bind).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            client.send_to(b"ping", addr).unwrap();
+            let mut buf = [0u8; 16];
+            let (n, from) = client.recv_from(&mut buf).expect("echo");
+            assert_eq!((&buf[..n], from), (&b"ping"[..], addr));
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(t.join().unwrap().tx_packets, 3);
     }
 
     #[test]

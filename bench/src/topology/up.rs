@@ -293,6 +293,13 @@ fn rollback(sh: &Shell, undo: Vec<Undo>) -> String {
     if undo.is_empty() {
         return "nothing had been created, nothing to roll back".to_string();
     }
+    let created_ns: Vec<String> = undo
+        .iter()
+        .filter_map(|u| match u {
+            Undo::Netns(ns) => Some(ns.clone()),
+            Undo::Link { .. } => None,
+        })
+        .collect();
     let mut removed = Vec::new();
     let mut failed = Vec::new();
     for u in undo.into_iter().rev() {
@@ -302,8 +309,8 @@ fn rollback(sh: &Shell, undo: Vec<Undo>) -> String {
                 (format!("namespace {ns}"), r)
             }
             Undo::Link { ns, ifname } => {
-                // A link inside a namespace this run created is already gone.
-                if !netns::exists(&ns) {
+                // Links inside namespaces this run created go with them.
+                if created_ns.contains(&ns) || !netns::exists(&ns) {
                     continue;
                 }
                 let r = sh.ip(Some(&ns), ["link", "del", "dev", ifname]);
