@@ -20,8 +20,8 @@ const PORT: u16 = 7000;
 fn pin_core() -> usize {
     let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
     (0..nix::sched::CpuSet::count())
-        .filter(|c| set.is_set(*c).unwrap_or(false))
-        .last()
+        .rev()
+        .find(|c| set.is_set(*c).unwrap_or(false))
         .unwrap()
 }
 
