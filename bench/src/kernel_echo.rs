@@ -489,10 +489,11 @@ mod tests {
     }
 
     #[test]
-    fn stops_after_duration() {
+    fn spinning_echo_stops_after_duration() {
         let cfg = EchoConfig {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             duration: Some(Duration::from_millis(200)),
+            spin: true,
             ..EchoConfig::default()
         };
         let mut server = EchoServer::bind(cfg).unwrap();
