@@ -74,6 +74,8 @@ pub struct EchoStats {
     pub truncated: u64,
     /// Datagrams the kernel refused to send.
     pub tx_errors: u64,
+    /// The most recent sendmmsg error, if any.
+    pub last_tx_error: Option<Errno>,
     /// recvmmsg calls that returned at least one datagram.
     pub rx_batches: u64,
     pub wall: Duration,
@@ -105,6 +107,7 @@ impl EchoStats {
             "tx_bytes": self.tx_bytes,
             "truncated": self.truncated,
             "tx_errors": self.tx_errors,
+            "last_tx_error": self.last_tx_error.map(|e| format!("{e}")),
             "rx_batches": self.rx_batches,
             "wall_s": self.wall.as_secs_f64(),
             "cpu_user_s": self.cpu_user.as_secs_f64(),
@@ -130,7 +133,7 @@ impl std::fmt::Display for EchoStats {
         };
         writeln!(
             f,
-            "rx {} packets {} bytes ({:.0} pkt/s, {:.1} pkt/batch) | tx {} packets {} bytes | truncated {} | tx errors {}",
+            "rx {} packets {} bytes ({:.0} pkt/s, {:.1} pkt/batch) | tx {} packets {} bytes | truncated {} | tx errors {}{}",
             self.rx_packets,
             self.rx_bytes,
             rate,
@@ -138,7 +141,8 @@ impl std::fmt::Display for EchoStats {
             self.tx_packets,
             self.tx_bytes,
             self.truncated,
-            self.tx_errors
+            self.tx_errors,
+            self.last_tx_error.map_or_else(String::new, |e| format!(" (last: {e})"))
         )?;
         write!(
             f,
@@ -399,11 +403,13 @@ fn send_batch(
             Err(Errno::EAGAIN) => {
                 // Only with a non-blocking socket; drop what is left.
                 stats.tx_errors += pending.len() as u64;
+                stats.last_tx_error = Some(Errno::EAGAIN);
                 break;
             }
-            Err(_) => {
+            Err(e) => {
                 // The first pending datagram failed (e.g. EMSGSIZE): skip it.
                 stats.tx_errors += 1;
+                stats.last_tx_error = Some(e);
                 start += 1;
             }
         }
