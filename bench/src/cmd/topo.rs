@@ -27,7 +27,7 @@ enum Action {
         #[arg(long, default_value_t = DEFAULT_QUEUES)]
         queues: u32,
         /// Do not attach the XDP_PASS placeholder to p-gw and rgen0 (then
-        /// XDP_TX from gw0/rdut0 does not reach the other side promptly).
+        /// XDP_TX from gw0/rdut0 never reaches the other side on kernel 6.18).
         #[arg(long)]
         no_peer_xdp: bool,
     },

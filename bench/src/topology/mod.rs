@@ -1,32 +1,33 @@
 //! The test and benchmark topology: network namespaces, veth pairs, a bridge.
 //!
 //! ```text
-//!  one-arm layout (bridge in its own namespace)
+//! One-arm layout ({p} = prefix, default "sl"):
 //!
-//!   {p}-client               {p}-br                 {p}-backend
-//!  ┌────────────┐        ┌──────────────┐        ┌─────────────┐
-//!  │ client0    ├────────┤ p-client     │        │ backend0    │
-//!  │ 198.18.0.1 │        │      br0     ├────────┤ 198.18.0.3  │
-//!  │ 2001:2::1  │        │ p-gw  p-backend       │ 2001:2::3   │
-//!  └────────────┘        └──┬───────────┘        └─────────────┘
-//!                           │   (p-gw: GRO on, XDP_PASS placeholder)
-//!                        ┌──┴───────────┐
-//!                        │ gw0          │  {p}-gw: XDP native + AF_XDP here
-//!                        │ 198.18.0.2   │  VIPs 198.18.0.100, 2001:2::100
-//!                        │ 2001:2::2    │  (answered by XDP, on no interface)
-//!                        └──────────────┘
+//!  ns {p}-client                 ns {p}-br                      ns {p}-backend
+//!  client0 ─────────────veth──── p-client ┐                 ┌── backend0
+//!  198.18.0.1/24                          ├─ br0 (bridge) ──┤   198.18.0.3/24
+//!  2001:2::1/64                  p-gw ────┘   └─ p-backend ─┘   2001:2::3/64
+//!                                 │  GRO on, XDP_PASS placeholder
+//!  ns {p}-gw                      │
+//!  gw0 ─────────────────veth──────┘
+//!  198.18.0.2/24, 2001:2::2/64    kernel address of the gateway namespace
+//!  VIPs 198.18.0.100, 2001:2::100 on no interface: the gateway's XDP answers
+//!                                 ARP/ND for them; XDP native + AF_XDP on gw0
 //!
-//!  direct pair (packet rate)
-//!   {p}-rgen  rgen0 198.19.0.1 / 2001:2:1::1 ──── rdut0 198.19.0.2 / 2001:2:1::2  {p}-rdut
-//!             (GRO on, XDP_PASS placeholder)        VIPs 198.19.0.100, 2001:2:1::100
+//! Direct pair (packet rate):
+//!
+//!  ns {p}-rgen                                   ns {p}-rdut
+//!  rgen0 ───────────────────veth──────────────── rdut0
+//!  198.19.0.1/24, 2001:2:1::1/64                 198.19.0.2/24, 2001:2:1::2/64
+//!  GRO on, XDP_PASS placeholder                  VIPs 198.19.0.100, 2001:2:1::100
 //! ```
 //!
 //! Every veth has `--queues` RX and TX queues. Kernel-side endpoints have TX
 //! checksum offload off (AF_XDP would otherwise see partial checksums), IPv6
 //! DAD off, loopback up. The peers of the two XDP interfaces (`p-gw`, `rgen0`)
 //! get GRO on and a tiny XDP_PASS program: on veth, an XDP_TX from `gw0`/`rdut0`
-//! is only delivered promptly when the peer has an XDP program of its own (see
-//! [`peer_xdp`]).
+//! is counted as sent but never arrives unless the peer runs an XDP program
+//! of its own (see [`peer_xdp`]).
 
 mod down;
 pub mod peer_xdp;
@@ -36,7 +37,7 @@ mod up;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use down::DownReport;
-pub use status::{LinkStatus, NamespaceStatus, Status};
+pub use status::{LinkStatus, NamespaceStatus, Status, XdpStatus};
 
 /// Prefix of the default topology (`sl-client`, `sl-gw`, ...).
 pub const DEFAULT_PREFIX: &str = "sl";
@@ -258,8 +259,8 @@ impl Topology {
     }
 
     /// Whether `up` attaches the XDP_PASS placeholder to the XDP peers
-    /// (default true; without it, XDP_TX on `gw0`/`rdut0` does not reach the
-    /// other side promptly on this kernel).
+    /// (default true; without it, XDP_TX from `gw0`/`rdut0` does not reach
+    /// the other side on kernel 6.18).
     pub fn with_peer_xdp(mut self, on: bool) -> Self {
         self.peer_xdp = on;
         self

@@ -6,13 +6,16 @@
 //!   (`rx_queue_N_xdp_tx_errors` on `gw0`, dropped on `p-gw`): veth can only
 //!   hand an XDP frame to a peer that runs NAPI;
 //! - peer with `gro on` (NAPI, no program): XDP_TX counts as sent, no error,
-//!   yet the frames never reach the bridge. veth's XDP_TX flush only kicks the
-//!   peer's NAPI when the peer has an XDP program, so GRO is not sufficient;
+//!   yet the frames never reach the bridge, not even after later traffic.
+//!   So GRO is not sufficient. Likely cause (from reading drivers/net/veth.c,
+//!   not verified further): the XDP_TX flush only schedules the peer's NAPI
+//!   when the peer has an XDP program;
 //! - peer with an XDP program that returns XDP_PASS (GRO on or off): every
 //!   frame arrives. That is what this module attaches.
 //!
-//! AF_XDP TX in copy mode does not go through this path (it transmits an skb
-//! through the device's normal xmit), so it works without any of this.
+//! AF_XDP TX in copy mode should not need any of this: it transmits an skb
+//! through the device's normal xmit, not through XDP_TX (from reading the
+//! kernel code; not tested here, this crate has no AF_XDP socket yet).
 //!
 //! The placeholder is attached through netlink (`ip link set dev IF xdpdrv
 //! obj ...`). A program that later wants the interface through a BPF link
@@ -33,8 +36,8 @@ pub const PROG_NAME: &str = "sl_peer_pass";
 
 /// Source of the placeholder program.
 pub const SOURCE: &str = r#"/* sluice-bench: XDP_PASS placeholder for the peer of an XDP veth.
- * Its only job is to exist: veth flushes XDP_TX frames to a peer promptly
- * only when the peer runs an XDP program. */
+ * Its only job is to exist: XDP_TX frames from the other end of the veth
+ * arrive only when this end runs an XDP program. */
 #define SEC(name) __attribute__((section(name), used))
 struct xdp_md;
 SEC("xdp") int sl_peer_pass(struct xdp_md *ctx) { return 2; /* XDP_PASS */ }
