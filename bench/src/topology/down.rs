@@ -12,7 +12,7 @@ pub struct DownReport {
     /// Namespaces deleted.
     pub deleted: Vec<String>,
     /// Namespaces that still had processes when deleted, with their PIDs:
-    /// their interfaces live on until those processes exit.
+    /// the namespace lives on, unnamed, until those processes exit.
     pub busy: Vec<(String, Vec<i32>)>,
     /// Other `{prefix}-*` namespaces, not part of the topology, left alone.
     pub foreign: Vec<String>,
@@ -71,7 +71,7 @@ impl fmt::Display for DownReport {
             let pids: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
             writeln!(
                 f,
-                "warning: {ns} still had processes (pids {}); its interfaces stay until they exit",
+                "warning: {ns} still had processes (pids {}); the namespace lives on, unnamed, until they exit",
                 pids.join(" ")
             )?;
         }
