@@ -1,3 +1,45 @@
-//! sluice-bench.
+//! `sluice-bench`: topologies, baselines and benchmarks for sluice.
+//! Each subcommand lives in its own module under `cmd/`.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice-bench",
+    version,
+    about = "sluice benchmark kit: namespace topologies and kernel baselines"
+)]
+struct Cli {
+    /// Print every external command (ip, ethtool, sysctl, clang) before running it.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create, delete or show the namespace topology.
+    Topo(cmd::topo::TopoArgs),
+    /// UDP echo on kernel sockets (recvmmsg/sendmmsg), the baseline for the AF_XDP echo.
+    KernelEcho(cmd::kernel_echo::KernelEchoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let sh = sluice_bench::exec::Shell::new(cli.verbose);
+    let result = match cli.cmd {
+        Command::Topo(args) => cmd::topo::run(&sh, args),
+        Command::KernelEcho(args) => cmd::kernel_echo::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sluice-bench: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! One module per subcommand: its clap arguments and a `run` function.
+
+pub mod kernel_echo;
+pub mod topo;

@@ -1,0 +1,14 @@
+//! sluice-bench: network-namespace topologies, kernel baselines and (later)
+//! the AF_XDP generator and the benchmark orchestrator.
+//!
+//! - [`topology`]: the namespaces, veths, bridge and addresses every test and
+//!   benchmark runs on; names and addresses are constants there.
+//! - [`netns`]: run a command or a closure inside a named network namespace.
+//! - [`kernel_echo`]: recvmmsg/sendmmsg UDP echo, the kernel-socket baseline.
+//! - [`exec`]: running `ip`/`ethtool`/`sysctl` with errors that say what failed.
+#![forbid(unsafe_code)]
+
+pub mod exec;
+pub mod kernel_echo;
+pub mod netns;
+pub mod topology;

@@ -1,0 +1,106 @@
+//! The XDP_PASS placeholder attached to the peer of each XDP interface.
+//!
+//! Checked on kernel 6.18 with an XDP program on `gw0` that answers UDP with
+//! XDP_TX (bench/tests/xdp_tx.rs and scripts/veth-xdp-facts.sh):
+//! - peer `p-gw` with neither GRO nor an XDP program: every XDP_TX fails
+//!   (`rx_queue_N_xdp_tx_errors` on `gw0`, dropped on `p-gw`): veth can only
+//!   hand an XDP frame to a peer that runs NAPI;
+//! - peer with `gro on` (NAPI, no program): XDP_TX counts as sent, no error,
+//!   yet the frames never reach the bridge, not even after later traffic.
+//!   So GRO is not sufficient. Likely cause (from reading drivers/net/veth.c,
+//!   not verified further): the XDP_TX flush only schedules the peer's NAPI
+//!   when the peer has an XDP program;
+//! - peer with an XDP program that returns XDP_PASS (GRO on or off): every
+//!   frame arrives. That is what this module attaches.
+//!
+//! AF_XDP TX in copy mode should not need any of this: it transmits an skb
+//! through the device's normal xmit, not through XDP_TX (from reading the
+//! kernel code; not tested here, this crate has no AF_XDP socket yet).
+//!
+//! The placeholder is attached through netlink (`ip link set dev IF xdpdrv
+//! obj ...`). A program that later wants the interface through a BPF link
+//! (e.g. the AF_XDP generator on `rgen0`) gets EBUSY until [`detach`] removes
+//! it. The program is built with `clang` from the source below (no headers
+//! needed) into a temporary file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+
+use crate::exec::Shell;
+
+/// Name of the placeholder program as the kernel shows it.
+pub const PROG_NAME: &str = "sl_peer_pass";
+
+/// Source of the placeholder program.
+pub const SOURCE: &str = r#"/* sluice-bench: XDP_PASS placeholder for the peer of an XDP veth.
+ * Its only job is to exist: XDP_TX frames from the other end of the veth
+ * arrive only when this end runs an XDP program. */
+#define SEC(name) __attribute__((section(name), used))
+struct xdp_md;
+SEC("xdp") int sl_peer_pass(struct xdp_md *ctx) { return 2; /* XDP_PASS */ }
+char _license[] SEC("license") = "GPL";
+"#;
+
+/// A compiled placeholder in a temporary directory, removed on drop.
+pub struct PeerPassObject {
+    dir: PathBuf,
+    obj: PathBuf,
+}
+
+impl PeerPassObject {
+    /// Compiles [`SOURCE`] with clang.
+    pub fn build(sh: &Shell) -> anyhow::Result<Self> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "sluice-bench-peer-xdp-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let src = dir.join("peer_pass.bpf.c");
+        let obj = dir.join("peer_pass.bpf.o");
+        std::fs::write(&src, SOURCE).with_context(|| format!("writing {}", src.display()))?;
+        let this = Self { dir, obj };
+        sh.run(
+            Command::new("clang")
+                .args(["-O2", "-g", "-target", "bpf", "-c"])
+                .arg(&src)
+                .arg("-o")
+                .arg(&this.obj),
+        )
+        .context("building the XDP_PASS placeholder for the XDP peers (or use --no-peer-xdp)")?;
+        Ok(this)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.obj
+    }
+}
+
+impl Drop for PeerPassObject {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Attaches the placeholder in native mode to `ifname` in namespace `ns`.
+pub fn attach(sh: &Shell, obj: &PeerPassObject, ns: &str, ifname: &str) -> anyhow::Result<()> {
+    sh.run(
+        crate::exec::ip_command(Some(ns), ["link", "set", "dev", ifname, "xdpdrv", "obj"])
+            .arg(obj.path())
+            .args(["sec", "xdp"]),
+    )
+    .with_context(|| format!("attaching the XDP_PASS placeholder to {ns}/{ifname}"))?;
+    Ok(())
+}
+
+/// Removes whatever XDP program is attached through netlink in native mode
+/// to `ifname` in namespace `ns` (no error if there is none).
+pub fn detach(sh: &Shell, ns: &str, ifname: &str) -> anyhow::Result<()> {
+    sh.ip(Some(ns), ["link", "set", "dev", ifname, "xdpdrv", "off"])
+        .with_context(|| format!("detaching XDP from {ns}/{ifname}"))?;
+    Ok(())
+}
