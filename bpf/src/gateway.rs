@@ -145,7 +145,9 @@ impl GatewayMaps {
         })
     }
 
-    fn handles(&self) -> [(&'static str, &MapHandle); 5] {
+    /// The libbpf handles of the maps, by name, in [`gateway_maps::ALL`] order
+    /// (for inspection; writers should use the typed methods).
+    pub fn raw_handles(&self) -> [(&'static str, &MapHandle); 5] {
         [
             (gateway_maps::XSKS, &self.xsks),
             (gateway_maps::VIPS, &self.vips),
@@ -278,14 +280,11 @@ impl GatewayMaps {
             })
     }
 
-    /// Removes the socket of `queue`; its packets are then dropped
-    /// (DROP_NO_SOCKET). Returns whether there was one.
-    pub fn unregister_socket(&self, queue: u32) -> Result<bool> {
-        delete(
-            &self.xsks,
-            &queue.to_ne_bytes(),
-            &format!("unregistering the socket of queue {queue}"),
-        )
+    /// Removes the socket of `queue` (if any: the kernel does not say);
+    /// steered packets on that queue are then dropped (DROP_NO_SOCKET).
+    pub fn unregister_socket(&self, queue: u32) -> Result<()> {
+        let what = format!("unregistering the socket of queue {queue}");
+        delete(&self.xsks, &queue.to_ne_bytes(), &what).map(|_| ())
     }
 
     /// Every counter, summed over CPUs.
@@ -469,7 +468,7 @@ impl Gateway {
         let handles: Vec<(&'static str, MapHandle)> = self
             .program
             .maps
-            .handles()
+            .raw_handles()
             .iter()
             .map(|(name, h)| {
                 MapHandle::try_from(*h)
@@ -547,7 +546,7 @@ impl Gateway {
         self.program.maps.register_socket(queue, xsk)
     }
 
-    pub fn unregister_socket(&self, queue: u32) -> Result<bool> {
+    pub fn unregister_socket(&self, queue: u32) -> Result<()> {
         self.program.maps.unregister_socket(queue)
     }
 
