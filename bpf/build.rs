@@ -12,7 +12,12 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGRAMS: &[&str] = &["gateway", "reflector"];
+/// (source, object name): the programs, and a foreign one for the attach tests.
+const PROGRAMS: &[(&str, &str)] = &[
+    ("src/bpf/gateway.bpf.c", "gateway"),
+    ("src/bpf/reflector.bpf.c", "reflector"),
+    ("tests/bpf/foreign_pass.bpf.c", "foreign_pass"),
+];
 const HEADERS: &[&str] = &[
     "include/sluice_abi.h",
     "src/bpf/parsing.h",
@@ -34,8 +39,8 @@ fn main() {
         );
     }
 
-    for name in PROGRAMS {
-        let src = manifest_dir.join("src/bpf").join(format!("{name}.bpf.c"));
+    for (src, name) in PROGRAMS {
+        let src = manifest_dir.join(src);
         let obj = out_dir.join(format!("{name}.bpf.o"));
         println!("cargo:rerun-if-changed={}", src.display());
 

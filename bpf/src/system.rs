@@ -120,24 +120,28 @@ fn netns_inode(path: &str) -> Option<u64> {
 }
 
 /// Lock file of an interface: `/run/sluice/IFACE.lock` in the initial network
-/// namespace, `/run/sluice/IFACE@netns-INODE.lock` in any other (interface
-/// names repeat across namespaces, /run usually does not).
+/// namespace, `/run/sluice/IFACE@netns-INODE.lock` in any other, or when the
+/// initial one cannot be told (interface names repeat across namespaces,
+/// /run usually does not).
 pub fn lock_path(iface: &str) -> PathBuf {
     let ours = netns_inode("/proc/self/ns/net");
     let init = netns_inode("/proc/1/ns/net");
     let name = match (ours, init) {
-        (Some(o), Some(i)) if o != i => format!("{iface}@netns-{o}.lock"),
-        _ => format!("{iface}.lock"),
+        (Some(o), Some(i)) if o == i => format!("{iface}.lock"),
+        (Some(o), _) => format!("{iface}@netns-{o}.lock"),
+        (None, _) => format!("{iface}.lock"),
     };
     Path::new(LOCK_DIR).join(name)
 }
 
 /// An exclusive flock on an interface's lock file. The kernel releases it
-/// when the process exits, however it exits, so it is never stale.
+/// when the process exits, however it exits, so it is never stale. A clean
+/// release also removes the file (while still holding the lock; acquirers
+/// check that the file they locked is still the one at the path).
 #[derive(Debug)]
 pub struct InterfaceLock {
     path: PathBuf,
-    _lock: Flock<File>,
+    lock: Option<Flock<File>>,
 }
 
 impl InterfaceLock {
@@ -145,40 +149,71 @@ impl InterfaceLock {
         let path = lock_path(iface);
         fs::create_dir_all(LOCK_DIR)
             .map_err(|e| BpfError::io(format!("creating {LOCK_DIR}"), e))?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| BpfError::io(format!("opening lock file {}", path.display()), e))?;
-        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => lock,
-            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let holder = if holder.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (pid {holder})")
-                };
-                return Err(BpfError::Busy(format!(
-                    "another sluice instance{holder} drives interface {iface}: lock {} is held",
-                    path.display()
-                )));
+        for _ in 0..8 {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| BpfError::io(format!("opening lock file {}", path.display()), e))?;
+            let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => lock,
+                Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                    let mut holder = String::new();
+                    let _ = file.read_to_string(&mut holder);
+                    let holder = holder.trim();
+                    let holder = if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {holder})")
+                    };
+                    return Err(BpfError::Busy(format!(
+                        "another sluice instance{holder} drives interface {iface}: lock {} is held",
+                        path.display()
+                    )));
+                }
+                Err((_, e)) => {
+                    return Err(BpfError::errno(format!("locking {}", path.display()), e))
+                }
+            };
+            // The previous holder may have removed the file between our open
+            // and our flock: then we hold a lock on a file nobody else sees.
+            let same = match (lock.metadata(), fs::metadata(&path)) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if !same {
+                continue;
             }
-            Err((_, e)) => return Err(BpfError::errno(format!("locking {}", path.display()), e)),
-        };
-        // Record the holder for the message above; failures are cosmetic.
-        let _ = lock.set_len(0);
-        let _ = lock.rewind();
-        let _ = writeln!(lock, "{}", std::process::id());
-        Ok(Self { path, _lock: lock })
+            // Record the holder for the message above; failures are cosmetic.
+            let _ = lock.set_len(0);
+            let _ = lock.rewind();
+            let _ = writeln!(lock, "{}", std::process::id());
+            return Ok(Self {
+                path,
+                lock: Some(lock),
+            });
+        }
+        Err(BpfError::Busy(format!(
+            "lock file {} keeps being replaced; another sluice instance is starting or stopping",
+            path.display()
+        )))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+impl Drop for InterfaceLock {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            if let Err(e) = fs::remove_file(&self.path) {
+                tracing::warn!("removing lock file {}: {e}", self.path.display());
+            }
+            drop(lock);
+        }
     }
 }
 

@@ -1119,3 +1119,10 @@ fn reflector_golden_packets() {
     );
     assert_eq!(hex(&r.frame), hex(&expected), "reflected IPv6 frame");
 }
+
+#[test]
+fn checksum_of_rfc1071_example() {
+    // RFC 1071 section 3: the words sum to 0xddf2; the checksum is its complement.
+    let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+    assert_eq!(checksum(&data), !0xddf2);
+}

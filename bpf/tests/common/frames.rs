@@ -241,15 +241,3 @@ pub fn ext_routing(nexthdr: u8, segments_left: u8) -> Vec<u8> {
 pub fn ext_fragment(nexthdr: u8) -> Vec<u8> {
     vec![nexthdr, 0, 0, 1, 0, 0, 0, 7]
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checksum_of_rfc1071_example() {
-        // RFC 1071 section 3 example: sum 0xddf2, checksum its complement.
-        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
-        assert_eq!(checksum(&data), !0xddf2);
-    }
-}

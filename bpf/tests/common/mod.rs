@@ -29,6 +29,18 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Same, to stderr (for helper processes whose stdout is read).
+pub fn init_tracing_stderr() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libbpf=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
 /// An AF_XDP socket bound to queue 0 of `lo` in a private, anonymous network
 /// namespace (unshared by a short-lived thread), so that nothing in the
 /// host's namespaces is touched. Good for an XSKMAP entry; it sees no traffic.
