@@ -8,7 +8,8 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use libbpf_rs::query::{LinkInfoIter, LinkTypeInfo, ProgInfoIter};
+use libbpf_rs::query::{LinkInfoIter, LinkTypeInfo, ProgInfoIter, ProgInfoQueryOptions};
+use libbpf_rs::MapCore;
 use libbpf_rs::{Xdp, XdpFlags};
 use nix::fcntl::{Flock, FlockArg};
 
@@ -217,39 +218,79 @@ impl Drop for InterfaceLock {
     }
 }
 
+/// Ids of the loaded programs that use the map pinned at `pin`, if any.
+fn pinned_map_users(pin: &Path) -> Vec<u32> {
+    let Ok(map) = libbpf_rs::MapHandle::from_pinned_path(pin) else {
+        return Vec::new();
+    };
+    let Ok(info) = map.info() else {
+        return Vec::new();
+    };
+    let id = info.info.id;
+    let opts = ProgInfoQueryOptions::default().include_map_ids(true);
+    ProgInfoIter::with_query_opts(opts)
+        .filter(|p| p.map_ids.contains(&id))
+        .map(|p| p.id)
+        .collect()
+}
+
 /// Removes pins a crashed run left in `pin_dir`: only the names in `maps`;
-/// any other entry is an error (the directory is not ours).
+/// any other entry is an error (the directory is not ours), and so are pins
+/// whose maps a loaded program still uses (a live sluice elsewhere, e.g. in
+/// another network namespace with the same interface name).
 pub fn remove_stale_pins(pin_dir: &Path, maps: &[&str]) -> Result<()> {
     let entries = match fs::read_dir(pin_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(BpfError::io(format!("listing {}", pin_dir.display()), e)),
     };
+    let mut ours = Vec::new();
     let mut foreign = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| BpfError::io(format!("listing {}", pin_dir.display()), e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if maps.contains(&name.as_str()) {
-            tracing::warn!(
-                "removing stale pin {} (left by a sluice run that did not exit cleanly)",
-                entry.path().display()
-            );
-            fs::remove_file(entry.path()).map_err(|e| {
-                BpfError::io(format!("removing stale pin {}", entry.path().display()), e)
-            })?;
+            ours.push(entry.path());
         } else {
             foreign.push(name);
         }
     }
-    if foreign.is_empty() {
-        Ok(())
-    } else {
-        Err(BpfError::Invalid(format!(
+    if !foreign.is_empty() {
+        return Err(BpfError::Invalid(format!(
             "pin dir {} holds entries sluice did not create ({}); remove them or choose another --pin-dir",
             pin_dir.display(),
             foreign.join(", ")
-        )))
+        )));
     }
+    for pin in &ours {
+        // A program of a process killed a moment ago is freed asynchronously.
+        let mut users = pinned_map_users(pin);
+        for _ in 0..20 {
+            if users.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            users = pinned_map_users(pin);
+        }
+        if !users.is_empty() {
+            return Err(BpfError::Busy(format!(
+                "pin {} belongs to a running program (id {}): another sluice instance uses pin dir {}; \
+                 choose another --pin-dir",
+                pin.display(),
+                users.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(", "),
+                pin_dir.display()
+            )));
+        }
+    }
+    for pin in ours {
+        tracing::warn!(
+            "removing stale pin {} (left by a sluice run that did not exit cleanly)",
+            pin.display()
+        );
+        fs::remove_file(&pin)
+            .map_err(|e| BpfError::io(format!("removing stale pin {}", pin.display()), e))?;
+    }
+    Ok(())
 }
 
 /// An XDP program attached to an interface.

@@ -42,6 +42,7 @@ pub const SCENARIOS: &[(&str, &[Option<XdpMode>])] = &[
     ),
     ("native_unsupported", &[None]),
     ("unprivileged", &[None]),
+    ("shared_pin_dir", &[Some(XdpMode::Skb)]),
 ];
 
 /// The MAC the gateway answers with (not gw0's own, to tell them apart).
@@ -147,6 +148,7 @@ pub fn run_child(name: &str, mode: Option<XdpMode>) -> ExitCode {
         "foreign_program" => foreign_program(&ctx),
         "native_unsupported" => native_unsupported(&ctx),
         "unprivileged" => unprivileged(&ctx),
+        "shared_pin_dir" => shared_pin_dir(&ctx),
         other => Err(format!("unknown scenario {other}")),
     };
     match result {
@@ -645,6 +647,44 @@ fn unprivileged(_ctx: &Ctx) -> R {
         "unprivileged attach: {} {text}",
         out.status
     );
+    Ok(())
+}
+
+/// Two instances on different interfaces given the same pin dir (as two
+/// namespaces with the same interface name sharing one bpffs would be): the
+/// second must not take the first's pins for stale ones.
+fn shared_pin_dir(ctx: &Ctx) -> R {
+    let dir = PathBuf::from("/sys/fs/bpf/slb-shared");
+    let first = Gateway::attach(&GatewayOptions {
+        pin_dir: Some(dir.clone()),
+        ..GatewayOptions::new(Interface::lookup(GW_IF).unwrap(), ctx.mode())
+    })
+    .map_err(|e| format!("first: {e}"))?;
+    let ino = fs::metadata(dir.join("counters"))
+        .map_err(|e| e.to_string())?
+        .ino();
+    sh(&["ip", "link", "add", "slbbr0", "type", "bridge"])?;
+    let second = Interface::lookup("slbbr0")
+        .map_err(|e| e.to_string())
+        .and_then(|i| {
+            Gateway::attach(&GatewayOptions {
+                pin_dir: Some(dir.clone()),
+                ..GatewayOptions::new(i, XdpMode::Skb)
+            })
+            .map_err(|e| e.to_string())
+        });
+    let _ = sh(&["ip", "link", "del", "slbbr0"]);
+    match second {
+        Err(e) if e.contains("belongs to a running program") => {}
+        Err(e) => return Err(format!("second instance: wrong error {e}")),
+        Ok(_) => return Err("second instance took over a live pin dir".into()),
+    }
+    let now = fs::metadata(dir.join("counters"))
+        .map_err(|e| e.to_string())?
+        .ino();
+    ensure!(now == ino, "the first instance's pins were replaced");
+    drop(first);
+    ensure!(!dir.exists(), "{dir:?} left behind");
     Ok(())
 }
 
