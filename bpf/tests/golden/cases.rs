@@ -1,52 +1,41 @@
-//! Golden-packet tests (Katran style): a table of frames, each with the
-//! verdict, the one counter it must increment, and for XDP_TX the exact frame
-//! the program must send back. Run through BPF_PROG_TEST_RUN against the
-//! loaded (not attached) programs with their maps filled in. Needs root.
+//! The golden-packet table: addresses, frame shorthands and the cases.
 
-mod common;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsFd;
+use crate::common::frames::*;
+use sluice_bpf::{XdpAction, XdpCounter};
 
-use common::frames::*;
-use libbpf_rs::MapCore;
-use sluice_bpf::abi;
-use sluice_bpf::{
-    GatewayProgram, L4Proto, ReflectorCounter, ReflectorProgram, XdpAction, XdpCounter,
-    VIP_ANSWER_NEIGH, VIP_ICMP_ECHO, VIP_LOCAL_PORTS,
-};
+pub const GW_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x53, 0x01];
+pub const PEER_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x53, 0x02];
+pub const BCAST: [u8; 6] = [0xff; 6];
+pub const ZERO_MAC: [u8; 6] = [0; 6];
 
-const GW_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x53, 0x01];
-const PEER_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x53, 0x02];
-const BCAST: [u8; 6] = [0xff; 6];
-const ZERO_MAC: [u8; 6] = [0; 6];
-
-const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// A VIP with no flags: no neighbour answers, no echo, no local ports.
-const QUIET4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
-const PEER4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const OTHER4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 200);
-const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
-const QUIET6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 3);
-const PEER6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
-const OTHER6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0xc8);
+pub const QUIET4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+pub const PEER4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const OTHER4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 200);
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+pub const QUIET6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 3);
+pub const PEER6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+pub const OTHER6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0xc8);
 
-const UDP_LISTEN: u16 = 4433;
-const TCP_LISTEN: u16 = 443;
-const LOCAL_LO: u16 = 40000;
-const LOCAL_HI: u16 = 40999;
+pub const UDP_LISTEN: u16 = 4433;
+pub const TCP_LISTEN: u16 = 443;
+pub const LOCAL_LO: u16 = 40000;
+pub const LOCAL_HI: u16 = 40999;
 
 /// One golden packet.
-struct Case {
-    name: &'static str,
-    input: Vec<u8>,
-    action: XdpAction,
-    counter: XdpCounter,
+pub struct Case {
+    pub name: &'static str,
+    pub input: Vec<u8>,
+    pub action: XdpAction,
+    pub counter: XdpCounter,
     /// The exact frame sent back, for XDP_TX.
-    output: Option<Vec<u8>>,
+    pub output: Option<Vec<u8>>,
 }
 
-fn case(name: &'static str, input: Vec<u8>, action: XdpAction, counter: XdpCounter) -> Case {
+pub fn case(name: &'static str, input: Vec<u8>, action: XdpAction, counter: XdpCounter) -> Case {
     assert_eq!(
         counter.verdict(),
         action,
@@ -61,7 +50,7 @@ fn case(name: &'static str, input: Vec<u8>, action: XdpAction, counter: XdpCount
     }
 }
 
-fn tx(name: &'static str, input: Vec<u8>, counter: XdpCounter, output: Vec<u8>) -> Case {
+pub fn tx(name: &'static str, input: Vec<u8>, counter: XdpCounter, output: Vec<u8>) -> Case {
     Case {
         output: Some(output),
         ..case(name, input, XdpAction::Tx, counter)
@@ -70,25 +59,25 @@ fn tx(name: &'static str, input: Vec<u8>, counter: XdpCounter, output: Vec<u8>) 
 
 // --- frame shorthands -------------------------------------------------------
 
-fn v4_frame(vlans: &[(u16, u16)], ip: &V4, l4: &[u8]) -> Vec<u8> {
+pub fn v4_frame(vlans: &[(u16, u16)], ip: &V4, l4: &[u8]) -> Vec<u8> {
     eth(GW_MAC, PEER_MAC, vlans, ETH_P_IP, &ip.build(l4))
 }
 
-fn udp4(dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+pub fn udp4(dst: Ipv4Addr, dport: u16) -> Vec<u8> {
     let ip = V4::new(PEER4, dst, IPPROTO_UDP);
     let seg = udp(50000, dport, b"hello sluice");
     let seg = with_l4_checksum(seg.clone(), &ip.pseudo(seg.len()), 6);
     v4_frame(&[], &ip, &seg)
 }
 
-fn tcp4(dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+pub fn tcp4(dst: Ipv4Addr, dport: u16) -> Vec<u8> {
     let ip = V4::new(PEER4, dst, IPPROTO_TCP);
     let seg = tcp_syn(50000, dport);
     let seg = with_l4_checksum(seg.clone(), &ip.pseudo(seg.len()), 16);
     v4_frame(&[], &ip, &seg)
 }
 
-fn echo4(dst: Ipv4Addr, ty: u8) -> Vec<u8> {
+pub fn echo4(dst: Ipv4Addr, ty: u8) -> Vec<u8> {
     let ip = V4::new(PEER4, dst, IPPROTO_ICMP);
     let m = icmp(ty, 0, &ECHO_BODY);
     let c = checksum(&m);
@@ -97,7 +86,7 @@ fn echo4(dst: Ipv4Addr, ty: u8) -> Vec<u8> {
     v4_frame(&[], &ip, &m)
 }
 
-fn v6_frame(vlans: &[(u16, u16)], dst: Ipv6Addr, nexthdr: u8, payload: &[u8]) -> Vec<u8> {
+pub fn v6_frame(vlans: &[(u16, u16)], dst: Ipv6Addr, nexthdr: u8, payload: &[u8]) -> Vec<u8> {
     eth(
         GW_MAC,
         PEER_MAC,
@@ -107,16 +96,16 @@ fn v6_frame(vlans: &[(u16, u16)], dst: Ipv6Addr, nexthdr: u8, payload: &[u8]) ->
     )
 }
 
-fn udp6_seg(dst: Ipv6Addr, dport: u16) -> Vec<u8> {
+pub fn udp6_seg(dst: Ipv6Addr, dport: u16) -> Vec<u8> {
     let seg = udp(50000, dport, b"hello sluice");
     with_l4_checksum(seg.clone(), &pseudo6(PEER6, dst, IPPROTO_UDP, seg.len()), 6)
 }
 
-fn udp6(dst: Ipv6Addr, dport: u16) -> Vec<u8> {
+pub fn udp6(dst: Ipv6Addr, dport: u16) -> Vec<u8> {
     v6_frame(&[], dst, IPPROTO_UDP, &udp6_seg(dst, dport))
 }
 
-fn tcp6(dst: Ipv6Addr, dport: u16) -> Vec<u8> {
+pub fn tcp6(dst: Ipv6Addr, dport: u16) -> Vec<u8> {
     let seg = tcp_syn(50000, dport);
     let seg = with_l4_checksum(
         seg.clone(),
@@ -126,13 +115,13 @@ fn tcp6(dst: Ipv6Addr, dport: u16) -> Vec<u8> {
     v6_frame(&[], dst, IPPROTO_TCP, &seg)
 }
 
-fn echo6(dst: Ipv6Addr, ty: u8) -> Vec<u8> {
+pub fn echo6(dst: Ipv6Addr, ty: u8) -> Vec<u8> {
     let m = icmp(ty, 0, &ECHO_BODY);
     let m = with_l4_checksum(m.clone(), &pseudo6(PEER6, dst, IPPROTO_ICMPV6, m.len()), 2);
     v6_frame(&[], dst, IPPROTO_ICMPV6, &m)
 }
 
-fn arp_request(vlans: &[(u16, u16)], target: Ipv4Addr) -> Vec<u8> {
+pub fn arp_request(vlans: &[(u16, u16)], target: Ipv4Addr) -> Vec<u8> {
     eth(
         BCAST,
         PEER_MAC,
@@ -142,7 +131,7 @@ fn arp_request(vlans: &[(u16, u16)], target: Ipv4Addr) -> Vec<u8> {
     )
 }
 
-fn arp_reply_from_gw(vlans: &[(u16, u16)], vip: Ipv4Addr) -> Vec<u8> {
+pub fn arp_reply_from_gw(vlans: &[(u16, u16)], vip: Ipv4Addr) -> Vec<u8> {
     eth(
         PEER_MAC,
         GW_MAC,
@@ -154,7 +143,13 @@ fn arp_reply_from_gw(vlans: &[(u16, u16)], vip: Ipv4Addr) -> Vec<u8> {
 
 /// NS from PEER6 for `target`, to its solicited-node group (or to `target`
 /// itself when `unicast`), with hop limit `hl`.
-fn ns_frame(vlans: &[(u16, u16)], target: Ipv6Addr, slla: bool, unicast: bool, hl: u8) -> Vec<u8> {
+pub fn ns_frame(
+    vlans: &[(u16, u16)],
+    target: Ipv6Addr,
+    slla: bool,
+    unicast: bool,
+    hl: u8,
+) -> Vec<u8> {
     let (group, group_mac) = solicited_node(target);
     let (dst, dst_mac) = if unicast {
         (target, GW_MAC)
@@ -171,7 +166,7 @@ fn ns_frame(vlans: &[(u16, u16)], target: Ipv6Addr, slla: bool, unicast: bool, h
     )
 }
 
-fn na_frame(vlans: &[(u16, u16)], target: Ipv6Addr) -> Vec<u8> {
+pub fn na_frame(vlans: &[(u16, u16)], target: Ipv6Addr) -> Vec<u8> {
     let m = na(target, PEER6, target, GW_MAC);
     eth(
         PEER_MAC,
@@ -182,16 +177,16 @@ fn na_frame(vlans: &[(u16, u16)], target: Ipv6Addr) -> Vec<u8> {
     )
 }
 
-const VLAN: (u16, u16) = (ETH_P_8021Q, 100);
-const QINQ: [(u16, u16); 2] = [(ETH_P_8021AD, 10), (ETH_P_8021Q, 100)];
+pub const VLAN: (u16, u16) = (ETH_P_8021Q, 100);
+pub const QINQ: [(u16, u16); 2] = [(ETH_P_8021AD, 10), (ETH_P_8021Q, 100)];
 
-fn pad_to(mut f: Vec<u8>, len: usize) -> Vec<u8> {
+pub fn pad_to(mut f: Vec<u8>, len: usize) -> Vec<u8> {
     f.resize(len.max(f.len()), 0);
     f
 }
 
 /// The table.
-fn cases() -> Vec<Case> {
+pub fn cases() -> Vec<Case> {
     use XdpAction::*;
     use XdpCounter::*;
 
@@ -758,371 +753,4 @@ fn cases() -> Vec<Case> {
     ];
     t.retain(|c| !c.name.is_empty());
     t
-}
-
-/// A loaded gateway with the test VIPs, listeners and config, and an AF_XDP
-/// socket registered for queue 0.
-struct Fixture {
-    prog: GatewayProgram,
-    _socket: sluice_xsk::probe::ProbeSocket,
-}
-
-fn fixture() -> Fixture {
-    common::require_root();
-    common::init_tracing();
-    let prog = GatewayProgram::load().expect("loading the gateway program");
-    let maps = prog.maps();
-    maps.set_config(GW_MAC, Some((LOCAL_LO, LOCAL_HI))).unwrap();
-    let all = VIP_ANSWER_NEIGH | VIP_ICMP_ECHO | VIP_LOCAL_PORTS;
-    for (vip, flags) in [
-        (IpAddr::V4(VIP4), all),
-        (IpAddr::V6(VIP6), all),
-        (IpAddr::V4(QUIET4), 0),
-        (IpAddr::V6(QUIET6), 0),
-    ] {
-        maps.add_vip(vip, flags).unwrap();
-    }
-    for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
-        maps.add_listener(vip, L4Proto::Udp, UDP_LISTEN, 1).unwrap();
-        maps.add_listener(vip, L4Proto::Tcp, TCP_LISTEN, 2).unwrap();
-    }
-    let socket = common::private_probe_socket();
-    maps.register_socket(0, socket.as_fd()).unwrap();
-    Fixture {
-        prog,
-        _socket: socket,
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.chunks(16)
-        .map(|l| {
-            l.iter()
-                .map(|x| format!("{x:02x}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Runs one case; returns a description of what went wrong, if anything.
-fn run_case(prog: &GatewayProgram, c: &Case) -> Option<String> {
-    let before = prog.maps().counters().unwrap();
-    let run = prog.test_run(&c.input).unwrap();
-    let delta = prog.maps().counters().unwrap().since(&before);
-    let mut errors = Vec::new();
-
-    if run.action() != Some(c.action) {
-        errors.push(format!(
-            "verdict {:?} (code {}), expected {:?}",
-            run.action(),
-            run.code,
-            c.action
-        ));
-    }
-    for (counter, v) in delta.iter() {
-        let want = if counter == c.counter {
-            abi::Counter {
-                packets: 1,
-                bytes: c.input.len() as u64,
-            }
-        } else {
-            abi::Counter::default()
-        };
-        if v != want {
-            errors.push(format!(
-                "counter {} moved by {v:?}, expected {want:?}",
-                counter.name()
-            ));
-        }
-    }
-    let expected = c.output.as_ref().unwrap_or(&c.input);
-    if &run.frame != expected {
-        errors.push(format!(
-            "frame differs\n  got:\n{}\n  expected:\n{}",
-            hex(&run.frame),
-            hex(expected)
-        ));
-    }
-    (!errors.is_empty()).then(|| format!("{}: {}", c.name, errors.join("; ")))
-}
-
-#[test]
-fn golden_packets() {
-    let fx = fixture();
-    let cases = cases();
-    let failures: Vec<String> = cases.iter().filter_map(|c| run_case(&fx.prog, c)).collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} golden packets failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
-    eprintln!("{} golden packets passed", cases.len());
-}
-
-#[test]
-fn steered_without_socket_is_dropped() {
-    let fx = fixture();
-    fx.prog.maps().unregister_socket(0).unwrap();
-    fx.prog.maps().unregister_socket(0).unwrap(); // idempotent
-    let cases = [
-        case(
-            "UDP to a listener, no socket",
-            udp4(VIP4, UDP_LISTEN),
-            XdpAction::Drop,
-            XdpCounter::DropNoSocket,
-        ),
-        case(
-            "TCP to the local range, no socket",
-            tcp6(VIP6, LOCAL_LO),
-            XdpAction::Drop,
-            XdpCounter::DropNoSocket,
-        ),
-        case(
-            "echo request, no socket",
-            echo4(VIP4, 8),
-            XdpAction::Drop,
-            XdpCounter::DropNoSocket,
-        ),
-    ];
-    let failures: Vec<String> = cases.iter().filter_map(|c| run_case(&fx.prog, c)).collect();
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-#[test]
-fn map_changes_take_effect() {
-    let fx = fixture();
-    let maps = fx.prog.maps();
-
-    assert!(maps
-        .remove_listener(IpAddr::V4(VIP4), L4Proto::Udp, UDP_LISTEN)
-        .unwrap());
-    assert!(!maps
-        .remove_listener(IpAddr::V4(VIP4), L4Proto::Udp, UDP_LISTEN)
-        .unwrap());
-    let c = case(
-        "removed listener",
-        udp4(VIP4, UDP_LISTEN),
-        XdpAction::Pass,
-        XdpCounter::PassVipUnbound,
-    );
-    assert_eq!(run_case(&fx.prog, &c), None);
-
-    assert_eq!(
-        maps.vip(IpAddr::V4(VIP4)).unwrap(),
-        Some(VIP_ANSWER_NEIGH | VIP_ICMP_ECHO | VIP_LOCAL_PORTS)
-    );
-    assert!(maps.remove_vip(IpAddr::V4(VIP4)).unwrap());
-    assert_eq!(maps.vip(IpAddr::V4(VIP4)).unwrap(), None);
-    let c = case(
-        "removed VIP",
-        tcp4(VIP4, TCP_LISTEN),
-        XdpAction::Pass,
-        XdpCounter::PassNotVip,
-    );
-    assert_eq!(run_case(&fx.prog, &c), None);
-
-    // A zero MAC switches the neighbour responder off.
-    maps.set_config([0; 6], None).unwrap();
-    let c = case(
-        "ARP, responder off",
-        arp_request(&[], QUIET4),
-        XdpAction::Pass,
-        XdpCounter::PassNeighOther,
-    );
-    assert_eq!(run_case(&fx.prog, &c), None);
-    let c = case(
-        "NS, responder off",
-        ns_frame(&[], VIP6, true, false, 255),
-        XdpAction::Pass,
-        XdpCounter::PassNeighOther,
-    );
-    assert_eq!(run_case(&fx.prog, &c), None);
-    // And no local port range.
-    let c = case(
-        "local range off",
-        tcp6(VIP6, LOCAL_LO),
-        XdpAction::Pass,
-        XdpCounter::PassVipUnbound,
-    );
-    assert_eq!(run_case(&fx.prog, &c), None);
-
-    assert!(
-        maps.add_vip(IpAddr::V4(VIP4), 1 << 7).is_err(),
-        "unknown flags are refused"
-    );
-    assert!(
-        maps.set_config(GW_MAC, Some((10, 5))).is_err(),
-        "empty ranges are refused"
-    );
-    assert!(maps
-        .register_socket(sluice_bpf::MAX_QUEUES, fx._socket.as_fd())
-        .is_err());
-}
-
-#[test]
-fn loaded_maps_match_the_abi() {
-    use std::mem::size_of;
-    common::require_root();
-    let prog = GatewayProgram::load().unwrap();
-    assert_eq!(
-        prog.maps().config().unwrap(),
-        abi::Config::default(),
-        "the config starts zeroed"
-    );
-    let expected = [
-        ("xsks", 4, 4, abi::MAX_QUEUES),
-        (
-            "vips",
-            size_of::<abi::VipKey>(),
-            size_of::<abi::VipValue>(),
-            abi::MAX_VIPS,
-        ),
-        (
-            "listeners",
-            size_of::<abi::ListenerKey>(),
-            size_of::<abi::ListenerValue>(),
-            abi::MAX_LISTENERS,
-        ),
-        ("config", 4, size_of::<abi::Config>(), 1),
-        (
-            "counters",
-            4,
-            size_of::<abi::Counter>(),
-            XdpCounter::COUNT as u32,
-        ),
-    ];
-    let handles = prog.maps().raw_handles();
-    assert_eq!(handles.len(), expected.len());
-    for ((name, map), (want_name, key, value, entries)) in handles.iter().zip(expected) {
-        assert_eq!(*name, want_name);
-        assert_eq!(
-            (
-                map.key_size() as usize,
-                map.value_size() as usize,
-                map.max_entries()
-            ),
-            (key, value, entries),
-            "map {name}: (key size, value size, entries)"
-        );
-    }
-}
-
-// --- reflector ------------------------------------------------------------------
-
-#[test]
-fn reflector_golden_packets() {
-    common::require_root();
-    common::init_tracing();
-    let prog = ReflectorProgram::load().unwrap();
-    let port = 7777;
-    let run = |frame: &[u8]| {
-        let before = prog.counters().unwrap();
-        let r = prog.test_run(frame).unwrap();
-        let after = prog.counters().unwrap();
-        let moved: Vec<_> = ReflectorCounter::ALL
-            .iter()
-            .filter(|&&c| after[c].packets != before[c].packets)
-            .copied()
-            .collect();
-        (r, moved)
-    };
-
-    // Disabled until a target is set.
-    let (r, moved) = run(&udp4(VIP4, port));
-    assert_eq!(
-        (r.action(), moved),
-        (Some(XdpAction::Pass), vec![ReflectorCounter::Passed])
-    );
-
-    // IPv4: MACs, addresses and ports swapped, TTL 64, checksums valid.
-    prog.set_target(SocketAddr::new(IpAddr::V4(VIP4), port))
-        .unwrap();
-    let mut ip = V4::new(PEER4, VIP4, IPPROTO_UDP);
-    ip.ttl = 3;
-    let seg = udp(50000, port, b"reflect me");
-    let seg = with_l4_checksum(seg.clone(), &ip.pseudo(seg.len()), 6);
-    let input = eth(GW_MAC, PEER_MAC, &[], ETH_P_IP, &ip.build(&seg));
-    let back_ip = V4 {
-        src: VIP4,
-        dst: PEER4,
-        ttl: 64,
-        ..ip.clone()
-    };
-    let back_seg = udp(port, 50000, b"reflect me");
-    let back_seg = with_l4_checksum(back_seg.clone(), &back_ip.pseudo(back_seg.len()), 6);
-    assert_eq!(&back_seg[6..8], &seg[6..8], "swapping is checksum-neutral");
-    let expected = eth(PEER_MAC, GW_MAC, &[], ETH_P_IP, &back_ip.build(&back_seg));
-    let (r, moved) = run(&input);
-    assert_eq!(
-        (r.action(), moved),
-        (Some(XdpAction::Tx), vec![ReflectorCounter::Reflected])
-    );
-    assert_eq!(hex(&r.frame), hex(&expected), "reflected IPv4 frame");
-
-    // Other port, other address, a fragment: passed.
-    for (what, f) in [
-        ("other port", udp4(VIP4, port + 1)),
-        ("other address", udp4(OTHER4, port)),
-        ("TCP", tcp4(VIP4, port)),
-        ("fragment", {
-            let mut ip = V4::new(PEER4, VIP4, IPPROTO_UDP);
-            ip.frag = 0x2000;
-            v4_frame(&[], &ip, &udp(50000, port, b"frag"))
-        }),
-    ] {
-        let (r, moved) = run(&f);
-        assert_eq!(
-            (r.action(), moved),
-            (Some(XdpAction::Pass), vec![ReflectorCounter::Passed]),
-            "{what}"
-        );
-        assert_eq!(r.frame, f, "{what}: frame untouched");
-    }
-
-    // IPv6, behind a VLAN tag.
-    prog.set_target(SocketAddr::new(IpAddr::V6(VIP6), port))
-        .unwrap();
-    let seg = udp(50000, port, b"reflect me");
-    let seg = with_l4_checksum(
-        seg.clone(),
-        &pseudo6(PEER6, VIP6, IPPROTO_UDP, seg.len()),
-        6,
-    );
-    let input = eth(
-        GW_MAC,
-        PEER_MAC,
-        &[VLAN],
-        ETH_P_IPV6,
-        &ipv6(PEER6, VIP6, IPPROTO_UDP, 5, &seg),
-    );
-    let back = udp(port, 50000, b"reflect me");
-    let back = with_l4_checksum(
-        back.clone(),
-        &pseudo6(VIP6, PEER6, IPPROTO_UDP, back.len()),
-        6,
-    );
-    let expected = eth(
-        PEER_MAC,
-        GW_MAC,
-        &[VLAN],
-        ETH_P_IPV6,
-        &ipv6(VIP6, PEER6, IPPROTO_UDP, 64, &back),
-    );
-    let (r, moved) = run(&input);
-    assert_eq!(
-        (r.action(), moved),
-        (Some(XdpAction::Tx), vec![ReflectorCounter::Reflected])
-    );
-    assert_eq!(hex(&r.frame), hex(&expected), "reflected IPv6 frame");
-}
-
-#[test]
-fn checksum_of_rfc1071_example() {
-    // RFC 1071 section 3: the words sum to 0xddf2; the checksum is its complement.
-    let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
-    assert_eq!(checksum(&data), !0xddf2);
 }
