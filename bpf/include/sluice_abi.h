@@ -45,7 +45,13 @@ struct sluice_listener_value {
 	__u32 service_id;
 };
 
-/* Single entry (index 0) of the `config` array map. */
+/*
+ * Single entry (index 0) of the `config` array map.
+ *
+ * An all-zero `mac` disables the neighbour responder (nothing is answered
+ * from a zero source address). The local port range is disabled while
+ * `local_port_hi` is 0.
+ */
 struct sluice_config {
 	__u8 mac[6];          /* source MAC for ARP replies and neighbour adverts */
 	__be16 local_port_lo; /* inclusive range steered for SLUICE_VIP_LOCAL_PORTS */
@@ -82,6 +88,24 @@ enum sluice_xdp_counter {
 	SLUICE_DROP_NO_SOCKET,      /* steered, but no XSK on the receiving queue */
 	SLUICE_ABORTED_INTERNAL,    /* a helper failed (e.g. adjust_tail) */
 	SLUICE_XDP_COUNTER_MAX,
+};
+
+/*
+ * reflector.bpf.c: the in-kernel ceiling for benchmarks. UDP to
+ * (addr, port), the single entry of `reflector_config`, is sent back where it
+ * came from with XDP_TX. A zero port disables it.
+ */
+struct sluice_reflector_config {
+	__u8 addr[16]; /* IPv4-mapped for IPv4, as in sluice_vip_key */
+	__be16 port;
+	__u16 pad;
+};
+
+/* Indices of the reflector's `reflector_counters` per-CPU array. */
+enum sluice_reflector_counter {
+	SLUICE_REFLECTOR_REFLECTED = 0, /* UDP to (addr, port), sent back with XDP_TX */
+	SLUICE_REFLECTOR_PASSED,        /* everything else, to the kernel */
+	SLUICE_REFLECTOR_COUNTER_MAX,
 };
 
 #endif /* SLUICE_ABI_H */

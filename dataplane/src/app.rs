@@ -253,7 +253,9 @@ fn start_loops(
                 .name(format!("sluice-q{queue}"))
                 .spawn(move || {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                        let _ = ready_tx.send(Err(anyhow!("cannot pin queue {queue}'s loop to core {core}")));
+                        let _ = ready_tx.send(Err(anyhow!(
+                            "cannot pin queue {queue}'s loop to core {core}"
+                        )));
                         return Counters::default();
                     }
                     let mut xsk = match Xsk::open(&iface, queue, &xsk_config) {

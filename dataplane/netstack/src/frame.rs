@@ -4,8 +4,14 @@ use crate::WireError;
 /// Transport of a classified frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum L4 {
-    Udp { src_port: u16, dst_port: u16 },
-    Tcp { src_port: u16, dst_port: u16 },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+    },
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+    },
     /// ICMP echo request (IPv4) or ICMPv6 echo request.
     EchoRequest,
     /// Any other protocol number / ICMP type.

@@ -64,6 +64,19 @@ impl Default for XskConfig {
 }
 
 impl XskConfig {
+    /// The smallest valid configuration: a socket that exists to be put in
+    /// an XSKMAP (tests) or to receive a trickle of frames.
+    pub fn small() -> Self {
+        Self {
+            frame_size: 2048,
+            frame_count: 128,
+            ring_size: 64,
+            bind: BindMode::Copy,
+            need_wakeup: true,
+            busy_poll_budget: None,
+        }
+    }
+
     /// Check sizes before any memory is allocated.
     pub fn validate(&self) -> Result<(), XskError> {
         let pow2 = |name: &str, v: u32| {
