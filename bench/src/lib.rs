@@ -5,10 +5,12 @@
 //!   benchmark runs on; names and addresses are constants there.
 //! - [`netns`]: run a command or a closure inside a named network namespace.
 //! - [`kernel_echo`]: recvmmsg/sendmmsg UDP echo, the kernel-socket baseline.
+//! - [`gen`]: the AF_XDP UDP generator and echo sink.
 //! - [`exec`]: running `ip`/`ethtool`/`sysctl` with errors that say what failed.
 #![forbid(unsafe_code)]
 
 pub mod exec;
+pub mod gen;
 pub mod kernel_echo;
 pub mod netns;
 pub mod topology;

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "sluice-bench",
     version,
-    about = "sluice benchmark kit: namespace topologies and kernel baselines"
+    about = "sluice benchmark kit: namespace topologies, AF_XDP generator, kernel baselines"
 )]
 struct Cli {
     /// Print every external command (ip, ethtool, sysctl, clang) before running it.
@@ -26,6 +26,8 @@ enum Command {
     Topo(cmd::topo::TopoArgs),
     /// UDP echo on kernel sockets (recvmmsg/sendmmsg), the baseline for the AF_XDP echo.
     KernelEcho(cmd::kernel_echo::KernelEchoArgs),
+    /// AF_XDP UDP generator and echo sink: rate, loss, round-trip latency.
+    Gen(sluice_bench::gen::GenArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,6 +36,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.cmd {
         Command::Topo(args) => cmd::topo::run(&sh, args),
         Command::KernelEcho(args) => cmd::kernel_echo::run(args),
+        Command::Gen(args) => cmd::gen::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

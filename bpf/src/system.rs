@@ -27,6 +27,11 @@ pub const LOCK_DIR: &str = "/run/sluice";
 /// at most 15 characters).
 pub const OUR_PROGRAMS: [&str; 2] = [crate::object::GATEWAY_PROG, crate::object::REFLECTOR_PROG];
 
+/// The XDP_PASS placeholder `sluice-bench topo up` puts on the peers of XDP
+/// veths (XDP_TX frames only reach a veth end that runs an XDP program).
+/// Attaching one of our programs replaces it without complaint.
+pub const PEER_PLACEHOLDER_PROG: &str = "sluice_peer";
+
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_BPF: u32 = 39;
@@ -376,7 +381,18 @@ pub fn attached_programs(
 pub fn clear_stale_xdp(any_prog: std::os::fd::BorrowedFd<'_>, iface: &Interface) -> Result<()> {
     for p in attached_programs(any_prog.as_fd(), iface.index)? {
         let ours = OUR_PROGRAMS.contains(&p.name.as_str());
-        if ours && !p.via_link {
+        if p.name == PEER_PLACEHOLDER_PROG && !p.via_link {
+            tracing::info!(
+                "replacing the topology's XDP_PASS placeholder (id {}) on {}",
+                p.prog_id,
+                iface.name
+            );
+            Xdp::new(any_prog)
+                .detach(iface.index as i32, p.mode.flags())
+                .map_err(|e| {
+                    BpfError::libbpf(format!("detaching placeholder XDP program id {}", p.prog_id), e)
+                })?;
+        } else if ours && !p.via_link {
             tracing::warn!(
                 "detaching stale sluice XDP program id {} '{}' from {} ({} mode), attached through netlink",
                 p.prog_id,

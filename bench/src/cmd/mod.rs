@@ -1,4 +1,5 @@
 //! One module per subcommand: its clap arguments and a `run` function.
 
+pub mod gen;
 pub mod kernel_echo;
 pub mod topo;

@@ -55,10 +55,10 @@ pub struct Template {
     bytes: Vec<u8>,
     l4: usize,
     payload: usize,
-    ipv6: bool,
-    /// Pseudo-header + UDP header (with port 0) + constant payload bytes,
-    /// not folded; the per-packet words are added to it.
-    base_sum: u64,
+    /// Ones'-complement sum of the pseudo-header, the UDP header (source
+    /// port 0, checksum 0) and the constant payload header; the per-packet
+    /// words are added to it.
+    base_sum: u16,
 }
 
 impl Template {
@@ -69,7 +69,6 @@ impl Template {
                 ep.min_frame()
             ));
         }
-        let ipv6 = ep.src.is_ipv6();
         let l3 = ETH_LEN;
         let l4 = l3 + ep.ip_len();
         let payload = l4 + UDP_LEN;
@@ -88,8 +87,8 @@ impl Template {
                 ip[9] = 17;
                 ip[12..16].copy_from_slice(&s.octets());
                 ip[16..20].copy_from_slice(&d.octets());
-                let sum = checksum::finish(checksum::sum(ip));
-                ip[10..12].copy_from_slice(&sum.to_be_bytes());
+                let c = checksum::checksum(ip);
+                ip[10..12].copy_from_slice(&c.to_be_bytes());
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 b[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
@@ -107,13 +106,12 @@ impl Template {
         b[l4 + 4..l4 + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
         b[payload..payload + 4].copy_from_slice(&MAGIC);
         b[payload + 4..payload + 8].copy_from_slice(&run_id.to_le_bytes());
-        let pseudo = checksum::pseudo_header(ep.src, ep.dst, 17, udp_len as u32);
-        let base_sum = pseudo + checksum::sum(&b[l4..payload + 8]);
+        let pseudo = checksum::pseudo_header(&ep.src, &ep.dst, 17, udp_len as u32);
+        let base_sum = checksum::add(pseudo, checksum::sum(&b[l4..payload + 8]));
         Ok(Self {
             bytes: b,
             l4,
             payload,
-            ipv6,
             base_sum,
         })
     }
@@ -134,15 +132,15 @@ impl Template {
         out[p + 16..p + 24].copy_from_slice(&sent_ns.to_le_bytes());
         fill(&mut out[p + HEADER_LEN..], seq);
         out[self.l4..self.l4 + 2].copy_from_slice(&src_port.to_be_bytes());
-        let sum = self.base_sum
-            + u64::from(src_port)
-            + checksum::sum(&out[p + 8..]);
+        let sum = checksum::add(
+            checksum::add(self.base_sum, src_port),
+            checksum::sum(&out[p + 8..]),
+        );
         let mut c = checksum::finish(sum);
         if c == 0 {
             c = 0xffff; // 0 means "no checksum" in UDP
         }
         out[self.l4 + 6..self.l4 + 8].copy_from_slice(&c.to_be_bytes());
-        let _ = self.ipv6;
         len
     }
 }

@@ -32,7 +32,10 @@ use anyhow::Context;
 use crate::exec::Shell;
 
 /// Name of the placeholder program as the kernel shows it.
-pub const PROG_NAME: &str = "sl_peer_pass";
+/// sluice's loader recognises this name: a generator or gateway attaching to
+/// an interface that carries the placeholder replaces it (the replacement is
+/// an XDP program too, so the peer keeps receiving XDP_TX frames).
+pub const PROG_NAME: &str = sluice_bpf::system::PEER_PLACEHOLDER_PROG;
 
 /// Source of the placeholder program.
 pub const SOURCE: &str = r#"/* sluice-bench: XDP_PASS placeholder for the peer of an XDP veth.
@@ -40,7 +43,7 @@ pub const SOURCE: &str = r#"/* sluice-bench: XDP_PASS placeholder for the peer o
  * arrive only when this end runs an XDP program. */
 #define SEC(name) __attribute__((section(name), used))
 struct xdp_md;
-SEC("xdp") int sl_peer_pass(struct xdp_md *ctx) { return 2; /* XDP_PASS */ }
+SEC("xdp") int sluice_peer(struct xdp_md *ctx) { return 2; /* XDP_PASS */ }
 char _license[] SEC("license") = "GPL";
 "#;
 
