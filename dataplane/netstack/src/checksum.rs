@@ -124,6 +124,12 @@ pub fn pseudo_header_raw(src: &[u8], dst: &[u8], protocol: u8, len: u32) -> u16 
 
 /// Incremental update of checksum field `check` when a 16-bit word changes
 /// from `old` to `new` (RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`).
+///
+/// Equal to a full recompute except when the covered data becomes all
+/// zeros: then this gives 0x0000 and a recompute 0xffff, and only 0xffff
+/// verifies. Headers with a non-zero constant (IPv4 version, a pseudo-header
+/// with a protocol number) never get there; an ICMPv4 message can, and
+/// [`crate::echo::icmp_echo_in_place`] handles it.
 #[inline]
 pub const fn update_u16(check: u16, old: u16, new: u16) -> u16 {
     !add(add(!check, !old), new)

@@ -116,9 +116,32 @@ pub fn icmp_echo_in_place(frame: &mut [u8], c: &Classified) {
     let old = get_u16(h, 0);
     let new = u16::from(reply) << 8 | (old & 0xff);
     h[0] = reply;
-    let check = checksum::update_u16(get_u16(h, 2), old, new);
-    set_u16(h, 2, check);
+    let mut check = checksum::update_u16(get_u16(h, 2), old, new);
+    if check == 0 && !c.ipv6 {
+        // RFC 1624 eqn. 3 yields 0x0000 where a recompute yields 0xffff when
+        // the whole message is zero (echo reply, id 0, seq 0, no data); only
+        // 0xffff verifies then. ICMPv6 cannot hit this: its pseudo-header
+        // is never zero.
+        check = zero_message_checksum(frame, c);
+    }
+    if let Some(h) = frame.get_mut(c.l4_offset..c.l4_offset.saturating_add(4)) {
+        set_u16(h, 2, check);
+    }
     swap_l2_l3(frame, c);
+}
+
+/// 0xffff if the ICMP message of `c` is all zeros outside its checksum
+/// field, else 0.
+#[cold]
+fn zero_message_checksum(frame: &[u8], c: &Classified) -> u16 {
+    match c.l4_bytes(frame) {
+        Some(m) if m.len() >= 4 && is_zero(&m[..2]) && is_zero(&m[4..]) => 0xffff,
+        _ => 0,
+    }
+}
+
+fn is_zero(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0)
 }
 
 /// Swap MACs and IP addresses, set TTL / hop limit to 64.

@@ -542,3 +542,28 @@ fn rewriters_never_panic_on_mismatched_classified() {
     udp_echo_in_place(&mut g, &huge);
     assert_eq!(verify_checksums(&g, &huge), Err(WireError::Truncated));
 }
+
+#[test]
+fn echo_reply_of_an_all_zero_message_gets_ffff() {
+    // Echo request id 0, seq 0, no data: the reply is all zeros and only a
+    // checksum of 0xffff verifies (RFC 1624 eqn. 3 alone would give 0).
+    let frames = read_pcap("ping4.pcap");
+    let req = find(&frames, |f| f.len() > 34 && f[23] == 1 && f[34] == 8);
+    let mut f = req[..42].to_vec();
+    f[16..18].copy_from_slice(&28u16.to_be_bytes());
+    let mut ip = Ipv4Packet::new_checked(&mut f[14..]).unwrap();
+    ip.fill_checksum();
+    f[36..42].fill(0);
+    let mut icmp = Icmpv4Packet::new_checked(&mut f[34..]).unwrap();
+    icmp.fill_checksum();
+    assert_eq!(icmp.checksum(), 0xf7ff);
+    let c = classify(&f).unwrap();
+    verify_checksums(&f, &c).unwrap();
+    let mut view_copy = f.clone();
+    icmp_echo_in_place(&mut f, &c);
+    assert_eq!(&f[36..38], &[0xff, 0xff]);
+    verify_checksums(&f, &classify(&f).unwrap()).unwrap();
+    let mut p = Icmpv4Packet::new_checked(&mut view_copy[34..]).unwrap();
+    p.set_msg_type_incremental(0);
+    assert_eq!(p.checksum(), 0xffff);
+}

@@ -140,7 +140,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
         let old = get_u16(b, TYPE);
         let new = u16::from(ty) << 8 | (old & 0x00ff);
         b[TYPE] = ty;
-        let c = checksum::update_u16(get_u16(b, CHECKSUM), old, new);
+        let mut c = checksum::update_u16(get_u16(b, CHECKSUM), old, new);
+        // An all-zero message needs 0xffff, which eqn. 3 cannot produce.
+        if c == 0 && b[..CHECKSUM].iter().chain(&b[CHECKSUM + 2..]).all(|&x| x == 0) {
+            c = 0xffff;
+        }
         set_u16(b, CHECKSUM, c);
     }
 }
