@@ -231,9 +231,7 @@ fn bench_echo(c: &mut Criterion) {
             // The rewrite is its own inverse (TTL stays 64), so the same
             // buffer is echoed back and forth without copying.
             let mut buf = template.clone();
-            g.bench_function("own", |bch| {
-                bch.iter(|| own(black_box(&mut buf)).unwrap())
-            });
+            g.bench_function("own", |bch| bch.iter(|| own(black_box(&mut buf)).unwrap()));
             let mut buf = template.clone();
             g.bench_function("smoltcp", |bch| {
                 bch.iter(|| smoltcp_echo(black_box(&mut buf)).unwrap())

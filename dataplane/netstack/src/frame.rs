@@ -13,8 +13,14 @@ use crate::WireError;
 /// Transport of a classified frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum L4 {
-    Udp { src_port: u16, dst_port: u16 },
-    Tcp { src_port: u16, dst_port: u16 },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+    },
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+    },
     /// ICMP echo request (IPv4) or ICMPv6 echo request, code 0.
     EchoRequest,
     /// Any other protocol number / ICMP type: for ICMP and ICMPv6 messages
@@ -230,7 +236,10 @@ mod tests {
         assert_eq!(c.l4_offset, 34);
         assert_eq!(c.l4_len, 12);
         assert!(!c.ipv6);
-        assert_eq!(&c.src_addr[..12], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+        assert_eq!(
+            &c.src_addr[..12],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+        );
         assert_eq!(&c.src_addr[12..], &[198, 18, 0, 1]);
         assert_eq!(
             c.l4,
@@ -349,6 +358,9 @@ mod tests {
         let c = classify(&tagged).unwrap();
         assert_eq!((c.l3_offset, c.l4_offset), (22, 62));
         assert_eq!(l4_protocol(&tagged, &c), Some(IpProtocol::UDP));
-        assert_eq!(l4_protocol(&dst, &classify(&dst).unwrap()), Some(IpProtocol::UDP));
+        assert_eq!(
+            l4_protocol(&dst, &classify(&dst).unwrap()),
+            Some(IpProtocol::UDP)
+        );
     }
 }

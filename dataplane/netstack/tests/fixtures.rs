@@ -112,14 +112,15 @@ fn arp_request_and_reply() {
     assert_eq!(p.packet_len(), 28);
 }
 
-fn find<'a>(frames: &'a [Vec<u8>], pred: impl Fn(&[u8]) -> bool) -> &'a [u8] {
+fn find(frames: &[Vec<u8>], pred: impl Fn(&[u8]) -> bool) -> &[u8] {
     frames.iter().find(|f| pred(f)).expect("frame in fixture")
 }
 
 #[test]
 fn ping4_request_reply_match_the_kernel() {
     let frames = read_pcap("ping4.pcap");
-    let is_icmp = |ty: u8| move |f: &[u8]| f.len() > 34 && f[12..14] == [8, 0] && f[23] == 1 && f[34] == ty;
+    let is_icmp =
+        |ty: u8| move |f: &[u8]| f.len() > 34 && f[12..14] == [8, 0] && f[23] == 1 && f[34] == ty;
     let req = find(&frames, is_icmp(8));
     let rep = find(&frames, is_icmp(0));
     let c = classify(req).unwrap();
@@ -180,13 +181,18 @@ fn ping4_request_reply_match_the_kernel() {
 #[test]
 fn ping6_ndp_and_echo_match_the_kernel() {
     let frames = read_pcap("ping6.pcap");
-    let icmp6 = |ty: u8| move |f: &[u8]| f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[20] == 58 && f[54] == ty;
+    let icmp6 = |ty: u8| {
+        move |f: &[u8]| f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[20] == 58 && f[54] == ty
+    };
     // Neighbour solicitation with a source link-layer address.
     let ns = find(&frames, icmp6(135));
     let ip = Ipv6Packet::new_checked(&ns[14..]).unwrap();
     let ip_repr = Ipv6Repr::parse(&ip).unwrap();
     assert_eq!(ip_repr.hop_limit, 255);
-    assert_eq!(ip_repr.dst_addr, "ff02::1:ff00:2".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(
+        ip_repr.dst_addr,
+        "ff02::1:ff00:2".parse::<Ipv6Addr>().unwrap()
+    );
     let mut hdr = [0u8; 40];
     ip_repr.emit(&mut hdr).unwrap();
     assert_eq!(&hdr[..], &ns[14..54]);
@@ -232,7 +238,14 @@ fn ping6_ndp_and_echo_match_the_kernel() {
     let ip = Ipv6Packet::new_checked(&req[14..]).unwrap();
     let p = Icmpv6Packet::new_checked(ip.payload()).unwrap();
     let r = Icmpv6Repr::parse(&p, &V6_A, &V6_B).unwrap();
-    assert!(matches!(r, Icmpv6Repr::EchoRequest { ident: 14412, seq_no: 1, .. }));
+    assert!(matches!(
+        r,
+        Icmpv6Repr::EchoRequest {
+            ident: 14412,
+            seq_no: 1,
+            ..
+        }
+    ));
     let mut out = [0u8; 40];
     r.emit(&mut out, &V6_A, &V6_B).unwrap();
     assert_eq!(&out[..], ip.payload());
@@ -250,7 +263,9 @@ fn ipv6_hop_by_hop_is_skipped() {
     // MLDv2 reports the kernel sent while the interfaces came up: HBH with
     // router alert, then ICMPv6 type 143.
     let frames = read_pcap("ping4.pcap");
-    let mld = find(&frames, |f| f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[20] == 0);
+    let mld = find(&frames, |f| {
+        f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[20] == 0
+    });
     let c = classify(mld).unwrap();
     assert_eq!(c.l4_offset, 14 + 40 + 8);
     assert_eq!(c.l4_len, 48);
@@ -264,14 +279,18 @@ fn ipv6_hop_by_hop_is_skipped() {
         Err(WireError::Unsupported)
     );
     // Router solicitation: not handled by the repr either.
-    let rs = find(&frames, |f| f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[20] == 58 && f[54] == 133);
+    let rs = find(&frames, |f| {
+        f.len() > 54 && f[12..14] == [0x86, 0xdd] && f[20] == 58 && f[54] == 133
+    });
     assert_eq!(classify(rs).unwrap().l4, L4::Other(133));
 }
 
 #[test]
 fn udp4_round_trip_and_echo() {
     let frames = read_pcap("udp4.pcap");
-    let f = find(&frames, |f| f.len() > 34 && f[12..14] == [8, 0] && f[23] == 17);
+    let f = find(&frames, |f| {
+        f.len() > 34 && f[12..14] == [8, 0] && f[23] == 17
+    });
     let c = classify(f).unwrap();
     assert_eq!(
         c.l4,
@@ -404,14 +423,15 @@ fn tcp_segments(file: &str) -> Vec<(TcpRepr, Vec<u8>)> {
         };
         verify_checksums(&f, &c).unwrap();
         let (s, d) = if c.ipv6 {
-            (
-                IpAddr::V6(c.src_addr.into()),
-                IpAddr::V6(c.dst_addr.into()),
-            )
+            (IpAddr::V6(c.src_addr.into()), IpAddr::V6(c.dst_addr.into()))
         } else {
             (
-                IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&c.src_addr[12..]).unwrap())),
-                IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&c.dst_addr[12..]).unwrap())),
+                IpAddr::V4(Ipv4Addr::from(
+                    <[u8; 4]>::try_from(&c.src_addr[12..]).unwrap(),
+                )),
+                IpAddr::V4(Ipv4Addr::from(
+                    <[u8; 4]>::try_from(&c.dst_addr[12..]).unwrap(),
+                )),
             )
         };
         let seg = &f[c.l4_offset..c.l4_offset + c.l4_len];

@@ -74,7 +74,9 @@ fn fill_checksums(f: &mut [u8], c: &Classified) {
             let mut p = UdpPacket::new_checked(l4).unwrap();
             p.fill_checksum(&src, &dst);
         }
-        L4::Tcp { .. } => TcpPacket::new_checked(l4).unwrap().fill_checksum(&src, &dst),
+        L4::Tcp { .. } => TcpPacket::new_checked(l4)
+            .unwrap()
+            .fill_checksum(&src, &dst),
         _ => match (proto, src, dst) {
             (IpProtocol::ICMP, IpAddr::V4(_), _) => {
                 Icmpv4Packet::new_checked(l4).unwrap().fill_checksum()

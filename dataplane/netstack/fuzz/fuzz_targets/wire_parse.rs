@@ -40,7 +40,9 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn ethernet(data: &[u8]) {
-    let Ok(eth) = EthernetFrame::new_checked(data) else { return };
+    let Ok(eth) = EthernetFrame::new_checked(data) else {
+        return;
+    };
     let _ = (eth.src_addr(), eth.dst_addr(), eth.vlans(), eth.tag_count());
     let _ = (eth.vlan_tag(0), eth.vlan_tag(1), eth.vlan_tag(2));
     let repr = EthernetRepr::parse(&eth).unwrap();
@@ -70,7 +72,12 @@ fn ethernet(data: &[u8]) {
 
 fn all_l3(data: &[u8]) {
     if let Ok(p) = ArpPacket::new_checked(data) {
-        let _ = (p.hardware_type(), p.protocol_type(), p.operation(), p.packet_len());
+        let _ = (
+            p.hardware_type(),
+            p.protocol_type(),
+            p.operation(),
+            p.packet_len(),
+        );
         let _ = (p.source_hardware_addr(), p.source_protocol_addr());
         let _ = (p.target_hardware_addr(), p.target_protocol_addr());
         if let Ok(r) = ArpRepr::parse(&p) {
@@ -80,12 +87,31 @@ fn all_l3(data: &[u8]) {
         }
     }
     if let Ok(p) = Ipv4Packet::new_checked(data) {
-        let _ = (p.version(), p.dscp(), p.ecn(), p.ident(), p.dont_frag(), p.more_frags());
-        let _ = (p.frag_offset(), p.hop_limit(), p.next_header(), p.checksum());
-        let _ = (p.options(), p.payload(), p.verify_checksum(), p.pseudo_header_sum());
+        let _ = (
+            p.version(),
+            p.dscp(),
+            p.ecn(),
+            p.ident(),
+            p.dont_frag(),
+            p.more_frags(),
+        );
+        let _ = (
+            p.frag_offset(),
+            p.hop_limit(),
+            p.next_header(),
+            p.checksum(),
+        );
+        let _ = (
+            p.options(),
+            p.payload(),
+            p.verify_checksum(),
+            p.pseudo_header_sum(),
+        );
         let hl = p.header_len();
         let mut fixed = data.to_vec();
-        Ipv4Packet::new_checked(&mut fixed[..]).unwrap().fill_checksum();
+        Ipv4Packet::new_checked(&mut fixed[..])
+            .unwrap()
+            .fill_checksum();
         for bytes in [data, &fixed[..]] {
             let p = Ipv4Packet::new_checked(bytes).unwrap();
             if let Ok(r) = Ipv4Repr::parse(&p) {
@@ -96,7 +122,12 @@ fn all_l3(data: &[u8]) {
         }
     }
     if let Ok(p) = Ipv6Packet::new_checked(data) {
-        let _ = (p.traffic_class(), p.flow_label(), p.hop_limit(), p.payload());
+        let _ = (
+            p.traffic_class(),
+            p.flow_label(),
+            p.hop_limit(),
+            p.payload(),
+        );
         let _ = p.upper_layer();
         let r = Ipv6Repr::parse(&p).unwrap();
         let mut buf = [0u8; 40];
@@ -118,7 +149,9 @@ fn all_l4(data: &[u8], src: &IpAddr, dst: &IpAddr) {
         let _ = (p.msg_type(), p.msg_code(), p.echo_ident(), p.echo_seq_no());
         let _ = (p.unused(), p.next_hop_mtu(), p.data(), p.verify_checksum());
         let mut fixed = data.to_vec();
-        Icmpv4Packet::new_checked(&mut fixed[..]).unwrap().fill_checksum();
+        Icmpv4Packet::new_checked(&mut fixed[..])
+            .unwrap()
+            .fill_checksum();
         for bytes in [data, &fixed[..]] {
             let p = Icmpv4Packet::new_checked(bytes).unwrap();
             if let Ok(r) = Icmpv4Repr::parse(&p) {
@@ -144,7 +177,10 @@ fn all_l4(data: &[u8], src: &IpAddr, dst: &IpAddr) {
                 let n = r.emit(&mut buf, &s6, &d6).unwrap();
                 let q = Icmpv6Packet::new_checked(&buf[..n]).unwrap();
                 assert_eq!(Icmpv6Repr::parse(&q, &s6, &d6), Ok(r));
-                if matches!(r, Icmpv6Repr::EchoRequest { .. } | Icmpv6Repr::EchoReply { .. }) {
+                if matches!(
+                    r,
+                    Icmpv6Repr::EchoRequest { .. } | Icmpv6Repr::EchoReply { .. }
+                ) {
                     assert_eq_but_checksum(&buf, bytes, 2);
                 }
             }
@@ -152,7 +188,12 @@ fn all_l4(data: &[u8], src: &IpAddr, dst: &IpAddr) {
     }
     // UDP
     if let Ok(p) = UdpPacket::new_checked(data) {
-        let _ = (p.src_port(), p.dst_port(), p.payload(), p.verify_checksum(src, dst));
+        let _ = (
+            p.src_port(),
+            p.dst_port(),
+            p.payload(),
+            p.verify_checksum(src, dst),
+        );
         let len = usize::from(p.len());
         let mut fixed = data.to_vec();
         UdpPacket::new_checked(&mut fixed[..])
@@ -177,7 +218,12 @@ fn all_l4(data: &[u8], src: &IpAddr, dst: &IpAddr) {
     // TCP
     if let Ok(p) = TcpPacket::new_checked(data) {
         let _ = (p.seq_number(), p.ack_number(), p.flags(), p.window_len());
-        let _ = (p.urgent_at(), p.payload(), p.segment_len(), p.verify_checksum(src, dst));
+        let _ = (
+            p.urgent_at(),
+            p.payload(),
+            p.segment_len(),
+            p.verify_checksum(src, dst),
+        );
         let _ = p.options_iter().count();
         let mut fixed = data.to_vec();
         TcpPacket::new_checked(&mut fixed[..])

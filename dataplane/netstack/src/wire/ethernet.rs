@@ -420,7 +420,10 @@ mod tests {
         };
         let mut buf = [0u8; 22];
         assert_eq!(repr.emit(&mut buf).unwrap(), 22);
-        assert_eq!(&buf[12..22], &[0x88, 0xa8, 0x00, 0xc8, 0x81, 0x00, 0xa1, 0x2c, 0x86, 0xdd]);
+        assert_eq!(
+            &buf[12..22],
+            &[0x88, 0xa8, 0x00, 0xc8, 0x81, 0x00, 0xa1, 0x2c, 0x86, 0xdd]
+        );
         let f = EthernetFrame::new_checked(&buf[..]).unwrap();
         let back = EthernetRepr::parse(&f).unwrap();
         assert_eq!(back, repr);

@@ -142,7 +142,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
         b[TYPE] = ty;
         let mut c = checksum::update_u16(get_u16(b, CHECKSUM), old, new);
         // An all-zero message needs 0xffff, which eqn. 3 cannot produce.
-        if c == 0 && b[..CHECKSUM].iter().chain(&b[CHECKSUM + 2..]).all(|&x| x == 0) {
+        if c == 0
+            && b[..CHECKSUM]
+                .iter()
+                .chain(&b[CHECKSUM + 2..])
+                .all(|&x| x == 0)
+        {
             c = 0xffff;
         }
         set_u16(b, CHECKSUM, c);

@@ -546,7 +546,7 @@ mod tests {
         two[1] = 2;
         let (v, n) = build(TYPE_NEIGHBOR_ADVERT, 0, &two);
         assert_eq!(parse(&v[..n]), Err(WireError::Malformed)); // TLLA of 16 bytes
-        // Unknown option skipped (nonce, type 14).
+                                                               // Unknown option skipped (nonce, type 14).
         let (v, n) = build(TYPE_NEIGHBOR_SOLICIT, 0, &[14, 1, 1, 2, 3, 4, 5, 6]);
         assert_eq!(parse(&v[..n]), Ok(()));
         let (v, n) = build(TYPE_ROUTER_ADVERT, 0, &[]);

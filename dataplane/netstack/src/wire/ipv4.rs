@@ -289,7 +289,7 @@ impl Ipv4Options {
 
     /// Options from raw bytes: at most 40 and a multiple of 4 (`Malformed`).
     pub fn new(raw: &[u8]) -> Result<Self, WireError> {
-        if raw.len() > MAX_OPTIONS_LEN || raw.len() % 4 != 0 {
+        if raw.len() > MAX_OPTIONS_LEN || !raw.len().is_multiple_of(4) {
             return Err(WireError::Malformed);
         }
         let mut bytes = [0; MAX_OPTIONS_LEN];
@@ -321,7 +321,9 @@ impl Default for Ipv4Options {
 
 impl core::fmt::Debug for Ipv4Options {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_tuple("Ipv4Options").field(&self.as_slice()).finish()
+        f.debug_tuple("Ipv4Options")
+            .field(&self.as_slice())
+            .finish()
     }
 }
 

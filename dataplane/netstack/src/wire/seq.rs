@@ -117,7 +117,8 @@ mod tests {
         let a = SeqNumber(u32::MAX - 10);
         let b = a + 20; // wrapped to 9
         assert_eq!(b.0, 9);
-        assert!(a < b && b > a);
+        assert!(a < b);
+        assert!(b > a);
         assert_eq!(b - a, 20);
         assert_eq!(a - b, -20);
         assert_eq!(b - 20u32, a);

@@ -460,7 +460,7 @@ mod tests {
         assert!(p.verify_checksum(&s, &d));
         assert_eq!(TcpRepr::parse(&p, &s, &d).unwrap(), repr());
         assert_eq!(p.options_iter().count(), 6); // NOP NOP TS NOP NOP SACK
-        // Wrong pseudo-header.
+                                                 // Wrong pseudo-header.
         let other = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3));
         assert_eq!(TcpRepr::parse(&p, &s, &other), Err(WireError::BadChecksum));
     }
@@ -478,7 +478,10 @@ mod tests {
         assert!(p.flags().ae());
         assert_eq!(p.segment_len(), 2);
         assert_eq!(r.segment_len(), 2);
-        assert_eq!(format!("{:?}", TcpFlags::SYN | TcpFlags::ACK), "TcpFlags(S. 0x012)");
+        assert_eq!(
+            format!("{:?}", TcpFlags::SYN | TcpFlags::ACK),
+            "TcpFlags(S. 0x012)"
+        );
     }
 
     #[test]
@@ -508,9 +511,11 @@ mod tests {
         assert_eq!(TcpRepr::parse(&p, &s, &d), Err(WireError::Malformed));
         let mut big = repr();
         big.options.mss = Some(1460);
-        big.options.sack_blocks =
-            SackBlocks::new(&[(SeqNumber(1), SeqNumber(2)); 3]).unwrap();
-        assert_eq!(big.emit(&mut buf, &s, &d, |_| ()), Err(WireError::Malformed));
+        big.options.sack_blocks = SackBlocks::new(&[(SeqNumber(1), SeqNumber(2)); 3]).unwrap();
+        assert_eq!(
+            big.emit(&mut buf, &s, &d, |_| ()),
+            Err(WireError::Malformed)
+        );
         assert_eq!(
             repr().emit(&mut buf[..46], &s, &d, |_| ()),
             Err(WireError::Truncated)
@@ -534,7 +539,10 @@ mod tests {
         assert_eq!(p.header_len(), 44);
         assert!(p.rst() && !p.ack());
         assert_eq!((p.src_port(), p.dst_port()), (8080, 40002));
-        assert_eq!((p.seq_number(), p.ack_number()), (SeqNumber(9), SeqNumber(10)));
+        assert_eq!(
+            (p.seq_number(), p.ack_number()),
+            (SeqNumber(9), SeqNumber(10))
+        );
         assert_eq!((p.window_len(), p.urgent_at()), (11, 12));
         assert_eq!(p.payload()[0], b'z');
     }

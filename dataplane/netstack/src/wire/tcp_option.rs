@@ -73,7 +73,7 @@ impl SackBlocks {
 
     /// Parse the data of a SACK option (a multiple of 8 bytes, 1..=4 blocks).
     fn parse(data: &[u8]) -> Result<Self, WireError> {
-        if data.is_empty() || data.len() % 8 != 0 || data.len() > 8 * MAX_SACK_BLOCKS {
+        if data.is_empty() || !data.len().is_multiple_of(8) || data.len() > 8 * MAX_SACK_BLOCKS {
             return Err(WireError::Malformed);
         }
         let mut s = Self::EMPTY;
@@ -454,18 +454,18 @@ mod tests {
     #[test]
     fn malformed_lengths() {
         let bad: [&[u8]; 12] = [
-            &[2],                            // kind without length
-            &[2, 1],                         // length < 2
-            &[2, 0],                         // length 0
-            &[34, 5, 1, 2],                  // runs past the area
-            &[2, 3, 5],                      // MSS length 3
-            &[2, 5, 5, 0xb4, 0],             // MSS length 5
-            &[3, 4, 7, 0],                   // WS length 4
-            &[4, 3, 0],                      // SACK-permitted length 3
-            &[8, 9, 0, 0, 0, 0, 0, 0, 0],    // TS length 9
-            &[5, 2],                         // SACK with no block
-            &[5, 9, 0, 0, 0, 0, 0, 0, 0],    // SACK not a multiple of 8
-            &[5, 6, 0, 0, 0, 0],             // SACK length 6
+            &[2],                         // kind without length
+            &[2, 1],                      // length < 2
+            &[2, 0],                      // length 0
+            &[34, 5, 1, 2],               // runs past the area
+            &[2, 3, 5],                   // MSS length 3
+            &[2, 5, 5, 0xb4, 0],          // MSS length 5
+            &[3, 4, 7, 0],                // WS length 4
+            &[4, 3, 0],                   // SACK-permitted length 3
+            &[8, 9, 0, 0, 0, 0, 0, 0, 0], // TS length 9
+            &[5, 2],                      // SACK with no block
+            &[5, 9, 0, 0, 0, 0, 0, 0, 0], // SACK not a multiple of 8
+            &[5, 6, 0, 0, 0, 0],          // SACK length 6
         ];
         for b in bad {
             assert_eq!(TcpOptions::parse(b), Err(WireError::Malformed), "{b:?}");
