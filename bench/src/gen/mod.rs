@@ -388,7 +388,6 @@ fn collect(
 impl Tick {
     fn empty() -> Self {
         Tick {
-            queue: 0,
             sent: 0,
             sent_bytes: 0,
             received: 0,

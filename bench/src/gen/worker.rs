@@ -12,7 +12,6 @@ use super::frame::{parse_echo, Template};
 
 /// What a loop did since its last report.
 pub struct Tick {
-    pub queue: u32,
     pub sent: u64,
     pub sent_bytes: u64,
     pub received: u64,
@@ -47,7 +46,6 @@ pub struct LoopPlan {
 pub fn run(xsk: &mut Xsk, plan: &LoopPlan, ticks: &Sender<Tick>, stop: &AtomicBool) {
     let new_hist = || Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
     let mut tick = Tick {
-        queue: plan.queue,
         sent: 0,
         sent_bytes: 0,
         received: 0,
@@ -149,8 +147,7 @@ pub fn run(xsk: &mut Xsk, plan: &LoopPlan, ticks: &Sender<Tick>, stop: &AtomicBo
             let report = std::mem::replace(
                 &mut tick,
                 Tick {
-                    queue: plan.queue,
-                    sent: 0,
+                                sent: 0,
                     sent_bytes: 0,
                     received: 0,
                     corrupt: 0,

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Re-create the real-capture test fixtures of sluice-netstack.
+#
+# Builds two network namespaces (sln-a, sln-b) joined by a veth pair, makes the
+# Linux kernel send ping, ping6 (with neighbour discovery and ARP), UDP, a TCP
+# handshake with options, and VLAN / QinQ tagged pings, and writes one small pcap
+# per scenario into dataplane/netstack/tests/fixtures/. Needs root, iproute2,
+# ethtool, tcpdump and python3. Addresses: 198.18.0.0/15 and 2001:2::/48 only.
+# Everything it creates is removed on exit.
+set -euo pipefail
+
+OUT=${1:-"$(cd "$(dirname "$0")/.." && pwd)/dataplane/netstack/tests/fixtures"}
+mkdir -p "$OUT"
+A=sln-a; B=sln-b
+
+cleanup() {
+    ip netns pids "$B" 2>/dev/null | xargs -r kill 2>/dev/null || true
+    ip netns pids "$A" 2>/dev/null | xargs -r kill 2>/dev/null || true
+    ip netns del "$A" 2>/dev/null || true
+    ip netns del "$B" 2>/dev/null || true
+}
+trap cleanup EXIT
+cleanup
+
+ip netns add "$A"; ip netns add "$B"
+ip link add veth-a netns "$A" type veth peer name veth-b netns "$B"
+# Fixed MACs so the fixtures are stable across runs.
+ip -n "$A" link set veth-a address 02:00:00:00:00:0a
+ip -n "$B" link set veth-b address 02:00:00:00:00:0b
+for ns_if in "$A veth-a" "$B veth-b"; do
+    set -- $ns_if
+    # Full checksums on transmit, VLAN tags in-band (no offload).
+    ip netns exec "$1" ethtool -K "$2" tx off txvlan off rxvlan off >/dev/null 2>&1 || true
+    ip -n "$1" link set lo up
+    ip -n "$1" link set "$2" up
+done
+ip -n "$A" addr add 198.18.0.1/24 dev veth-a
+ip -n "$B" addr add 198.18.0.2/24 dev veth-b
+ip -n "$A" addr add 2001:2::1/64 dev veth-a nodad
+ip -n "$B" addr add 2001:2::2/64 dev veth-b nodad
+ip netns exec "$A" sysctl -qw net.ipv4.tcp_timestamps=1 net.ipv4.tcp_sack=1 net.ipv4.tcp_window_scaling=1
+ip netns exec "$B" sysctl -qw net.ipv4.tcp_timestamps=1 net.ipv4.tcp_sack=1 net.ipv4.tcp_window_scaling=1
+sleep 1
+
+# capture NAME COMMAND...: run COMMAND in sln-a while tcpdump records veth-b.
+capture() {
+    local name=$1; shift
+    ip netns exec "$B" tcpdump -U -n -i veth-b -w "$OUT/$name.pcap" >/dev/null 2>&1 &
+    local pid=$!
+    sleep 1
+    ip netns exec "$A" "$@" >/dev/null
+    sleep 1
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+capture ping4 ping -c 1 -s 32 -p 736c75696365 198.18.0.2
+capture ping6 ping -6 -c 1 -s 32 -p 736c75696365 2001:2::2
+capture udp4 python3 -c '
+import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("198.18.0.1", 40000)); s.sendto(b"sluice udp4 fixture", ("198.18.0.2", 7))'
+capture udp6 python3 -c '
+import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(("2001:2::1", 40001)); s.sendto(b"sluice udp6 fixture", ("2001:2::2", 7))'
+# A listener in sln-b so the handshake completes; one data segment each way.
+ip netns exec "$B" python3 -c '
+import socket; l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("198.18.0.2", 8080)); l.listen(1); c, _ = l.accept(); c.send(c.recv(100)); c.close()' &
+sleep 0.5
+capture tcp4 python3 -c '
+import socket, time; s = socket.create_connection(("198.18.0.2", 8080), source_address=("198.18.0.1", 40002))
+s.send(b"hello sluice"); s.recv(100); time.sleep(0.2); s.close()'
+ip netns exec "$B" python3 -c '
+import socket; l = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("2001:2::2", 8080)); l.listen(1); c, _ = l.accept(); c.send(c.recv(100)); c.close()' &
+sleep 0.5
+capture tcp6 python3 -c '
+import socket, time; s = socket.create_connection(("2001:2::2", 8080), source_address=("2001:2::1", 40003))
+s.send(b"hello sluice"); s.recv(100); time.sleep(0.2); s.close()'
+# Unreachable port: the kernel answers with ICMP destination unreachable.
+capture unreach4 python3 -c '
+import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("198.18.0.1", 40004)); s.sendto(b"nobody home", ("198.18.0.2", 9))'
+# This kernel has no 8021q module, so the tagged fixtures are the real ping4
+# frames with tags inserted by scapy: 802.1Q VID 100 (PCP 5), and 802.1ad S-tag
+# VID 200 carrying C-tag VID 300.
+/usr/bin/python3 - "$OUT" <<'PY'
+import sys
+from scapy.all import rdpcap, wrpcap, Ether, Dot1Q, Dot1AD
+out = sys.argv[1]
+frames = [f for f in rdpcap(out + "/ping4.pcap") if f.haslayer("ICMP")]
+def tag(f, *tags):
+    e = f[Ether]
+    inner = e.payload.copy()
+    new = Ether(src=e.src, dst=e.dst)
+    for t in tags:
+        new = new / t
+    return new / inner
+wrpcap(out + "/vlan.pcap", [tag(f, Dot1Q(vlan=100, prio=5)) for f in frames])
+wrpcap(out + "/qinq.pcap", [tag(f, Dot1AD(vlan=200), Dot1Q(vlan=300)) for f in frames])
+PY
+ls -l "$OUT"

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Run the cargo-fuzz targets of sluice-netstack for a bounded time each.
+#
+#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+#
+# Defaults: 60 seconds, every target (classify, wire_parse). Non-interactive;
+# exits non-zero if any target finds a crash (the input is saved under
+# dataplane/netstack/fuzz/artifacts/TARGET/). Installs cargo-fuzz if missing.
+#
+# Toolchain: cargo-fuzz needs nightly-only rustc flags (-Zsanitizer=address).
+# With a nightly toolchain installed it runs `cargo +nightly fuzz`. Otherwise
+# it falls back to stable with RUSTC_BOOTSTRAP=1, which works only for a
+# release build without debug assertions (`-O`): cargo-fuzz's default build
+# adds -Cdebug-assertions, and with that rustc 1.95 stable still refuses -Z.
+#
+# Corpus: libFuzzer writes new inputs to fuzz/corpus/TARGET (git-ignored) and
+# reads the committed seeds in fuzz/seeds (every frame of tests/fixtures/*.pcap).
+set -euo pipefail
+
+SECS=${1:-60}
+shift || true
+case "$SECS" in
+    '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...]" >&2; exit 2 ;;
+esac
+TARGETS=("$@")
+if [ ${#TARGETS[@]} -eq 0 ]; then
+    TARGETS=(classify wire_parse)
+fi
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+FUZZ_DIR="$ROOT/dataplane/netstack/fuzz"
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz: installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+fi
+
+TOOLCHAIN=()
+BUILD_FLAGS=()
+if command -v rustup >/dev/null 2>&1 && rustup run nightly rustc --version >/dev/null 2>&1; then
+    TOOLCHAIN=(+nightly)
+    echo "fuzz: using $(rustup run nightly rustc --version)"
+elif rustc --version | grep -q -- '-nightly'; then
+    echo "fuzz: using $(rustc --version)"
+else
+    export RUSTC_BOOTSTRAP=1
+    BUILD_FLAGS=(-O)
+    echo "fuzz: no nightly toolchain; $(rustc --version) with RUSTC_BOOTSTRAP=1, -O"
+fi
+
+cd "$FUZZ_DIR"
+passed=0
+failed=0
+for t in "${TARGETS[@]}"; do
+    mkdir -p "corpus/$t"
+    echo "fuzz: $t for ${SECS}s"
+    if cargo "${TOOLCHAIN[@]}" fuzz run "${BUILD_FLAGS[@]}" "$t" "corpus/$t" seeds -- \
+        -max_total_time="$SECS" -timeout=10 -print_final_stats=1; then
+        passed=$((passed + 1))
+    else
+        echo "fuzz: $t FAILED (see $FUZZ_DIR/artifacts/$t/)" >&2
+        failed=$((failed + 1))
+    fi
+done
+echo "fuzz: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
