@@ -97,3 +97,75 @@ mod tests {
         assert_eq!(err.to_string(), "no such interface 'slb-nonexist0'");
     }
 }
+
+/// A list of queue or CPU ids as given on a command line: "0", "0-3",
+/// "0,2,4-5". Sorted, without duplicates (a repeated id is an error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdList(pub Vec<u32>);
+
+impl std::str::FromStr for IdList {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let mut out = Vec::new();
+        for part in s.split(',') {
+            let part = part.trim();
+            if part.is_empty() {
+                return Err(format!("empty item in list {s:?}"));
+            }
+            let num = |x: &str| {
+                x.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("{x:?} is not a number (in {s:?})"))
+            };
+            match part.split_once('-') {
+                Some((lo, hi)) => {
+                    let (lo, hi) = (num(lo)?, num(hi)?);
+                    if lo > hi {
+                        return Err(format!("range {part:?} runs backwards"));
+                    }
+                    if hi - lo >= 4096 {
+                        return Err(format!("range {part:?} is too large"));
+                    }
+                    out.extend(lo..=hi);
+                }
+                None => out.push(num(part)?),
+            }
+        }
+        let len = out.len();
+        out.sort_unstable();
+        out.dedup();
+        if out.len() != len {
+            return Err(format!("{s:?} names an item twice"));
+        }
+        Ok(IdList(out))
+    }
+}
+
+#[cfg(test)]
+mod id_list_tests {
+    use super::IdList;
+
+    fn p(s: &str) -> Result<Vec<u32>, String> {
+        s.parse::<IdList>().map(|l| l.0)
+    }
+
+    #[test]
+    fn lists_and_ranges() {
+        assert_eq!(p("0").unwrap(), vec![0]);
+        assert_eq!(p("0-3").unwrap(), vec![0, 1, 2, 3]);
+        assert_eq!(p("4-5,0,2").unwrap(), vec![0, 2, 4, 5]);
+        assert_eq!(p(" 1 , 3 ").unwrap(), vec![1, 3]);
+    }
+
+    #[test]
+    fn bad_lists_say_why() {
+        assert!(p("").unwrap_err().contains("empty"));
+        assert!(p("1,,2").unwrap_err().contains("empty"));
+        assert!(p("a").unwrap_err().contains("not a number"));
+        assert!(p("3-1").unwrap_err().contains("backwards"));
+        assert!(p("1,1").unwrap_err().contains("twice"));
+        assert!(p("0-100000").unwrap_err().contains("too large"));
+        assert!(p("-1").unwrap_err().contains("not a number"));
+    }
+}

@@ -34,6 +34,6 @@ pub use gateway::{
     read_pinned_counters, Gateway, GatewayMaps, GatewayOptions, GatewayProgram, L4Proto, TestRun,
     XdpCounters,
 };
-pub use iface::{format_mac, parse_mac, Interface};
+pub use iface::{format_mac, parse_mac, IdList, Interface};
 pub use reflector::{Reflector, ReflectorCounters, ReflectorProgram};
 pub use sluice_xsk::link::XdpAttachMode as XdpMode;

@@ -74,7 +74,8 @@ pub fn check_capabilities() -> Result<()> {
     )))
 }
 
-fn is_bpffs(path: &Path) -> Result<bool> {
+/// Whether `path` is on a bpf filesystem.
+pub fn is_bpffs(path: &Path) -> Result<bool> {
     let st = nix::sys::statfs::statfs(path)
         .map_err(|e| BpfError::errno(format!("statfs {}", path.display()), e))?;
     Ok(st.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
@@ -95,7 +96,11 @@ pub fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
                 None::<&str>,
             )
             .map_err(|e| BpfError::errno(format!("mounting bpffs on {BPFFS_ROOT}"), e))?;
-            tracing::info!("bpffs was not mounted: mounted it on {BPFFS_ROOT}");
+            tracing::info!(
+                "bpffs was not mounted: mounted it on {BPFFS_ROOT} (under `ip netns exec`, which \
+                 remounts /sys, such a mount and its pins are private to this process tree; \
+                 give --pin-dir on a bpffs mounted outside /sys, e.g. {SHARED_BPFFS}, to share them)"
+            );
         }
         return Ok(());
     }
@@ -114,6 +119,28 @@ pub fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
             probe.display()
         )))
     }
+}
+
+/// A bpffs outside /sys that `ip netns exec` does not hide: the namespace
+/// topology mounts it so pins made inside a namespace stay visible outside.
+pub const SHARED_BPFFS: &str = "/run/sluice/bpffs";
+
+/// Mount a bpffs on [`SHARED_BPFFS`] unless one is there already.
+pub fn ensure_shared_bpffs() -> Result<PathBuf> {
+    let dir = Path::new(SHARED_BPFFS);
+    fs::create_dir_all(dir).map_err(|e| BpfError::io(format!("creating {SHARED_BPFFS}"), e))?;
+    if !is_bpffs(dir)? {
+        nix::mount::mount(
+            Some("bpf"),
+            dir,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| BpfError::errno(format!("mounting bpffs on {SHARED_BPFFS}"), e))?;
+        tracing::info!("mounted bpffs on {SHARED_BPFFS}");
+    }
+    Ok(dir.to_path_buf())
 }
 
 /// Default pin directory of an interface.
@@ -390,7 +417,10 @@ pub fn clear_stale_xdp(any_prog: std::os::fd::BorrowedFd<'_>, iface: &Interface)
             Xdp::new(any_prog)
                 .detach(iface.index as i32, p.mode.flags())
                 .map_err(|e| {
-                    BpfError::libbpf(format!("detaching placeholder XDP program id {}", p.prog_id), e)
+                    BpfError::libbpf(
+                        format!("detaching placeholder XDP program id {}", p.prog_id),
+                        e,
+                    )
                 })?;
         } else if ours && !p.via_link {
             tracing::warn!(

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam::channel;
-use sluice_bpf::{Gateway, GatewayOptions, Interface, L4Proto, XdpMode};
+use sluice_bpf::{Gateway, GatewayOptions, IdList, Interface, L4Proto, XdpMode};
 use sluice_xsk::{BindMode, Xsk, XskConfig};
 use tracing::{info, warn};
 
@@ -169,7 +169,7 @@ fn configure_gateway(gateway: &Gateway, iface: &Interface, args: &Args) -> Resul
 fn select_queues(args: &Args, iface: &Interface) -> Result<Vec<u32>> {
     let available = iface.rx_queues;
     let queues = match &args.queues {
-        Some(q) => q.clone(),
+        Some(q) => q.0.clone(),
         None => (0..available).collect(),
     };
     if queues.is_empty() {
@@ -193,7 +193,7 @@ fn select_cores(args: &Args, nqueues: usize) -> Result<Vec<usize>> {
         .map(|c| c.id)
         .collect();
     match &args.cores {
-        Some(cores) => {
+        Some(IdList(cores)) => {
             if cores.len() != nqueues {
                 bail!(
                     "--cores names {} core{} for {nqueues} queue{}: give one core per queue",
@@ -265,6 +265,9 @@ fn start_loops(
                             return Counters::default();
                         }
                     };
+                    // Frames on the fill ring before the socket is in the
+                    // XSKMAP, or the first packets find none and are dropped.
+                    xsk.refill(0);
                     let fd = xsk.fd().try_clone_to_owned().map_err(anyhow::Error::from);
                     let _ = ready_tx.send(fd.map(|fd| (fd, xsk.bind_mode())));
                     worker::run(&mut xsk, &services, &loop_config, &shared, &stop)
@@ -312,6 +315,10 @@ fn report_until_stopped(
     let interval = args.stats_interval();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(REPORTER_TICK);
+        if stop.load(Ordering::Relaxed) {
+            // Loops finishing now are obeying the stop, not dying.
+            break;
+        }
         if let Some(dead) = loops.iter().find(|l| l.handle.is_finished()) {
             return Some(anyhow!(
                 "the poll loop of queue {} stopped unexpectedly",

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use sluice_bpf::IdList;
 
 /// sluice dataplane: XDP steering into AF_XDP sockets, one pinned poll loop
 /// per NIC queue.
@@ -23,13 +24,13 @@ pub struct Args {
 
     /// NIC queues to serve: a list and/or ranges, e.g. "0", "0-3", "0,2,4-5".
     /// Default: every RX queue of the interface.
-    #[arg(long, value_name = "LIST", value_parser = parse_list)]
-    pub queues: Option<Vec<u32>>,
+    #[arg(long, value_name = "LIST")]
+    pub queues: Option<IdList>,
 
     /// CPU cores to pin the poll loops to, one per queue, same syntax as
     /// --queues. Default: spread over the CPUs this process may run on.
-    #[arg(long, value_name = "LIST", value_parser = parse_list)]
-    pub cores: Option<Vec<u32>>,
+    #[arg(long, value_name = "LIST")]
+    pub cores: Option<IdList>,
 
     /// Where the XDP program runs: in the driver (native) or on the generic
     /// skb path (skb), for drivers without XDP support.
@@ -125,42 +126,6 @@ impl Args {
     }
 }
 
-/// Parse "0", "0-3", "0,2,4-5" into a sorted list without duplicates.
-pub fn parse_list(s: &str) -> Result<Vec<u32>, String> {
-    let mut out = Vec::new();
-    for part in s.split(',') {
-        let part = part.trim();
-        if part.is_empty() {
-            return Err(format!("empty item in list {s:?}"));
-        }
-        let num = |x: &str| {
-            x.trim()
-                .parse::<u32>()
-                .map_err(|_| format!("{x:?} is not a number (in {s:?})"))
-        };
-        match part.split_once('-') {
-            Some((lo, hi)) => {
-                let (lo, hi) = (num(lo)?, num(hi)?);
-                if lo > hi {
-                    return Err(format!("range {part:?} runs backwards"));
-                }
-                if hi - lo >= 4096 {
-                    return Err(format!("range {part:?} is too large"));
-                }
-                out.extend(lo..=hi);
-            }
-            None => out.push(num(part)?),
-        }
-    }
-    let len = out.len();
-    out.sort_unstable();
-    out.dedup();
-    if out.len() != len {
-        return Err(format!("{s:?} names an item twice"));
-    }
-    Ok(out)
-}
-
 fn parse_seconds(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
@@ -176,22 +141,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lists_and_ranges() {
-        assert_eq!(parse_list("0").unwrap(), vec![0]);
-        assert_eq!(parse_list("0-3").unwrap(), vec![0, 1, 2, 3]);
-        assert_eq!(parse_list("4-5,0,2").unwrap(), vec![0, 2, 4, 5]);
-        assert_eq!(parse_list(" 1 , 3 ").unwrap(), vec![1, 3]);
-    }
-
-    #[test]
-    fn bad_lists_say_why() {
-        assert!(parse_list("").unwrap_err().contains("empty"));
-        assert!(parse_list("1,,2").unwrap_err().contains("empty"));
-        assert!(parse_list("a").unwrap_err().contains("not a number"));
-        assert!(parse_list("3-1").unwrap_err().contains("backwards"));
-        assert!(parse_list("1,1").unwrap_err().contains("twice"));
-        assert!(parse_list("0-100000").unwrap_err().contains("too large"));
-        assert!(parse_list("-1").unwrap_err().contains("not a number"));
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
     }
 
     #[test]
@@ -210,7 +162,7 @@ mod tests {
             "false",
         ])
         .unwrap();
-        assert_eq!(a.queues, Some(vec![0, 1]));
+        assert_eq!(a.queues, Some(IdList(vec![0, 1])));
         assert_eq!(a.udp_echo.len(), 2);
         assert!(!a.need_wakeup);
         assert_eq!(a.stats_interval(), Some(Duration::from_secs(1)));

@@ -97,7 +97,7 @@ fn queues_json(labels: &[QueueLabel], counters: &[Counters]) -> Value {
 
 fn xdp_rows(x: &XdpCounters) -> Vec<(&'static str, u64, u64)> {
     x.iter()
-        .map(|(c, v): (XdpCounter, _)| (c.name(), v.packets, v.bytes))
+        .map(|(c, v): (XdpCounter, _)| (c.label(), v.packets, v.bytes))
         .collect()
 }
 

@@ -3,23 +3,23 @@
 //!
 //! Payload layout (after the UDP header), all little-endian:
 //!
-//! | offset | bytes | field                                   |
-//! |--------|-------|-----------------------------------------|
-//! | 0      | 4     | magic `SLGN`                            |
-//! | 4      | 4     | run id (echoes of an older run ignored) |
-//! | 8      | 8     | sequence number                         |
-//! | 16     | 8     | send time, ns since the run's epoch     |
-//! | 24     | ...   | filler: byte i = (i + seq) mod 251      |
+//! | offset | bytes | field                                            |
+//! |--------|-------|--------------------------------------------------|
+//! | 0      | 4     | run id, never 0 (echoes of other runs ignored)   |
+//! | 4      | 4     | sequence number (low 32 bits)                    |
+//! | 8      | 8     | send time, ns since the run's epoch              |
+//! | 16     | ...   | filler: byte i = (i + seq) mod 251               |
 //!
-//! The filler depends on the sequence number so a reply carrying another
-//! packet's bytes is caught by `--verify`.
+//! 16 bytes of header keep the smallest IPv4 frame at 58 bytes, so the
+//! classic 64-byte test (60 bytes without FCS) fits. The filler depends on
+//! the sequence number so a reply carrying another packet's bytes is caught
+//! by `--verify`.
 
 use std::net::IpAddr;
 
 use sluice_netstack::checksum;
 
-pub const MAGIC: [u8; 4] = *b"SLGN";
-pub const HEADER_LEN: usize = 24;
+pub const HEADER_LEN: usize = 16;
 const ETH_LEN: usize = 14;
 const UDP_LEN: usize = 8;
 
@@ -104,20 +104,18 @@ impl Template {
         }
         b[l4 + 2..l4 + 4].copy_from_slice(&ep.dst_port.to_be_bytes());
         b[l4 + 4..l4 + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-        b[payload..payload + 4].copy_from_slice(&MAGIC);
-        b[payload + 4..payload + 8].copy_from_slice(&run_id.to_le_bytes());
+        if run_id == 0 {
+            return Err("run id 0 is reserved".into());
+        }
+        b[payload..payload + 4].copy_from_slice(&run_id.to_le_bytes());
         let pseudo = checksum::pseudo_header(&ep.src, &ep.dst, 17, udp_len as u32);
-        let base_sum = checksum::add(pseudo, checksum::sum(&b[l4..payload + 8]));
+        let base_sum = checksum::add(pseudo, checksum::sum(&b[l4..payload + 4]));
         Ok(Self {
             bytes: b,
             l4,
             payload,
             base_sum,
         })
-    }
-
-    pub fn len(&self) -> usize {
-        self.bytes.len()
     }
 
     /// Write packet `seq` from source port `src_port`, sent at `sent_ns`,
@@ -128,13 +126,13 @@ impl Template {
         let out = &mut buf[..len];
         out.copy_from_slice(&self.bytes);
         let p = self.payload;
-        out[p + 8..p + 16].copy_from_slice(&seq.to_le_bytes());
-        out[p + 16..p + 24].copy_from_slice(&sent_ns.to_le_bytes());
-        fill(&mut out[p + HEADER_LEN..], seq);
+        out[p + 4..p + 8].copy_from_slice(&(seq as u32).to_le_bytes());
+        out[p + 8..p + 16].copy_from_slice(&sent_ns.to_le_bytes());
+        fill(&mut out[p + HEADER_LEN..], seq as u32);
         out[self.l4..self.l4 + 2].copy_from_slice(&src_port.to_be_bytes());
         let sum = checksum::add(
             checksum::add(self.base_sum, src_port),
-            checksum::sum(&out[p + 8..]),
+            checksum::sum(&out[p + 4..]),
         );
         let mut c = checksum::finish(sum);
         if c == 0 {
@@ -145,17 +143,29 @@ impl Template {
     }
 }
 
-fn fill(buf: &mut [u8], seq: u64) {
+fn fill(buf: &mut [u8], seq: u32) {
     let start = (seq % 251) as usize;
     for (i, b) in buf.iter_mut().enumerate() {
         *b = ((start + i) % 251) as u8;
     }
 }
 
+fn filler_matches(filler: &[u8], seq: u32) -> bool {
+    let start = (seq % 251) as usize;
+    filler
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == ((start + i) % 251) as u8)
+}
+
+fn checksums_ok(frame: &[u8], cls: &sluice_netstack::frame::Classified) -> bool {
+    sluice_netstack::echo::verify_checksums(frame, cls).is_ok()
+}
+
 /// An echo that came back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Echo {
-    pub seq: u64,
+    pub seq: u32,
     pub sent_ns: u64,
     /// The filler matched the sequence number (always true without verify).
     pub intact: bool,
@@ -173,18 +183,13 @@ pub fn parse_echo(frame: &[u8], run_id: u32, verify: bool) -> Option<Echo> {
         return None;
     }
     let payload = &frame[p..end];
-    if payload[0..4] != MAGIC || payload[4..8] != run_id.to_le_bytes() {
+    if payload[0..4] != run_id.to_le_bytes() {
         return None;
     }
-    let seq = u64::from_le_bytes(payload[8..16].try_into().ok()?);
-    let sent_ns = u64::from_le_bytes(payload[16..24].try_into().ok()?);
-    let intact = !verify || {
-        let start = (seq % 251) as usize;
-        payload[HEADER_LEN..]
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| b == ((start + i) % 251) as u8)
-    } && (!verify || sluice_netstack::echo::verify_checksums(frame, &cls).is_ok());
+    let seq = u32::from_le_bytes(payload[4..8].try_into().ok()?);
+    let sent_ns = u64::from_le_bytes(payload[8..16].try_into().ok()?);
+    let intact =
+        !verify || (filler_matches(&payload[HEADER_LEN..], seq) && checksums_ok(frame, &cls));
     Some(Echo {
         seq,
         sent_ns,
@@ -200,7 +205,10 @@ mod tests {
         let (src, dst): (IpAddr, IpAddr) = if v6 {
             ("2001:2::1".parse().unwrap(), "2001:2::100".parse().unwrap())
         } else {
-            ("198.18.0.1".parse().unwrap(), "198.18.0.100".parse().unwrap())
+            (
+                "198.18.0.1".parse().unwrap(),
+                "198.18.0.100".parse().unwrap(),
+            )
         };
         Endpoints {
             src_mac: [2, 0, 0, 0, 0, 1],
@@ -215,6 +223,7 @@ mod tests {
     fn frames_verify_and_parse_back() {
         for v6 in [false, true] {
             let e = ep(v6);
+            assert_eq!(e.min_frame(), if v6 { 78 } else { 58 });
             for size in [e.min_frame(), 100, 512, 1514] {
                 let t = Template::new(&e, size, 7).unwrap();
                 let mut buf = vec![0u8; 2048];
@@ -225,8 +234,18 @@ mod tests {
                     sluice_netstack::echo::verify_checksums(frame, &cls)
                         .unwrap_or_else(|e| panic!("v6={v6} size={size} seq={seq}: {e}"));
                     let echo = parse_echo(frame, 7, true).unwrap();
-                    assert_eq!(echo, Echo { seq, sent_ns: seq * 3, intact: true });
-                    assert!(parse_echo(frame, 8, true).is_none(), "other run id accepted");
+                    assert_eq!(
+                        echo,
+                        Echo {
+                            seq: seq as u32,
+                            sent_ns: seq * 3,
+                            intact: true
+                        }
+                    );
+                    assert!(
+                        parse_echo(frame, 8, true).is_none(),
+                        "other run id accepted"
+                    );
                 }
             }
         }

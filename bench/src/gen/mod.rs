@@ -22,7 +22,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 use crossbeam::channel;
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use sluice_bpf::{Gateway, GatewayOptions, Interface, XdpMode};
+use sluice_bpf::{Gateway, GatewayOptions, IdList, Interface, XdpMode};
 use sluice_xsk::{BindMode, Xsk, XskConfig};
 
 pub use frame::{Endpoints, Template};
@@ -45,11 +45,11 @@ pub struct GenArgs {
     #[arg(long, value_parser = parse_mac)]
     pub dst_mac: Option<[u8; 6]>,
     /// Queues to send from, e.g. "0" or "0-1". Default: queue 0.
-    #[arg(long, value_parser = parse_list, default_value = "0")]
-    pub queues: Vec<u32>,
+    #[arg(long, default_value = "0")]
+    pub queues: IdList,
     /// Cores for the loops, one per queue. Default: the last allowed CPUs.
-    #[arg(long, value_parser = parse_list)]
-    pub cores: Option<Vec<u32>>,
+    #[arg(long)]
+    pub cores: Option<IdList>,
     /// Packets per second over all queues; 0 = as fast as possible.
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
@@ -59,9 +59,10 @@ pub struct GenArgs {
     /// Stop after this many packets (over all queues).
     #[arg(long)]
     pub count: Option<u64>,
-    /// Frame sizes in bytes without FCS, cycled per packet: "64" or "64,512,1514".
-    #[arg(long, value_parser = parse_list, default_value = "64")]
-    pub size: Vec<u32>,
+    /// Frame sizes in bytes without FCS, cycled per packet: "60" (a 64-byte
+    /// frame on the wire) or "60,512,1514". IPv6 needs at least 78.
+    #[arg(long, default_value = "60", value_parser = parse_sizes)]
+    pub size: Sizes,
     /// Distinct flows (source ports).
     #[arg(long, default_value_t = 16)]
     pub flows: u16,
@@ -123,6 +124,10 @@ pub struct GenReport {
     pub corrupt: u64,
     pub foreign: u64,
     pub tx_ring_full: u64,
+    /// Echoes the kernel dropped before the generator's sockets (ring full,
+    /// no fill frame): losses on the generator's side, not the gateway's.
+    pub sink_kernel_dropped: u64,
+    pub sink_fill_ring_empty: u64,
     pub tx_pps: f64,
     pub rx_pps: f64,
     pub tx_gbps: f64,
@@ -173,8 +178,12 @@ pub fn run(args: GenArgs) -> Result<GenReport> {
         bail!("--rate must be 0 (max) or a positive number of packets per second");
     }
     let iface = Interface::lookup(&args.iface)?;
-    if let Some(bad) = args.queues.iter().find(|&&q| q >= iface.rx_queues) {
-        bail!("queue {bad} does not exist on {} ({} RX queues)", iface.name, iface.rx_queues);
+    if let Some(bad) = args.queues.0.iter().find(|&&q| q >= iface.rx_queues) {
+        bail!(
+            "queue {bad} does not exist on {} ({} RX queues)",
+            iface.name,
+            iface.rx_queues
+        );
     }
     let cores = pick_cores(&args)?;
     let src = match args.src {
@@ -182,7 +191,10 @@ pub fn run(args: GenArgs) -> Result<GenReport> {
         None => iface_address(&iface.name, args.dst.ip().is_ipv6())?,
     };
     if src.is_ipv4() != args.dst.is_ipv4() {
-        bail!("--src {src} and --dst {} are of different IP families", args.dst);
+        bail!(
+            "--src {src} and --dst {} are of different IP families",
+            args.dst
+        );
     }
     let dst_mac = match args.dst_mac {
         Some(m) => m,
@@ -198,10 +210,11 @@ pub fn run(args: GenArgs) -> Result<GenReport> {
     let run_id = run_id();
     let templates = args
         .size
+        .0
         .iter()
         .map(|&s| Template::new(&ep, s as usize, run_id).map_err(|e| anyhow!(e)))
         .collect::<Result<Vec<_>>>()?;
-    let max_size = *args.size.iter().max().unwrap_or(&64);
+    let max_size = *args.size.0.iter().max().unwrap_or(&60);
     let frame_size = (max_size + 256).next_power_of_two().max(2048);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -209,19 +222,18 @@ pub fn run(args: GenArgs) -> Result<GenReport> {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
 
-    let steering = Gateway::attach(&GatewayOptions {
-        iface: iface.clone(),
-        mode: match args.xdp_mode {
-            ModeArg::Native => XdpMode::Native,
-            ModeArg::Skb => XdpMode::Skb,
-        },
-        pin_dir: Some(
-            args.pin_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(format!("/sys/fs/bpf/sluice-bench/{}", iface.name))),
-        ),
-    })
-    .context("attaching the steering program for echoes")?;
+    let steering =
+        Gateway::attach(&GatewayOptions {
+            iface: iface.clone(),
+            mode: match args.xdp_mode {
+                ModeArg::Native => XdpMode::Native,
+                ModeArg::Skb => XdpMode::Skb,
+            },
+            pin_dir: Some(args.pin_dir.clone().unwrap_or_else(|| {
+                PathBuf::from(format!("/sys/fs/bpf/sluice-bench/{}", iface.name))
+            })),
+        })
+        .context("attaching the steering program for echoes")?;
     let port_hi = args.src_port + (args.flows - 1);
     steering.set_config(iface.mac, Some((args.src_port, port_hi)))?;
     steering.add_vip(src, sluice_bpf::VIP_LOCAL_PORTS)?;
@@ -238,17 +250,16 @@ pub fn run(args: GenArgs) -> Result<GenReport> {
         need_wakeup: true,
         busy_poll_budget: None,
     };
-    let nq = args.queues.len();
+    let nq = args.queues.0.len();
     let epoch = Instant::now();
     let (tick_tx, tick_rx) = channel::unbounded::<Tick>();
     let per_loop_rate = (args.rate > 0.0).then(|| args.rate / nq as f64);
     let per_loop_count = args.count.map(|c| c.div_ceil(nq as u64));
     let mut handles = Vec::new();
     let mut start_error = None;
-    for (i, (&queue, &core)) in args.queues.iter().zip(&cores).enumerate() {
+    for (i, (&queue, &core)) in args.queues.0.iter().zip(&cores).enumerate() {
         let (ready_tx, ready_rx) = channel::bounded::<Result<OwnedFd>>(1);
         let plan = LoopPlan {
-            queue,
             templates: templates.clone(),
             src_ports: (args.src_port, port_hi),
             rate: per_loop_rate,
@@ -261,7 +272,7 @@ pub fn run(args: GenArgs) -> Result<GenReport> {
             send_until: epoch,
             drain: Duration::from_secs_f64(args.drain),
             tick: Duration::from_millis(100),
-            seq_base: (i as u64) << 48,
+            seq_base: (i as u64) << 28,
         };
         let (iface_name, xsk_config, ticks, stop) = (
             iface.name.clone(),
@@ -274,7 +285,9 @@ pub fn run(args: GenArgs) -> Result<GenReport> {
             .name(format!("gen-q{queue}"))
             .spawn(move || {
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                    let _ = ready_tx.send(Err(anyhow!("cannot pin the loop of queue {queue} to core {core}")));
+                    let _ = ready_tx.send(Err(anyhow!(
+                        "cannot pin the loop of queue {queue} to core {core}"
+                    )));
                     return;
                 }
                 let mut xsk = match Xsk::open(&iface_name, queue, &xsk_config) {
@@ -284,13 +297,20 @@ pub fn run(args: GenArgs) -> Result<GenReport> {
                         return;
                     }
                 };
+                // Frames on the fill ring before the socket is in the XSKMAP:
+                // an echo that reaches a socket with an empty fill ring is lost.
+                xsk.refill(xsk.free_frames() / 2);
                 let _ = ready_tx.send(xsk.fd().try_clone_to_owned().map_err(Into::into));
                 let Ok(send_until) = go_rx.recv() else { return };
                 let plan = LoopPlan { send_until, ..plan };
                 worker::run(&mut xsk, &plan, &ticks, &stop);
             })?;
         handles.push((handle, go_tx));
-        match ready_rx.recv().map_err(|_| anyhow!("loop of queue {queue} died")).and_then(|r| r) {
+        match ready_rx
+            .recv()
+            .map_err(|_| anyhow!("loop of queue {queue} died"))
+            .and_then(|r| r)
+        {
             Ok(fd) => steering.register_socket(queue, fd.as_fd())?,
             Err(e) => {
                 start_error = Some(e);
@@ -363,7 +383,7 @@ fn collect(
     Ok(GenReport {
         duration_s: secs,
         queues: nloops,
-        sizes: args.size.clone(),
+        sizes: args.size.0.clone(),
         flows: args.flows,
         target_pps: (args.rate > 0.0).then_some(args.rate),
         sent: total.sent,
@@ -377,6 +397,8 @@ fn collect(
         corrupt: total.corrupt,
         foreign: total.foreign,
         tx_ring_full: total.tx_ring_full,
+        sink_kernel_dropped: total.kernel_rx_dropped,
+        sink_fill_ring_empty: total.kernel_fill_ring_empty,
         tx_pps: total.sent as f64 / secs,
         rx_pps: total.received as f64 / secs,
         tx_gbps: total.sent_bytes as f64 * 8.0 / secs / 1e9,
@@ -386,20 +408,6 @@ fn collect(
 }
 
 impl Tick {
-    fn empty() -> Self {
-        Tick {
-            sent: 0,
-            sent_bytes: 0,
-            received: 0,
-            corrupt: 0,
-            foreign: 0,
-            tx_ring_full: 0,
-            busy_ns: 0,
-            latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds"),
-            done: false,
-        }
-    }
-
     fn merge(&mut self, o: &Tick) -> Result<()> {
         self.sent += o.sent;
         self.sent_bytes += o.sent_bytes;
@@ -408,6 +416,9 @@ impl Tick {
         self.foreign += o.foreign;
         self.tx_ring_full += o.tx_ring_full;
         self.busy_ns += o.busy_ns;
+        self.kernel_rx_dropped += o.kernel_rx_dropped;
+        self.kernel_rx_ring_full += o.kernel_rx_ring_full;
+        self.kernel_fill_ring_empty += o.kernel_fill_ring_empty;
         self.latency
             .add(&o.latency)
             .map_err(|e| anyhow!("merging latency histograms: {e:?}"))
@@ -424,6 +435,7 @@ pub fn human(r: &GenReport) -> String {
          lost          {} ({:.4}%)\n\
          corrupt       {}\n\
          tx ring full  {}\n\
+         sink drops    {} (kernel, generator side; fill ring empty {})\n\
          latency (us)  min {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  mean {:.1}\n\
          generator     {:.1}% busy\n",
         r.duration_s,
@@ -440,6 +452,8 @@ pub fn human(r: &GenReport) -> String {
         r.loss_pct,
         r.corrupt,
         r.tx_ring_full,
+        r.sink_kernel_dropped,
+        r.sink_fill_ring_empty,
         l.min,
         l.p50,
         l.p90,
@@ -468,17 +482,20 @@ fn pick_cores(args: &GenArgs) -> Result<Vec<usize>> {
         .map(|c| c.id)
         .collect();
     match &args.cores {
-        Some(c) if c.len() != args.queues.len() => {
-            bail!("--cores needs one core per queue ({} queues)", args.queues.len())
+        Some(IdList(c)) if c.len() != args.queues.0.len() => {
+            bail!(
+                "--cores needs one core per queue ({} queues)",
+                args.queues.0.len()
+            )
         }
-        Some(c) => {
+        Some(IdList(c)) => {
             let c: Vec<usize> = c.iter().map(|&x| x as usize).collect();
             if let Some(bad) = c.iter().find(|x| !allowed.contains(x)) {
                 bail!("core {bad} is not allowed (allowed: {allowed:?})");
             }
             Ok(c)
         }
-        None => Ok((0..args.queues.len())
+        None => Ok((0..args.queues.0.len())
             .map(|i| allowed[allowed.len() - 1 - (i % allowed.len())])
             .collect()),
     }
@@ -516,15 +533,23 @@ fn resolve_mac(iface: &str, src: IpAddr, dst: SocketAddr) -> Result<[u8; 6]> {
         let _ = sock.send_to(b"sluice-bench neighbour probe", dst);
         std::thread::sleep(Duration::from_millis(100));
         let out = Command::new("ip")
-            .args(["-j", "neigh", "show", "to", &dst.ip().to_string(), "dev", iface])
+            .args([
+                "-j",
+                "neigh",
+                "show",
+                "to",
+                &dst.ip().to_string(),
+                "dev",
+                iface,
+            ])
             .output()
             .context("running `ip neigh` (is iproute2 installed?)")?;
         let entries: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-        if let Some(mac) = entries
-            .as_array()
-            .and_then(|a| a.iter().find_map(|e| e.get("lladdr")?.as_str().map(str::to_owned)))
-        {
+        if let Some(mac) = entries.as_array().and_then(|a| {
+            a.iter()
+                .find_map(|e| e.get("lladdr")?.as_str().map(str::to_owned))
+        }) {
             return parse_mac(&mac).map_err(|e| anyhow!(e));
         }
         if Instant::now() > deadline {
@@ -549,22 +574,23 @@ fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     Ok(mac)
 }
 
-fn parse_list(s: &str) -> Result<Vec<u32>, String> {
-    let mut out = Vec::new();
-    for part in s.split(',') {
-        let n = |x: &str| x.trim().parse::<u32>().map_err(|_| format!("{x:?} is not a number"));
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (n(a)?, n(b)?);
-                if a > b || b - a > 4096 {
-                    return Err(format!("bad range {part:?}"));
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(n(part)?),
-        }
+/// Frame sizes, in the order they are cycled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Sizes(pub Vec<u32>);
+
+fn parse_sizes(s: &str) -> Result<Sizes, String> {
+    let sizes = s
+        .split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{x:?} is not a frame size in bytes"))
+        })
+        .collect::<Result<Vec<u32>, String>>()?;
+    if let Some(bad) = sizes.iter().find(|&&n| n > 9000) {
+        return Err(format!("frame size {bad} is larger than 9000 bytes"));
     }
-    Ok(out)
+    Ok(Sizes(sizes))
 }
 
 fn run_id() -> u32 {
@@ -572,7 +598,7 @@ fn run_id() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    t ^ std::process::id().rotate_left(16)
+    (t ^ std::process::id().rotate_left(16)).max(1)
 }
 
 #[cfg(test)]
@@ -580,8 +606,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn flags_parse() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            gen: GenArgs,
+        }
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from([
+            "gen",
+            "--iface",
+            "client0",
+            "--dst",
+            "[2001:2::100]:7",
+            "--queues",
+            "0-1",
+            "--size",
+            "64,1514",
+        ])
+        .unwrap();
+        assert_eq!(c.gen.queues, IdList(vec![0, 1]));
+        assert_eq!(c.gen.size, Sizes(vec![64, 1514]));
+        assert!(Cli::try_parse_from([
+            "gen",
+            "--iface",
+            "x",
+            "--dst",
+            "1.2.3.4:5",
+            "--size",
+            "99999"
+        ])
+        .is_err());
+    }
+
+    #[test]
     fn macs_parse() {
-        assert_eq!(parse_mac("02:00:0a:ff:00:01").unwrap(), [2, 0, 10, 255, 0, 1]);
+        assert_eq!(
+            parse_mac("02:00:0a:ff:00:01").unwrap(),
+            [2, 0, 10, 255, 0, 1]
+        );
         assert!(parse_mac("02:00:0a:ff:00").is_err());
         assert!(parse_mac("zz:00:0a:ff:00:01").is_err());
     }

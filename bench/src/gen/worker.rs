@@ -19,12 +19,34 @@ pub struct Tick {
     pub foreign: u64,
     pub tx_ring_full: u64,
     pub busy_ns: u64,
+    /// Kernel counters of the loop's socket (final tick only).
+    pub kernel_rx_dropped: u64,
+    pub kernel_rx_ring_full: u64,
+    pub kernel_fill_ring_empty: u64,
     pub latency: Histogram<u64>,
     pub done: bool,
 }
 
+impl Tick {
+    pub fn empty() -> Self {
+        Tick {
+            sent: 0,
+            sent_bytes: 0,
+            received: 0,
+            corrupt: 0,
+            foreign: 0,
+            tx_ring_full: 0,
+            busy_ns: 0,
+            kernel_rx_dropped: 0,
+            kernel_rx_ring_full: 0,
+            kernel_fill_ring_empty: 0,
+            latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds"),
+            done: false,
+        }
+    }
+}
+
 pub struct LoopPlan {
-    pub queue: u32,
     pub templates: Vec<Template>,
     pub src_ports: (u16, u16),
     /// Packets per second for this loop; None = as fast as possible.
@@ -39,23 +61,13 @@ pub struct LoopPlan {
     /// After sending stops, how long to wait for the last echoes.
     pub drain: Duration,
     pub tick: Duration,
-    /// The loop's sequence numbers are `seq_base + i`, unique across loops.
+    /// The loop's sequence numbers are `seq_base + i` (32 bits on the wire:
+    /// the loop index sits in the top 4), unique across loops.
     pub seq_base: u64,
 }
 
 pub fn run(xsk: &mut Xsk, plan: &LoopPlan, ticks: &Sender<Tick>, stop: &AtomicBool) {
-    let new_hist = || Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
-    let mut tick = Tick {
-        sent: 0,
-        sent_bytes: 0,
-        received: 0,
-        corrupt: 0,
-        foreign: 0,
-        tx_ring_full: 0,
-        busy_ns: 0,
-        latency: new_hist(),
-        done: false,
-    };
+    let mut tick = Tick::empty();
     let (port_lo, port_hi) = plan.src_ports;
     let nports = u64::from(port_hi - port_lo) + 1;
     let mut seq: u64 = 0;
@@ -63,8 +75,9 @@ pub fn run(xsk: &mut Xsk, plan: &LoopPlan, ticks: &Sender<Tick>, stop: &AtomicBo
     let mut last_tick = start;
     let mut last_ring_full = 0;
     let mut last_tx_bytes = 0;
-    // Keep half the UMEM for transmitting: the fill ring gets the rest.
-    let keep_free = xsk.free_frames() / 2;
+    // Keep half the UMEM for transmitting: the fill ring has the rest
+    // (primed before the socket was registered).
+    let keep_free = (xsk.free_frames() + xsk.frames_in_fill()) / 2;
     let mut draining_since: Option<Instant> = None;
 
     loop {
@@ -72,9 +85,8 @@ pub fn run(xsk: &mut Xsk, plan: &LoopPlan, ticks: &Sender<Tick>, stop: &AtomicBo
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let sending = draining_since.is_none()
-            && now < plan.send_until
-            && plan.count.is_none_or(|c| seq < c);
+        let sending =
+            draining_since.is_none() && now < plan.send_until && plan.count.is_none_or(|c| seq < c);
         if !sending && draining_since.is_none() {
             draining_since = Some(now);
         }
@@ -87,9 +99,12 @@ pub fn run(xsk: &mut Xsk, plan: &LoopPlan, ticks: &Sender<Tick>, stop: &AtomicBo
         let reclaimed = xsk.reclaim();
         xsk.refill(keep_free);
         let now_ns = |i: Instant| i.duration_since(plan.epoch).as_nanos() as u64;
-        let recv_ns = now_ns(Instant::now());
-        let (received, corrupt, foreign, lat) =
-            (&mut tick.received, &mut tick.corrupt, &mut tick.foreign, &mut tick.latency);
+        let (received, corrupt, foreign, lat) = (
+            &mut tick.received,
+            &mut tick.corrupt,
+            &mut tick.foreign,
+            &mut tick.latency,
+        );
         let got = xsk.receive(plan.batch, |frame| {
             match parse_echo(frame.bytes(), plan.run_id, plan.verify) {
                 Some(echo) => {
@@ -97,7 +112,11 @@ pub fn run(xsk: &mut Xsk, plan: &LoopPlan, ticks: &Sender<Tick>, stop: &AtomicBo
                     if !echo.intact {
                         *corrupt += 1;
                     }
-                    let _ = lat.record(recv_ns.saturating_sub(echo.sent_ns).max(1));
+                    // Read the clock per frame: a batch timestamp taken before
+                    // the ring is read would predate frames that arrive while
+                    // it is being read.
+                    let rtt = now_ns(Instant::now()).saturating_sub(echo.sent_ns);
+                    let _ = lat.record(rtt.max(1));
                 }
                 None => *foreign += 1,
             }
@@ -144,23 +163,15 @@ pub fn run(xsk: &mut Xsk, plan: &LoopPlan, ticks: &Sender<Tick>, stop: &AtomicBo
         }
         if end.duration_since(last_tick) >= plan.tick {
             last_tick = end;
-            let report = std::mem::replace(
-                &mut tick,
-                Tick {
-                                sent: 0,
-                    sent_bytes: 0,
-                    received: 0,
-                    corrupt: 0,
-                    foreign: 0,
-                    tx_ring_full: 0,
-                    busy_ns: 0,
-                    latency: new_hist(),
-                    done: false,
-                },
-            );
+            let report = std::mem::replace(&mut tick, Tick::empty());
             let _ = ticks.send(report);
         }
     }
     tick.done = true;
+    if let Ok(k) = xsk.kernel_stats() {
+        tick.kernel_rx_dropped = k.rx_dropped;
+        tick.kernel_rx_ring_full = k.rx_ring_full;
+        tick.kernel_fill_ring_empty = k.rx_fill_ring_empty;
+    }
     let _ = ticks.send(tick);
 }

@@ -41,6 +41,9 @@ impl Topology {
         } else {
             None
         };
+        // Pins made under `ip netns exec` (which remounts /sys) are only
+        // shared through a bpffs outside /sys.
+        sluice_bpf::system::ensure_shared_bpffs().context("mounting the shared bpffs")?;
         let mut undo = Vec::new();
         let result = self.build(sh, obj.as_ref(), &mut undo);
         if let Err(err) = result {
@@ -68,6 +71,12 @@ impl Topology {
                 // no IPv6 there keeps it from sending RS/MLD of its own.
                 sysctl(sh, &ns, "net.ipv6.conf.default.disable_ipv6", "1")?;
                 sysctl(sh, &ns, "net.ipv6.conf.all.disable_ipv6", "1")?;
+                // A switch, not a firewall: where br_netfilter is loaded,
+                // bridged frames would pass iptables, which validates (and
+                // drops) bad IP headers and costs CPU on every packet.
+                for table in ["iptables", "ip6tables", "arptables"] {
+                    sysctl_if_present(sh, &ns, &format!("net.bridge.bridge-nf-call-{table}"), "0")?;
+                }
             } else {
                 // DAD off so IPv6 addresses are usable the moment they exist.
                 sysctl(sh, &ns, "net.ipv6.conf.default.accept_dad", "0")?;
@@ -276,6 +285,13 @@ fn opt(v: Option<u32>) -> String {
 
 fn find_link(sh: &Shell, ns: &str, ifname: &str) -> anyhow::Result<Option<LinkStatus>> {
     Ok(query_links(sh, ns)?.into_iter().find(|l| l.name == ifname))
+}
+
+/// Like [`sysctl`], but a key the kernel does not have (its module is not
+/// loaded) is not an error.
+fn sysctl_if_present(sh: &Shell, ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
+    sh.in_netns(ns, "sysctl", ["-e", "-q", "-w", &format!("{key}={value}")])?;
+    Ok(())
 }
 
 fn sysctl(sh: &Shell, ns: &str, key: &str, value: &str) -> anyhow::Result<()> {

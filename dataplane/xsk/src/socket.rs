@@ -428,6 +428,11 @@ impl Xsk {
         self.free.len()
     }
 
+    /// Frames on the fill ring or being filled by the kernel.
+    pub fn frames_in_fill(&self) -> usize {
+        self.in_fill
+    }
+
     /// Frames on the TX ring whose completion has not come back yet.
     pub fn tx_in_flight(&self) -> usize {
         self.in_tx
@@ -574,13 +579,37 @@ impl Xsk {
             self.tx_queue.clear();
         }
         if self.in_tx > 0 && (!self.need_wakeup || self.tx.needs_wakeup()) {
-            self.stats.tx_kicks += 1;
-            // Errors here (ENOBUFS, EAGAIN, EBUSY) mean "try again later" and
-            // are swallowed by xsk-rs; the frames stay on the ring.
-            let _ = self.tx.wakeup();
+            self.kick_tx();
         }
         self.debug_check();
         placed
+    }
+
+    /// Make the kernel transmit. In copy mode sendto() transmits
+    /// synchronously but at most a small batch per call (32 frames in
+    /// Linux), so keep kicking until the ring is empty or a kick makes no
+    /// progress. In zero-copy mode one kick schedules the driver.
+    fn kick_tx(&mut self) {
+        let max_kicks = if self.bound == BindMode::Copy {
+            (self.ring_size / 16).max(2)
+        } else {
+            1
+        };
+        let mut free = self.tx.nb_free_exact();
+        for _ in 0..max_kicks {
+            self.stats.tx_kicks += 1;
+            // ENOBUFS, EAGAIN, EBUSY and ENETDOWN mean "later" and are
+            // swallowed by xsk-rs; the frames stay on the ring.
+            let _ = self.tx.wakeup();
+            if self.bound != BindMode::Copy {
+                break;
+            }
+            let now_free = self.tx.nb_free_exact();
+            if now_free as usize == self.ring_size || now_free == free {
+                break;
+            }
+            free = now_free;
+        }
     }
 
     /// Whether frames remain on the TX ring that the kernel has not taken.
