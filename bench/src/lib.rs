@@ -9,6 +9,7 @@
 //! - [`exec`]: running `ip`/`ethtool`/`sysctl` with errors that say what failed.
 #![forbid(unsafe_code)]
 
+pub mod echo_bench;
 pub mod exec;
 pub mod gen;
 pub mod kernel_echo;

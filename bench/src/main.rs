@@ -28,6 +28,10 @@ enum Command {
     KernelEcho(cmd::kernel_echo::KernelEchoArgs),
     /// AF_XDP UDP generator and echo sink: rate, loss, round-trip latency.
     Gen(sluice_bench::gen::GenArgs),
+    /// XDP_TX reflector for one UDP address: the in-kernel ceiling of the echo path.
+    Reflect(cmd::reflect::ReflectArgs),
+    /// Side-by-side benchmarks with their baselines (writes a markdown table).
+    Run(cmd::run::RunArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +41,8 @@ fn main() -> std::process::ExitCode {
         Command::Topo(args) => cmd::topo::run(&sh, args),
         Command::KernelEcho(args) => cmd::kernel_echo::run(args),
         Command::Gen(args) => cmd::gen::run(args),
+        Command::Reflect(args) => cmd::reflect::run(args),
+        Command::Run(args) => cmd::run::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

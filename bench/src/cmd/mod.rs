@@ -2,4 +2,6 @@
 
 pub mod gen;
 pub mod kernel_echo;
+pub mod reflect;
+pub mod run;
 pub mod topo;
