@@ -16,6 +16,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_netstack::checksum;
 
+type SumFn = fn(&[u8]) -> u16;
+
 #[inline(never)]
 fn u32_in_u64(data: &[u8]) -> u16 {
     let (words, rest) = data.as_chunks::<4>();
@@ -96,7 +98,7 @@ fn etherparse(data: &[u8]) -> u16 {
 
 fn bench(c: &mut Criterion) {
     let data: Vec<u8> = (0..1480u32).map(|i| (i * 7) as u8).collect();
-    let variants: [(&str, fn(&[u8]) -> u16); 7] = [
+    let variants: [(&str, SumFn); 7] = [
         ("own", checksum::sum),
         ("u32_in_u64", u32_in_u64),
         ("u16_in_u32", u16_in_u32),
