@@ -198,12 +198,13 @@ proptest! {
     #[test]
     fn frames_classify_and_echo(vlans in vlans(), v6 in any::<bool>(), s in any::<[u8; 16]>(),
                                 d in any::<[u8; 16]>(), kind in 0u8..3, sp in any::<u16>(), dp in any::<u16>(),
-                                payload in proptest::collection::vec(any::<u8>(), 0..200), pad in 0usize..20) {
+                                payload in proptest::collection::vec(any::<u8>(), 0..200), pad in 0usize..20,
+                                opts in (0usize..=10).prop_flat_map(|n| proptest::collection::vec(any::<u8>(), n * 4))) {
         let (src, dst) = addrs(v6, s, d);
         let l4_len = match kind { 0 => 8, 1 => 20, _ => 8 } + payload.len();
         let proto = match (kind, v6) { (0, _) => IpProtocol::UDP, (1, _) => IpProtocol::TCP,
             (_, false) => IpProtocol::ICMP, (_, true) => IpProtocol::ICMPV6 };
-        let mut f = vec![0u8; 22 + 40 + l4_len + pad];
+        let mut f = vec![0u8; 22 + 60 + l4_len + pad];
         let eth = EthernetRepr { src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
             dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]), vlans,
             ethertype: if v6 { EtherType::IPV6 } else { EtherType::IPV4 } };
@@ -211,7 +212,8 @@ proptest! {
         let l4 = l3 + match (src, dst) {
             (IpAddr::V4(s4), IpAddr::V4(d4)) => Ipv4Repr { src_addr: s4, dst_addr: d4,
                 next_header: proto, payload_len: l4_len, hop_limit: 64, dscp: 0, ecn: 0,
-                ident: 1, dont_frag: true, options: Ipv4Options::NONE }.emit(&mut f[l3..]).unwrap(),
+                ident: 1, dont_frag: true, options: Ipv4Options::new(&opts).unwrap() }
+                .emit(&mut f[l3..]).unwrap(),
             (IpAddr::V6(s6), IpAddr::V6(d6)) => Ipv6Repr { src_addr: s6, dst_addr: d6,
                 next_header: proto, payload_len: l4_len, hop_limit: 64, traffic_class: 0,
                 flow_label: 0 }.emit(&mut f[l3..]).unwrap(),
