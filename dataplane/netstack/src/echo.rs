@@ -51,6 +51,9 @@ pub fn verify_checksums(frame: &[u8], c: &Classified) -> Result<(), WireError> {
     let ok = match c.l4 {
         L4::Udp { .. } => {
             let ulen = usize::from(get_u16(l4.get(..8).ok_or(WireError::Truncated)?, 4));
+            if ulen < 8 {
+                return Err(WireError::Malformed); // only with a foreign `c`
+            }
             let dgram = l4.get(..ulen).ok_or(WireError::Truncated)?;
             if get_u16(dgram, 6) == 0 {
                 !c.ipv6
@@ -83,13 +86,10 @@ pub fn verify_checksums(frame: &[u8], c: &Classified) -> Result<(), WireError> {
 /// Does nothing unless `c.l4` is UDP.
 #[inline]
 pub fn udp_echo_in_place(frame: &mut [u8], c: &Classified) {
-    if !matches!(c.l4, L4::Udp { .. }) {
+    if !matches!(c.l4, L4::Udp { .. }) || !fits(frame, c, 4) {
         return;
     }
-    let Some(ports) = frame.get_mut(c.l4_offset..c.l4_offset.saturating_add(4)) else {
-        return;
-    };
-    let (s, d) = ports.split_at_mut(2);
+    let (s, d) = frame[c.l4_offset..c.l4_offset + 4].split_at_mut(2);
     s.swap_with_slice(d);
     swap_l2_l3(frame, c);
 }
@@ -102,12 +102,10 @@ pub fn udp_echo_in_place(frame: &mut [u8], c: &Classified) {
 /// `c.l4` is `EchoRequest`.
 #[inline]
 pub fn icmp_echo_in_place(frame: &mut [u8], c: &Classified) {
-    if c.l4 != L4::EchoRequest {
+    if c.l4 != L4::EchoRequest || !fits(frame, c, 4) {
         return;
     }
-    let Some(h) = frame.get_mut(c.l4_offset..c.l4_offset.saturating_add(4)) else {
-        return;
-    };
+    let h = &mut frame[c.l4_offset..c.l4_offset + 4];
     let reply = if c.ipv6 {
         icmpv6::TYPE_ECHO_REPLY
     } else {
@@ -128,6 +126,17 @@ pub fn icmp_echo_in_place(frame: &mut [u8], c: &Classified) {
         set_u16(h, 2, check);
     }
     swap_l2_l3(frame, c);
+}
+
+/// True when every byte a rewrite touches is inside `frame`: the MACs, the
+/// IP header's fixed part and `l4_bytes` of the transport header. Checked
+/// up front so a rewrite is all or nothing.
+#[inline]
+fn fits(frame: &[u8], c: &Classified, l4_bytes: usize) -> bool {
+    let ip = if c.ipv6 { 40 } else { 20 };
+    let l3_end = c.l3_offset.checked_add(ip);
+    let l4_end = c.l4_offset.checked_add(l4_bytes);
+    matches!((l3_end, l4_end), (Some(a), Some(b)) if a <= frame.len() && b <= frame.len() && frame.len() >= 12)
 }
 
 /// 0xffff if the ICMP message of `c` is all zeros outside its checksum
