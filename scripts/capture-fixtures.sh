@@ -2,11 +2,17 @@
 # Re-create the real-capture test fixtures of sluice-netstack.
 #
 # Builds two network namespaces (sln-a, sln-b) joined by a veth pair, makes the
-# Linux kernel send ping, ping6 (with neighbour discovery and ARP), UDP, a TCP
-# handshake with options, and VLAN / QinQ tagged pings, and writes one small pcap
-# per scenario into dataplane/netstack/tests/fixtures/. Needs root, iproute2,
-# ethtool, tcpdump and python3. Addresses: 198.18.0.0/15 and 2001:2::/48 only.
-# Everything it creates is removed on exit.
+# Linux kernel send ping, ping6 (with neighbour discovery and ARP), UDP (and
+# the ICMP port-unreachable answers), and a TCP connection with options, and
+# writes one small pcap per scenario into dataplane/netstack/tests/fixtures/.
+# VLAN / QinQ fixtures are the real ping frames with tags added by scapy (see
+# the end). Needs root, iproute2, ethtool, tcpdump and /usr/bin/python3 with
+# scapy. Addresses: 198.18.0.0/15 and 2001:2::/48 only. Everything it creates
+# is removed on exit.
+#
+# The tests pin values of the committed captures (identifiers, sequence
+# numbers, timestamps): after re-capturing, update tests/fixtures.rs and the
+# fuzz seeds (dataplane/netstack/fuzz/seeds, one file per frame).
 set -euo pipefail
 
 OUT=${1:-"$(cd "$(dirname "$0")/.." && pwd)/dataplane/netstack/tests/fixtures"}
