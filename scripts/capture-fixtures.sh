@@ -11,8 +11,9 @@
 # is removed on exit.
 #
 # The tests pin values of the committed captures (identifiers, sequence
-# numbers, timestamps): after re-capturing, update tests/fixtures.rs and the
-# fuzz seeds (dataplane/netstack/fuzz/seeds, one file per frame).
+# numbers, timestamps): after re-capturing, update tests/fixtures.rs. The fuzz
+# seeds (dataplane/netstack/fuzz/seeds, one file per frame) are rewritten at
+# the end.
 set -euo pipefail
 
 OUT=${1:-"$(cd "$(dirname "$0")/.." && pwd)/dataplane/netstack/tests/fixtures"}
@@ -107,3 +108,23 @@ wrpcap(out + "/vlan.pcap", [tag(f, Dot1Q(vlan=100, prio=5)) for f in frames])
 wrpcap(out + "/qinq.pcap", [tag(f, Dot1AD(vlan=200), Dot1Q(vlan=300)) for f in frames])
 PY
 ls -l "$OUT"
+
+# Fuzz seeds: every captured frame as its own file.
+SEEDS="$(cd "$(dirname "$0")/.." && pwd)/dataplane/netstack/fuzz/seeds"
+mkdir -p "$SEEDS"
+rm -f "$SEEDS"/*
+/usr/bin/python3 - "$OUT" "$SEEDS" <<'PY'
+import glob, os, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+for path in sorted(glob.glob(os.path.join(src, "*.pcap"))):
+    data = open(path, "rb").read()
+    e = "<" if struct.unpack("<I", data[:4])[0] in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    name = os.path.basename(path)[:-5]
+    at, i = 24, 0
+    while at + 16 <= len(data):
+        incl = struct.unpack(e + "I", data[at + 8:at + 12])[0]
+        with open(os.path.join(dst, f"{name}-{i:02d}"), "wb") as f:
+            f.write(data[at + 16:at + 16 + incl])
+        at, i = at + 16 + incl, i + 1
+PY
+ls "$SEEDS" | wc -l
