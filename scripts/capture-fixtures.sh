@@ -16,7 +16,10 @@
 # the end.
 set -euo pipefail
 
+# Usage: scripts/capture-fixtures.sh [FIXTURE_DIR] [SEED_DIR]
 OUT=${1:-"$(cd "$(dirname "$0")/.." && pwd)/dataplane/netstack/tests/fixtures"}
+# (Read $2 now: the loop below reuses the positional parameters.)
+SEEDS=${2:-"$(cd "$(dirname "$0")/.." && pwd)/dataplane/netstack/fuzz/seeds"}
 mkdir -p "$OUT"
 A=sln-a; B=sln-b
 
@@ -110,7 +113,6 @@ PY
 ls -l "$OUT"
 
 # Fuzz seeds: every captured frame as its own file.
-SEEDS="$(cd "$(dirname "$0")/.." && pwd)/dataplane/netstack/fuzz/seeds"
 mkdir -p "$SEEDS"
 rm -f "$SEEDS"/*
 /usr/bin/python3 - "$OUT" "$SEEDS" <<'PY'
