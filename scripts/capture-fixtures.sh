@@ -2,14 +2,24 @@
 # Re-create the real-capture test fixtures of sluice-netstack.
 #
 # Builds two network namespaces (sln-a, sln-b) joined by a veth pair, makes the
-# Linux kernel send ping, ping6 (with neighbour discovery and ARP), UDP, a TCP
-# handshake with options, and VLAN / QinQ tagged pings, and writes one small pcap
-# per scenario into dataplane/netstack/tests/fixtures/. Needs root, iproute2,
-# ethtool, tcpdump and python3. Addresses: 198.18.0.0/15 and 2001:2::/48 only.
-# Everything it creates is removed on exit.
+# Linux kernel send ping, ping6 (with neighbour discovery and ARP), UDP (and
+# the ICMP port-unreachable answers), and a TCP connection with options, and
+# writes one small pcap per scenario into dataplane/netstack/tests/fixtures/.
+# VLAN / QinQ fixtures are the real ping frames with tags added by scapy (see
+# the end). Needs root, iproute2, ethtool, tcpdump and /usr/bin/python3 with
+# scapy. Addresses: 198.18.0.0/15 and 2001:2::/48 only. Everything it creates
+# is removed on exit.
+#
+# The tests pin values of the committed captures (identifiers, sequence
+# numbers, timestamps): after re-capturing, update tests/fixtures.rs. The fuzz
+# seeds (dataplane/netstack/fuzz/seeds, one file per frame) are rewritten at
+# the end.
 set -euo pipefail
 
+# Usage: scripts/capture-fixtures.sh [FIXTURE_DIR] [SEED_DIR]
 OUT=${1:-"$(cd "$(dirname "$0")/.." && pwd)/dataplane/netstack/tests/fixtures"}
+# (Read $2 now: the loop below reuses the positional parameters.)
+SEEDS=${2:-"$(cd "$(dirname "$0")/.." && pwd)/dataplane/netstack/fuzz/seeds"}
 mkdir -p "$OUT"
 A=sln-a; B=sln-b
 
@@ -101,3 +111,22 @@ wrpcap(out + "/vlan.pcap", [tag(f, Dot1Q(vlan=100, prio=5)) for f in frames])
 wrpcap(out + "/qinq.pcap", [tag(f, Dot1AD(vlan=200), Dot1Q(vlan=300)) for f in frames])
 PY
 ls -l "$OUT"
+
+# Fuzz seeds: every captured frame as its own file.
+mkdir -p "$SEEDS"
+rm -f "$SEEDS"/*
+/usr/bin/python3 - "$OUT" "$SEEDS" <<'PY'
+import glob, os, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+for path in sorted(glob.glob(os.path.join(src, "*.pcap"))):
+    data = open(path, "rb").read()
+    e = "<" if struct.unpack("<I", data[:4])[0] in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    name = os.path.basename(path)[:-5]
+    at, i = 24, 0
+    while at + 16 <= len(data):
+        incl = struct.unpack(e + "I", data[at + 8:at + 12])[0]
+        with open(os.path.join(dst, f"{name}-{i:02d}"), "wb") as f:
+            f.write(data[at + 16:at + 16 + incl])
+        at, i = at + 16 + incl, i + 1
+PY
+ls "$SEEDS" | wc -l

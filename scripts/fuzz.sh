@@ -13,6 +13,8 @@
 # release build without debug assertions (`-O`): cargo-fuzz's default build
 # adds -Cdebug-assertions, and with that rustc 1.95 stable still refuses -Z.
 #
+# FUZZ_TOOLCHAIN=stable forces the fallback (to check it); =nightly requires nightly.
+#
 # Corpus: libFuzzer writes new inputs to fuzz/corpus/TARGET (git-ignored) and
 # reads the committed seeds in fuzz/seeds (every frame of tests/fixtures/*.pcap).
 set -euo pipefail
@@ -36,11 +38,16 @@ fi
 
 TOOLCHAIN=()
 BUILD_FLAGS=()
-if command -v rustup >/dev/null 2>&1 && rustup run nightly rustc --version >/dev/null 2>&1; then
+WANT=${FUZZ_TOOLCHAIN:-auto}
+if [ "$WANT" != stable ] && command -v rustup >/dev/null 2>&1 &&
+    rustup run nightly rustc --version >/dev/null 2>&1; then
     TOOLCHAIN=(+nightly)
     echo "fuzz: using $(rustup run nightly rustc --version)"
-elif rustc --version | grep -q -- '-nightly'; then
+elif [ "$WANT" != stable ] && rustc --version | grep -q -- '-nightly'; then
     echo "fuzz: using $(rustc --version)"
+elif [ "$WANT" = nightly ]; then
+    echo "fuzz: FUZZ_TOOLCHAIN=nightly but no nightly toolchain is installed" >&2
+    exit 2
 else
     export RUSTC_BOOTSTRAP=1
     BUILD_FLAGS=(-O)

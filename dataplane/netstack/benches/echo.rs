@@ -245,21 +245,6 @@ fn bench_echo(c: &mut Criterion) {
     }
 }
 
-fn bench_checksum(c: &mut Criterion) {
-    let data: Vec<u8> = (0..1480u32).map(|i| (i * 7) as u8).collect();
-    let mut g = c.benchmark_group("checksum/1480");
-    g.throughput(Throughput::Bytes(data.len() as u64));
-    g.bench_function("own", |b| b.iter(|| checksum::sum(black_box(&data))));
-    g.bench_function("etherparse", |b| {
-        b.iter(|| {
-            etherparse::checksum::Sum16BitWords::new()
-                .add_slice(black_box(&data))
-                .ones_complement()
-        })
-    });
-    g.finish();
-}
-
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -270,6 +255,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_echo, bench_checksum
+    targets = bench_echo
 }
 criterion_main!(benches);

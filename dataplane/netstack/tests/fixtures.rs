@@ -552,6 +552,10 @@ fn rewriters_never_panic_on_mismatched_classified() {
         icmp_echo_in_place(&mut g, &e);
         let _ = verify_checksums(&g, &e);
     }
+    // A UDP length below 8 behind the back of `classify`.
+    let mut g = f.to_vec();
+    g[c.l4_offset + 4..c.l4_offset + 6].fill(0);
+    assert_eq!(verify_checksums(&g, &c), Err(WireError::Malformed));
     let mut huge = c;
     huge.l4_offset = usize::MAX - 2;
     huge.l4_len = 10;

@@ -16,6 +16,20 @@ use sluice_netstack::wire::{
 fuzz_target!(|data: &[u8]| {
     let Ok(c) = classify(data) else { return };
     check(data, &c);
+    // A `Classified` used with a frame it does not describe (shorter, or with
+    // the tail changed) must not panic either.
+    for cut in [
+        data.len() / 2,
+        data.len().saturating_sub(1),
+        c.l4_offset + 5,
+    ] {
+        let mut short = data[..cut.min(data.len())].to_vec();
+        let _ = verify_checksums(&short, &c);
+        udp_echo_in_place(&mut short, &c);
+        icmp_echo_in_place(&mut short, &c);
+        short.iter_mut().skip(c.l4_offset).for_each(|b| *b = 0);
+        let _ = verify_checksums(&short, &c);
+    }
     let mut fixed = data.to_vec();
     fill_checksums(&mut fixed, &c);
     assert_eq!(verify_checksums(&fixed, &c), Ok(()), "{c:?}");
