@@ -32,14 +32,16 @@ use serde_json::Value;
 
 use crate::exec::Shell;
 use crate::netns;
-use crate::topology::{addr, ifname, Topology, DEFAULT_PREFIX};
+use crate::topology::{addr, ifname, Topology};
 
 const PORT: u16 = 7;
 
 #[derive(Args, Debug, Clone)]
 pub struct EchoBenchArgs {
-    /// Topology prefix (brought up if missing, and then torn down at the end).
-    #[arg(long, default_value = DEFAULT_PREFIX)]
+    /// Topology prefix (brought up with one queue per veth if missing, and
+    /// then torn down at the end). One queue: a kernel socket's replies
+    /// leave through a hashed TX queue, and every mode must use one path.
+    #[arg(long, default_value = "slbench")]
     pub prefix: String,
     /// Core of the device under test (sluice's loop, kernel-echo).
     #[arg(long, default_value_t = 1)]
@@ -107,7 +109,10 @@ pub fn parse_proc_stat(text: &str) -> Vec<CoreTime> {
     for line in text.lines() {
         let mut f = line.split_whitespace();
         let Some(name) = f.next() else { continue };
-        let Some(idx) = name.strip_prefix("cpu").and_then(|n| n.parse::<usize>().ok()) else {
+        let Some(idx) = name
+            .strip_prefix("cpu")
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
             continue;
         };
         let v: Vec<u64> = f.filter_map(|x| x.parse().ok()).collect();
@@ -150,6 +155,9 @@ pub struct Measurement {
     pub sent: u64,
     pub received: u64,
     pub loss_pct: f64,
+    /// Echoes dropped on the generator's side (its socket, or no socket on
+    /// the receiving queue): a measurement with any is reported as invalid.
+    pub sink_drops: u64,
     pub rx_pps: f64,
     pub latency_p50_us: f64,
     pub latency_p99_us: f64,
@@ -169,7 +177,12 @@ struct Dut {
 }
 
 impl Dut {
-    fn start(a: &EchoBenchArgs, topo: &Topology, mode: &str, bin_dir: &std::path::Path) -> Result<Self> {
+    fn start(
+        a: &EchoBenchArgs,
+        topo: &Topology,
+        mode: &str,
+        bin_dir: &std::path::Path,
+    ) -> Result<Self> {
         let ns = topo.rdut_ns();
         let core = a.dut_core.to_string();
         let mut cmd = match mode {
@@ -185,10 +198,21 @@ impl Dut {
             "sluice" => {
                 let mut c = netns::command(&ns, bin_dir.join("sluice-dataplane"));
                 c.args(["--iface", ifname::RDUT, "--queues", "0", "--cores", &core])
-                    .args(["--stats-interval", "0", "--stats-format", "json", "--udp-echo"])
+                    .args([
+                        "--stats-interval",
+                        "0",
+                        "--stats-format",
+                        "json",
+                        "--udp-echo",
+                    ])
                     .arg(SocketAddr::new(IpAddr::V4(addr::RDUT_VIP_V4), PORT).to_string())
                     .arg("--pin-dir")
-                    .arg(format!("{}/{}/{}", sluice_bpf::system::SHARED_BPFFS, ns, ifname::RDUT));
+                    .arg(format!(
+                        "{}/{}/{}",
+                        sluice_bpf::system::SHARED_BPFFS,
+                        ns,
+                        ifname::RDUT
+                    ));
                 if a.spin {
                     c.arg("--busy-poll");
                 }
@@ -211,7 +235,10 @@ impl Dut {
         // Each DUT says on stderr when it is ready; a fixed settle time is
         // simpler than parsing three formats and costs a second per run.
         std::thread::sleep(Duration::from_millis(1200));
-        let mut dut = Self { child, mode: mode.to_string() };
+        let mut dut = Self {
+            child,
+            mode: mode.to_string(),
+        };
         if let Some(status) = dut.child.try_wait()? {
             let out = dut.child.wait_with_output()?;
             bail!(
@@ -278,7 +305,11 @@ fn measure(
         "sluice" => SocketAddr::new(IpAddr::V4(addr::RDUT_VIP_V4), PORT),
         _ => SocketAddr::new(IpAddr::V4(addr::RDUT_V4), PORT),
     };
-    let rate_arg = if rate == "max" { "0".to_string() } else { rate.to_string() };
+    let rate_arg = if rate == "max" {
+        "0".to_string()
+    } else {
+        rate.to_string()
+    };
     let cores0 = read_cores()?;
     let user0 = children_user_secs();
     let started = Instant::now();
@@ -295,14 +326,23 @@ fn measure(
     let gen_user = children_user_secs() - user0;
     let dut_report = dut.stop()?;
     if !out.status.success() {
-        bail!("generator failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "generator failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let g: Value = serde_json::from_slice(&out.stdout).context("generator JSON")?;
     let dut_core = cores1[a.dut_core].delta(&cores0[a.dut_core]);
     let gen_core = cores1[a.gen_core].delta(&cores0[a.gen_core]);
     let hz = ticks_per_sec();
     let received = g["received"].as_u64().unwrap_or(0);
-    let per_pkt = |secs: f64| if received > 0 { secs * 1e9 / received as f64 } else { 0.0 };
+    let per_pkt = |secs: f64| {
+        if received > 0 {
+            secs * 1e9 / received as f64
+        } else {
+            0.0
+        }
+    };
     let dut_busy_s = dut_core.busy() as f64 / hz;
     let path_s = (dut_core.busy() + gen_core.busy()) as f64 / hz - gen_user;
     let _ = elapsed;
@@ -313,6 +353,8 @@ fn measure(
         sent: g["sent"].as_u64().unwrap_or(0),
         received,
         loss_pct: g["loss_pct"].as_f64().unwrap_or(0.0),
+        sink_drops: g["sink_kernel_dropped"].as_u64().unwrap_or(0)
+            + g["sink_no_socket"].as_u64().unwrap_or(0),
         rx_pps: g["rx_pps"].as_f64().unwrap_or(0.0),
         latency_p50_us: g["latency_us"]["p50"].as_f64().unwrap_or(0.0),
         latency_p99_us: g["latency_us"]["p99"].as_f64().unwrap_or(0.0),
@@ -349,12 +391,26 @@ pub fn run(a: &EchoBenchArgs) -> Result<Vec<Measurement>> {
         .to_path_buf();
     for b in ["sluice-dataplane", "sluice-bench"] {
         if !bin_dir.join(b).exists() {
-            bail!("{} is missing: cargo build --release --workspace --bins", bin_dir.join(b).display());
+            bail!(
+                "{} is missing: cargo build --release --workspace --bins",
+                bin_dir.join(b).display()
+            );
         }
     }
     let topo = Topology::new(&a.prefix, 1)?;
     let sh = Shell::default();
     let existed = topo.existing_namespaces()?.len() == topo.namespaces().len();
+    let rdut_queues = |st: &crate::topology::Status| {
+        st.link(crate::topology::Role::Rdut, ifname::RDUT)
+            .and_then(|l| l.rx_queues)
+    };
+    if existed && rdut_queues(&topo.status(&sh)?) != Some(1) {
+        bail!(
+            "topology `{}` exists with more than one queue per veth; the echo benchmark \
+             needs one (give another --prefix, or `topo down` it)",
+            a.prefix
+        );
+    }
     if !existed {
         topo.up(&sh)?;
     }
@@ -393,8 +449,8 @@ pub fn run(a: &EchoBenchArgs) -> Result<Vec<Measurement>> {
 /// against the kernel-socket echo of the same block.
 pub fn markdown(ms: &[Measurement]) -> String {
     let mut out = String::from(
-        "| size B | offered | mode | echoes/s | loss % | DUT core % | DUT ns/pkt | path ns/pkt | p50 us | p99 us | echoes/s vs kernel | path cost vs kernel |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| size B | offered | mode | echoes/s | loss % | gen-side drops | DUT core % | DUT ns/pkt | path ns/pkt | p50 us | p99 us | echoes/s vs kernel | path cost vs kernel |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for m in ms {
         let base = ms
@@ -405,12 +461,13 @@ pub fn markdown(ms: &[Measurement]) -> String {
             _ => "-".into(),
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {:.2} | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} |\n",
+            "| {} | {} | {} | {:.0} | {:.2} | {} | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} |\n",
             m.size,
             m.rate,
             m.mode,
             m.rx_pps,
             m.loss_pct,
+            m.sink_drops,
             m.dut_core_pct,
             m.dut_ns_per_pkt,
             m.path_ns_per_pkt,

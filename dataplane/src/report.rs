@@ -63,6 +63,7 @@ pub fn final_report(
                 "total": total,
                 "balanced": total.balanced(),
                 "ns_per_packet": total.ns_per_packet(),
+                "user_ns_per_packet": total.user_ns_per_packet(),
                 "xdp": xdp.map(xdp_json),
             });
             format!("{v}\n")

@@ -83,6 +83,9 @@ counters! {
     iterations,
     /// Nanoseconds spent in iterations that did work.
     busy_ns,
+    /// Of busy_ns, nanoseconds inside TX/fill wakeup syscalls (in copy mode
+    /// the kernel's transmit path runs there).
+    kick_ns,
     /// Kernel: frames dropped before reaching the socket (XDP_STATISTICS rx_dropped).
     kernel_rx_dropped,
     /// Kernel: frames dropped because the RX ring was full.
@@ -111,9 +114,16 @@ impl Counters {
         self.rx_packets == self.tx_packets + self.drops()
     }
 
-    /// User-space cost per received packet, in nanoseconds of busy time.
+    /// Cost per received packet, in nanoseconds of busy time (user space
+    /// and the syscalls the loop makes).
     pub fn ns_per_packet(&self) -> Option<f64> {
         (self.rx_packets > 0).then(|| self.busy_ns as f64 / self.rx_packets as f64)
+    }
+
+    /// User-space cost per received packet: busy time outside syscalls.
+    pub fn user_ns_per_packet(&self) -> Option<f64> {
+        (self.rx_packets > 0)
+            .then(|| self.busy_ns.saturating_sub(self.kick_ns) as f64 / self.rx_packets as f64)
     }
 }
 
@@ -177,12 +187,12 @@ pub fn interval_lines(
 
 fn rate_line(d: &Counters, secs: f64) -> String {
     let busy_pct = d.busy_ns as f64 / (secs * 1e9) * 100.0;
-    let ns_pp = d
-        .ns_per_packet()
-        .map(|v| format!("{v:.0} ns/pkt"))
-        .unwrap_or_else(|| "- ns/pkt".into());
+    let ns_pp = match (d.ns_per_packet(), d.user_ns_per_packet()) {
+        (Some(all), Some(user)) => format!("{all:.0} ns/pkt ({user:.0} user)"),
+        _ => "- ns/pkt".into(),
+    };
     format!(
-        "rx {:>8}pps {:>8}b/s  tx {:>8}pps  drop {:>6}  busy {:>5.1}% {:>11}  wakeups {:>7}/s",
+        "rx {:>8}pps {:>8}b/s  tx {:>8}pps  drop {:>6}  busy {:>5.1}% {:>22}  wakeups {:>7}/s",
         si(d.rx_packets as f64 / secs),
         si(d.rx_bytes as f64 * 8.0 / secs),
         si(d.tx_packets as f64 / secs),
@@ -225,6 +235,11 @@ pub fn final_table(labels: &[QueueLabel], counters: &[Counters]) -> String {
         .map(|v| format!("{v:.1}"))
         .unwrap_or_else(|| "-".into());
     let _ = writeln!(out, "{:<26} {:>16}", "ns_per_packet", ns);
+    let user = total
+        .user_ns_per_packet()
+        .map(|v| format!("{v:.1}"))
+        .unwrap_or_else(|| "-".into());
+    let _ = writeln!(out, "{:<26} {:>16}", "user_ns_per_packet", user);
     let _ = writeln!(
         out,
         "accounting: rx {} = tx {} + drops {}: {}",

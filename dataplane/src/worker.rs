@@ -100,6 +100,7 @@ fn merge_socket_stats(xsk: &Xsk, c: &mut Counters) {
     c.wakeups_tx = s.tx_kicks;
     c.wakeups_fill = s.fill_kicks;
     c.polls = s.polls;
+    c.kick_ns = s.kick_ns;
 }
 
 fn read_kernel_stats(xsk: &Xsk, c: &mut Counters) {

@@ -42,20 +42,29 @@ pub fn run(args: ReflectArgs) -> anyhow::Result<()> {
         Mode::Skb => XdpMode::Skb,
     };
     let reflector = Reflector::attach(&iface, mode, args.addr)?;
-    eprintln!("reflect: XDP_TX reflector on {} for {}", iface.name, args.addr);
+    eprintln!(
+        "reflect: XDP_TX reflector on {} for {}",
+        iface.name, args.addr
+    );
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let c = reflector.counters()?;
     reflector.detach()?;
-    let (refl, passed) = (c.get(ReflectorCounter::Reflected), c.get(ReflectorCounter::Passed));
+    let (refl, passed) = (
+        c.get(ReflectorCounter::Reflected),
+        c.get(ReflectorCounter::Passed),
+    );
     if args.json {
         println!(
             "{}",
             serde_json::json!({ "reflected": refl.packets, "passed": passed.packets })
         );
     } else {
-        println!("reflected {} packets, passed {}", refl.packets, passed.packets);
+        println!(
+            "reflected {} packets, passed {}",
+            refl.packets, passed.packets
+        );
     }
     Ok(())
 }

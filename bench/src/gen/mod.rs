@@ -128,6 +128,9 @@ pub struct GenReport {
     /// no fill frame): losses on the generator's side, not the gateway's.
     pub sink_kernel_dropped: u64,
     pub sink_fill_ring_empty: u64,
+    /// Echoes that reached an RX queue with no generator socket (dropped by
+    /// the generator's steering program).
+    pub sink_no_socket: u64,
     pub tx_pps: f64,
     pub rx_pps: f64,
     pub tx_gbps: f64,
@@ -334,8 +337,17 @@ pub fn run(args: GenArgs) -> Result<GenReport> {
     for (h, _) in handles {
         let _ = h.join();
     }
+    let steered = steering.counters()?;
     steering.detach()?;
-    let report = report?;
+    let mut report = report?;
+    report.sink_no_socket = steered[sluice_bpf::XdpCounter::DropNoSocket].packets;
+    if report.sink_no_socket > 0 {
+        eprintln!(
+            "gen: {} echoes arrived on RX queues without a generator socket and were dropped; \
+             give --queues covering every RX queue of {} (it has {})",
+            report.sink_no_socket, iface.name, iface.rx_queues
+        );
+    }
     Ok(report)
 }
 
@@ -399,6 +411,7 @@ fn collect(
         tx_ring_full: total.tx_ring_full,
         sink_kernel_dropped: total.kernel_rx_dropped,
         sink_fill_ring_empty: total.kernel_fill_ring_empty,
+        sink_no_socket: 0,
         tx_pps: total.sent as f64 / secs,
         rx_pps: total.received as f64 / secs,
         tx_gbps: total.sent_bytes as f64 * 8.0 / secs / 1e9,
@@ -435,7 +448,7 @@ pub fn human(r: &GenReport) -> String {
          lost          {} ({:.4}%)\n\
          corrupt       {}\n\
          tx ring full  {}\n\
-         sink drops    {} (kernel, generator side; fill ring empty {})\n\
+         sink drops    {} (kernel, generator side; fill ring empty {}), {} on queues without a socket\n\
          latency (us)  min {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  mean {:.1}\n\
          generator     {:.1}% busy\n",
         r.duration_s,
@@ -454,6 +467,7 @@ pub fn human(r: &GenReport) -> String {
         r.tx_ring_full,
         r.sink_kernel_dropped,
         r.sink_fill_ring_empty,
+        r.sink_no_socket,
         l.min,
         l.p50,
         l.p90,
