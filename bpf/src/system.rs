@@ -33,6 +33,7 @@ pub const OUR_PROGRAMS: [&str; 2] = [crate::object::GATEWAY_PROG, crate::object:
 pub const PEER_PLACEHOLDER_PROG: &str = "sluice_peer";
 
 const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_RAW: u32 = 13;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_BPF: u32 = 39;
 
@@ -48,7 +49,8 @@ fn effective_caps() -> Result<u64> {
 }
 
 /// Fails unless the process can load BPF programs (CAP_BPF, or CAP_SYS_ADMIN
-/// on older kernels) and attach them to interfaces (CAP_NET_ADMIN).
+/// on older kernels), attach them to interfaces (CAP_NET_ADMIN) and open the
+/// AF_XDP sockets they steer into (CAP_NET_RAW).
 pub fn check_capabilities() -> Result<()> {
     let caps = effective_caps()?;
     let has = |cap: u32| caps & (1u64 << cap) != 0;
@@ -59,6 +61,9 @@ pub fn check_capabilities() -> Result<()> {
     if !has(CAP_NET_ADMIN) {
         missing.push("CAP_NET_ADMIN");
     }
+    if !has(CAP_NET_RAW) {
+        missing.push("CAP_NET_RAW");
+    }
     if missing.is_empty() {
         return Ok(());
     }
@@ -68,8 +73,10 @@ pub fn check_capabilities() -> Result<()> {
         "not running as root, and"
     };
     Err(BpfError::Permission(format!(
-        "sluice needs CAP_BPF and CAP_NET_ADMIN to load and attach XDP programs: {who} the effective \
-         capabilities (CapEff {caps:016x}) lack {}; run as root or grant them (setcap cap_bpf,cap_net_admin+ep)",
+        "sluice needs CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW to load and attach XDP programs and \
+         open AF_XDP sockets: {who} the effective capabilities (CapEff {caps:016x}) lack {}; run as \
+         root or grant them (setcap cap_bpf,cap_net_admin,cap_net_raw+ep; mounting bpffs also needs \
+         cap_sys_admin)",
         missing.join(" and ")
     )))
 }

@@ -84,8 +84,10 @@ pub struct GenArgs {
     /// Print the final report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Where the steering program runs (as for sluice-dataplane).
     #[arg(long, value_enum, default_value_t = ModeArg::Native)]
     pub xdp_mode: ModeArg,
+    /// AF_XDP bind mode (as for sluice-dataplane).
     #[arg(long, value_enum, default_value_t = BindArg::Auto)]
     pub bind: BindArg,
     /// Ring entries per AF_XDP ring.

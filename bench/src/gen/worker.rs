@@ -160,6 +160,15 @@ pub fn run(xsk: &mut Xsk, plan: &LoopPlan, ticks: &Sender<Tick>, stop: &AtomicBo
             tick.busy_ns += end.duration_since(now).as_nanos() as u64;
         } else if !sending {
             let _ = xsk.wait(Duration::from_micros(200));
+        } else if let Some(rate) = plan.rate {
+            // Ahead of schedule: sleep (waking early for echoes) until the
+            // next packet is due, so that a paced generator's core does
+            // only real work and the CPU accounting of a benchmark stays
+            // honest. Spinning here would bill the generator for idling.
+            let next_due = start + Duration::from_secs_f64(seq as f64 / rate);
+            if let Some(ahead) = next_due.checked_duration_since(end) {
+                let _ = xsk.wait(ahead.min(Duration::from_micros(500)));
+            }
         }
         if end.duration_since(last_tick) >= plan.tick {
             last_tick = end;

@@ -641,7 +641,7 @@ fn unprivileged(_ctx: &Ctx) -> R {
     );
     ensure!(
         out.status.code() == Some(3)
-            && text.contains("needs CAP_BPF and CAP_NET_ADMIN")
+            && text.contains("needs CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW")
             && text.contains("not running as root"),
         "unprivileged attach: {} {text}",
         out.status
