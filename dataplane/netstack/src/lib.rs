@@ -16,6 +16,7 @@
 pub mod checksum;
 pub mod echo;
 pub mod frame;
+pub mod time;
 pub mod wire;
 
 /// Why a frame was not accepted. Each variant is a drop counter in the
