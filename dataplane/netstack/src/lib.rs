@@ -16,6 +16,7 @@
 pub mod checksum;
 pub mod echo;
 pub mod frame;
+pub mod tcp;
 pub mod time;
 pub mod wire;
 
