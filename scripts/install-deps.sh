@@ -14,6 +14,9 @@ require_root "it installs packages and mounts bpffs"
 PACKAGES=(
 	# BPF build: clang/llvm compile bpf/, libbpf-sys and libxdp-sys build against these
 	clang llvm libbpf-dev libelf-dev zlib1g-dev pkg-config m4 make
+	# <linux/if.h> pulls in glibc's <sys/socket.h>; under -target bpf glibc
+	# picks gnu/stubs-32.h, which only the 32-bit libc headers ship
+	libc6-dev-i386
 	# topology and tests: ip, ethtool, sysctl (procps), ping
 	iproute2 ethtool bpftool iputils-ping procps
 	# traffic and inspection

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod handoff;
 pub mod report;
 pub mod services;
 pub mod stats;

@@ -665,15 +665,15 @@ impl Xsk {
         self.poll_rx(timeout)
     }
 
+    /// Like [`Xsk::wait`], also waking when `also` (e.g. an eventfd other
+    /// threads write to) becomes readable. Returns whether anything did.
+    pub fn wait_with(&mut self, timeout: Duration, also: BorrowedFd<'_>) -> io::Result<bool> {
+        self.stats.polls += 1;
+        poll_fds(self.fd(), Some(also), timeout)
+    }
+
     fn poll_rx(&mut self, timeout: Duration) -> io::Result<bool> {
-        use nix::poll::{ppoll, PollFd, PollFlags};
-        let mut fds = [PollFd::new(self.fd(), PollFlags::POLLIN)];
-        let ts = nix::sys::time::TimeSpec::from_duration(timeout);
-        match ppoll(&mut fds, Some(ts), None) {
-            Ok(n) => Ok(n > 0),
-            Err(nix::errno::Errno::EINTR) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        poll_fds(self.fd(), None, timeout)
     }
 
     /// Kernel counters of the socket.
@@ -696,6 +696,26 @@ impl Xsk {
             self.frame_count,
             "frame ownership accounting broken (invariant 2)"
         );
+    }
+}
+
+/// ppoll() for POLLIN on `fd` (and `also`); EINTR counts as "nothing happened".
+fn poll_fds(
+    fd: BorrowedFd<'_>,
+    also: Option<BorrowedFd<'_>>,
+    timeout: Duration,
+) -> io::Result<bool> {
+    use nix::poll::{ppoll, PollFd, PollFlags};
+    let mut pfds = [
+        PollFd::new(fd, PollFlags::POLLIN),
+        PollFd::new(also.unwrap_or(fd), PollFlags::POLLIN),
+    ];
+    let n = if also.is_some() { 2 } else { 1 };
+    let ts = nix::sys::time::TimeSpec::from_duration(timeout);
+    match ppoll(&mut pfds[..n], Some(ts), None) {
+        Ok(n) => Ok(n > 0),
+        Err(nix::errno::Errno::EINTR) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
