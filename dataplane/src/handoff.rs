@@ -15,7 +15,7 @@
 //!   sleeps in ppoll(). Copying is fine: this is the rare path.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,9 +44,7 @@ impl Default for Directory {
 
 impl Directory {
     fn shard(&self, t: &FourTuple) -> &Mutex<HashMap<FourTuple, u16>> {
-        let mut h = self.hasher.build_hasher();
-        t.hash(&mut h);
-        &self.shards[h.finish() as usize % SHARDS]
+        &self.shards[self.hasher.hash_one(t) as usize % SHARDS]
     }
 
     pub fn owner(&self, t: &FourTuple) -> Option<u16> {
