@@ -30,6 +30,7 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cpu::{children_user_secs, read_cores, ticks_per_sec, CoreTime};
 use crate::exec::Shell;
 use crate::netns;
 use crate::topology::{addr, ifname, Topology};
@@ -71,79 +72,6 @@ pub struct EchoBenchArgs {
     /// Write every measurement as JSON here.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
-}
-
-/// CPU time of one core, in USER_HZ ticks, from /proc/stat.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct CoreTime {
-    pub user: u64,
-    pub system: u64,
-    pub softirq: u64,
-    pub irq: u64,
-    pub idle: u64,
-}
-
-impl CoreTime {
-    fn busy(&self) -> u64 {
-        self.user + self.system + self.softirq + self.irq
-    }
-
-    fn total(&self) -> u64 {
-        self.busy() + self.idle
-    }
-
-    fn delta(&self, before: &CoreTime) -> CoreTime {
-        CoreTime {
-            user: self.user - before.user,
-            system: self.system - before.system,
-            softirq: self.softirq - before.softirq,
-            irq: self.irq - before.irq,
-            idle: self.idle - before.idle,
-        }
-    }
-}
-
-/// Parse the `cpuN` lines of /proc/stat.
-pub fn parse_proc_stat(text: &str) -> Vec<CoreTime> {
-    let mut cores = Vec::new();
-    for line in text.lines() {
-        let mut f = line.split_whitespace();
-        let Some(name) = f.next() else { continue };
-        let Some(idx) = name
-            .strip_prefix("cpu")
-            .and_then(|n| n.parse::<usize>().ok())
-        else {
-            continue;
-        };
-        let v: Vec<u64> = f.filter_map(|x| x.parse().ok()).collect();
-        if v.len() < 7 {
-            continue;
-        }
-        if cores.len() <= idx {
-            cores.resize(idx + 1, CoreTime::default());
-        }
-        // user nice system idle iowait irq softirq [steal ...]
-        cores[idx] = CoreTime {
-            user: v[0] + v[1],
-            system: v[2] + v.get(7).copied().unwrap_or(0),
-            idle: v[3] + v[4],
-            irq: v[5],
-            softirq: v[6],
-        };
-    }
-    cores
-}
-
-fn read_cores() -> Result<Vec<CoreTime>> {
-    Ok(parse_proc_stat(&fs::read_to_string("/proc/stat")?))
-}
-
-fn ticks_per_sec() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .map(|v| v as f64)
-        .unwrap_or(100.0)
 }
 
 /// One measurement.
@@ -279,15 +207,6 @@ fn mac_of(ns: &str, iface: &str) -> Result<String> {
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| anyhow!("no MAC for {ns}/{iface}"))
-}
-
-fn children_user_secs() -> f64 {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
-        .map(|r| {
-            let t = r.user_time();
-            t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6
-        })
-        .unwrap_or(0.0)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -478,26 +397,4 @@ pub fn markdown(ms: &[Measurement]) -> String {
         ));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proc_stat_lines_parse() {
-        let text = "cpu  10 0 20 300 0 1 2 0 0 0\n\
-                    cpu0 1 2 3 4 5 6 7 8 0 0\n\
-                    cpu1 10 0 20 30 0 1 2 0 0 0\n\
-                    intr 12345\n";
-        let c = parse_proc_stat(text);
-        assert_eq!(c.len(), 2);
-        assert_eq!(c[0].user, 3);
-        assert_eq!(c[0].system, 11);
-        assert_eq!(c[0].idle, 9);
-        assert_eq!(c[0].irq, 6);
-        assert_eq!(c[0].softirq, 7);
-        assert_eq!(c[1].busy(), 33);
-        assert_eq!(c[1].delta(&c[1]).busy(), 0);
-    }
 }

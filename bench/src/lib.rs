@@ -9,9 +9,11 @@
 //! - [`exec`]: running `ip`/`ethtool`/`sysctl` with errors that say what failed.
 #![forbid(unsafe_code)]
 
+pub mod cpu;
 pub mod echo_bench;
 pub mod exec;
 pub mod gen;
+pub mod http_bench;
 pub mod kernel_echo;
 pub mod netns;
 pub mod topology;

@@ -3,6 +3,7 @@
 
 use clap::{Args, Subcommand};
 use sluice_bench::echo_bench::{self, EchoBenchArgs};
+use sluice_bench::http_bench::{self, HttpBenchArgs};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -14,6 +15,9 @@ pub struct RunArgs {
 enum Bench {
     /// UDP echo: kernel sockets vs sluice (AF_XDP) vs the XDP_TX ceiling.
     Echo(EchoBenchArgs),
+    /// HTTP/1.1: nginx on kernel TCP vs sluice on its own stack (keep-alive,
+    /// one request per connection, memory per idle connection).
+    Http(HttpBenchArgs),
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -21,6 +25,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         Bench::Echo(a) => {
             let ms = echo_bench::run(&a)?;
             print!("{}", echo_bench::markdown(&ms));
+            Ok(())
+        }
+        Bench::Http(a) => {
+            let ms = http_bench::run(&a)?;
+            print!("{}", http_bench::markdown(&ms));
             Ok(())
         }
     }

@@ -1,0 +1,653 @@
+//! `sluice-bench run http`: sluice's HTTP/1.1 server on its userspace TCP
+//! stack against nginx on the kernel's TCP, side by side in one run, on the
+//! direct veth pair, the server pinned to the same core in both modes, wrk
+//! pinned to the other.
+//!
+//! Workloads:
+//! - `keepalive`: wrk with persistent connections, a small response;
+//! - `churn`: one request per connection (`Connection: close`): the cost of
+//!   the handshake, the teardown and the connection table;
+//! - `idle`: memory per idle connection: N connections opened from the
+//!   generator namespace and held without a request; the server's resident
+//!   memory and the kernel's slab are read before and after. The clients'
+//!   kernel sockets are in the slab in both modes, so the difference between
+//!   the modes is the server side.
+//!
+//! CPU is read as in `run echo` (see [`crate::cpu`]): the server core's
+//! user/system/softirq time, and the server process's own user/system time.
+
+use std::fs;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use serde::Serialize;
+
+use crate::cpu::{self, read_cores, ticks_per_sec, CoreTime};
+use crate::exec::Shell;
+use crate::netns;
+use crate::topology::{addr, ifname, Topology};
+
+/// sluice listens on the VIP, nginx on the namespace's kernel address.
+const SLUICE_PORT: u16 = 80;
+const NGINX_PORT: u16 = 8080;
+
+#[derive(Args, Debug, Clone)]
+pub struct HttpBenchArgs {
+    /// Topology prefix (brought up with one queue per veth if missing, and
+    /// torn down at the end).
+    #[arg(long, default_value = "slbench")]
+    pub prefix: String,
+    /// Core of the server (sluice's loop, nginx's worker).
+    #[arg(long, default_value_t = 1)]
+    pub dut_core: usize,
+    /// Core of wrk.
+    #[arg(long, default_value_t = 0)]
+    pub gen_core: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Concurrent connections wrk keeps open.
+    #[arg(long, default_value_t = 32)]
+    pub connections: u32,
+    /// Response body size: the path is /bytes/N on both servers.
+    #[arg(long, default_value_t = 64)]
+    pub body: u64,
+    /// Workloads: keepalive, churn, idle.
+    #[arg(long, value_delimiter = ',', default_value = "keepalive,churn,idle")]
+    pub workloads: Vec<String>,
+    /// Servers to compare: nginx (kernel TCP), sluice.
+    #[arg(long, value_delimiter = ',', default_value = "nginx,sluice")]
+    pub modes: Vec<String>,
+    /// Idle connections opened by the `idle` workload.
+    #[arg(long, default_value_t = 5000)]
+    pub idle_connections: u32,
+    /// Repetitions of every measurement (the median by req/s is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: u32,
+    /// Write every measurement as JSON here.
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+}
+
+/// One measurement.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HttpMeasurement {
+    pub mode: String,
+    pub workload: String,
+    pub requests: u64,
+    pub req_per_s: f64,
+    pub errors: u64,
+    pub non_2xx: u64,
+    pub latency_p50_us: f64,
+    pub latency_p90_us: f64,
+    pub latency_p99_us: f64,
+    /// Busy time of the server's core per request (user + system + softirq).
+    pub dut_core_us_per_req: f64,
+    pub dut_core_pct: f64,
+    /// The server process's own CPU time per request, split.
+    pub proc_user_us_per_req: f64,
+    pub proc_sys_us_per_req: f64,
+    /// Busy time of both cores minus wrk's user time, per request.
+    pub path_us_per_req: f64,
+    pub dut_core: CoreTime,
+    pub gen_core: CoreTime,
+    /// `idle` only: connections held, and bytes per connection.
+    pub idle_connections: u32,
+    pub rss_bytes_per_conn: f64,
+    pub slab_bytes_per_conn: f64,
+}
+
+/// Latency percentiles and totals from wrk's `--latency` output.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WrkResult {
+    pub requests: u64,
+    pub req_per_s: f64,
+    pub errors: u64,
+    pub non_2xx: u64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+}
+
+fn duration_us(s: &str) -> Option<f64> {
+    let (num, mult) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1e6)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60e6)
+    } else {
+        return None;
+    };
+    Some(num.parse::<f64>().ok()? * mult)
+}
+
+/// Parse wrk 4's human output (with --latency).
+pub fn parse_wrk(out: &str) -> Result<WrkResult> {
+    let mut r = WrkResult::default();
+    for line in out.lines().map(str::trim) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            ["50%", v] => r.p50_us = duration_us(v).unwrap_or(0.0),
+            ["90%", v] => r.p90_us = duration_us(v).unwrap_or(0.0),
+            ["99%", v] => r.p99_us = duration_us(v).unwrap_or(0.0),
+            ["Requests/sec:", v] => r.req_per_s = v.parse().unwrap_or(0.0),
+            [n, "requests", "in", ..] => r.requests = n.parse().unwrap_or(0),
+            ["Socket", "errors:", rest @ ..] => {
+                r.errors = rest
+                    .iter()
+                    .filter_map(|x| x.trim_end_matches(',').parse::<u64>().ok())
+                    .sum();
+            }
+            ["Non-2xx", "or", "3xx", "responses:", n] => r.non_2xx = n.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    if r.requests == 0 && r.req_per_s == 0.0 {
+        bail!("wrk reported no requests:\n{out}");
+    }
+    Ok(r)
+}
+
+/// The byte pattern of /bytes/N: byte i is i mod 251.
+fn pattern(n: u64) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+fn nginx_conf(root: &Path, a: &HttpBenchArgs) -> String {
+    // One worker on the DUT core, no logs, files cached: nginx at its best
+    // for a small static response.
+    format!(
+        r#"daemon off;
+master_process off;
+worker_processes 1;
+worker_cpu_affinity {mask};
+worker_rlimit_nofile 200000;
+error_log {root}/error.log warn;
+pid {root}/nginx.pid;
+events {{ worker_connections 100000; multi_accept on; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    client_header_timeout 300s;
+    open_file_cache max=16;
+    default_type application/octet-stream;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    server {{
+        listen {ip}:{port} reuseport backlog=65535;
+        root {root}/www;
+        location = /health {{ return 200 "ok\n"; }}
+    }}
+}}
+"#,
+        mask = format_args!("{:b}", 1u64 << a.dut_core),
+        root = root.display(),
+        ip = addr::RDUT_V4,
+        port = NGINX_PORT,
+    )
+}
+
+struct Server {
+    child: Child,
+    mode: String,
+    pid: u32,
+}
+
+impl Server {
+    fn start(
+        a: &HttpBenchArgs,
+        topo: &Topology,
+        mode: &str,
+        bin_dir: &Path,
+        work: &Path,
+    ) -> Result<Self> {
+        let ns = topo.rdut_ns();
+        let core = a.dut_core.to_string();
+        let (mut cmd, target) = match mode {
+            "nginx" => {
+                let conf = work.join("nginx.conf");
+                fs::write(&conf, nginx_conf(work, a))?;
+                let mut c = netns::command(&ns, "nginx");
+                c.arg("-c").arg(&conf).arg("-e").arg(work.join("error.log"));
+                (c, SocketAddr::new(IpAddr::V4(addr::RDUT_V4), NGINX_PORT))
+            }
+            "sluice" => {
+                let at = SocketAddr::new(IpAddr::V4(addr::RDUT_VIP_V4), SLUICE_PORT);
+                let mut c = netns::command(&ns, bin_dir.join("sluice-dataplane"));
+                c.args(["--iface", ifname::RDUT, "--queues", "0", "--cores", &core])
+                    .args(["--stats-interval", "0", "--stats-format", "json"])
+                    .arg("--http")
+                    .arg(at.to_string())
+                    .arg("--pin-dir")
+                    .arg(format!(
+                        "{}/{}/{}",
+                        sluice_bpf::system::SHARED_BPFFS,
+                        ns,
+                        ifname::RDUT
+                    ));
+                (c, at)
+            }
+            other => bail!("unknown mode {other:?} (nginx, sluice)"),
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {mode}"))?;
+        let pid = child.id();
+        let mut server = Self {
+            child,
+            mode: mode.to_string(),
+            pid,
+        };
+        server.wait_ready(&topo.rgen_ns(), target)?;
+        Ok(server)
+    }
+
+    /// Until a TCP connect from the generator namespace succeeds (bounded).
+    fn wait_ready(&mut self, gen_ns: &str, target: SocketAddr) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                bail!("{} exited during start-up ({status}):\n{err}", self.mode);
+            }
+            let ok = netns::run_in(gen_ns, || {
+                TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok()
+            })?;
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not accept connections on {target} within 10 s",
+                    self.mode
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stop(mut self) -> Result<()> {
+        let pid = nix::unistd::Pid::from_raw(self.pid as i32);
+        // nginx: SIGQUIT is a graceful stop, SIGTERM a fast one; both exit 0.
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    let mut err = String::new();
+                    if let Some(mut e) = self.child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                    }
+                    bail!("{} failed ({status}):\n{err}", self.mode);
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!("{} did not stop within 10 s of SIGTERM", self.mode);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn target_url(mode: &str, body: u64) -> String {
+    match mode {
+        "sluice" => format!("http://{}:{SLUICE_PORT}/bytes/{body}", addr::RDUT_VIP_V4),
+        _ => format!("http://{}:{NGINX_PORT}/bytes/{body}", addr::RDUT_V4),
+    }
+}
+
+fn target_addr(mode: &str) -> SocketAddr {
+    match mode {
+        "sluice" => SocketAddr::new(IpAddr::V4(addr::RDUT_VIP_V4), SLUICE_PORT),
+        _ => SocketAddr::new(IpAddr::V4(addr::RDUT_V4), NGINX_PORT),
+    }
+}
+
+fn measure_wrk(
+    a: &HttpBenchArgs,
+    topo: &Topology,
+    server: &Server,
+    workload: &str,
+) -> Result<HttpMeasurement> {
+    let url = target_url(&server.mode, a.body);
+    let mut wrk = netns::command(&topo.rgen_ns(), "taskset");
+    wrk.args(["-c", &a.gen_core.to_string(), "wrk", "-t1", "--latency"])
+        .args(["-c", &a.connections.to_string()])
+        .args(["-d", &format!("{}s", a.duration.max(1.0).round() as u64)]);
+    if workload == "churn" {
+        wrk.args(["-H", "Connection: close"]);
+    }
+    wrk.arg(&url);
+    let cores0 = read_cores()?;
+    let user0 = cpu::children_user_secs();
+    let (pu0, ps0) = cpu::process_times(server.pid)?;
+    let out = wrk.output().context("running wrk")?;
+    let (pu1, ps1) = cpu::process_times(server.pid)?;
+    let cores1 = read_cores()?;
+    let gen_user = cpu::children_user_secs() - user0;
+    if !out.status.success() {
+        bail!("wrk failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let w = parse_wrk(&String::from_utf8_lossy(&out.stdout))?;
+    let dut_core = cores1[a.dut_core].delta(&cores0[a.dut_core]);
+    let gen_core = cores1[a.gen_core].delta(&cores0[a.gen_core]);
+    let hz = ticks_per_sec();
+    let per_req = |secs: f64| {
+        if w.requests > 0 {
+            secs * 1e6 / w.requests as f64
+        } else {
+            0.0
+        }
+    };
+    Ok(HttpMeasurement {
+        mode: server.mode.clone(),
+        workload: workload.to_string(),
+        requests: w.requests,
+        req_per_s: w.req_per_s,
+        errors: w.errors,
+        non_2xx: w.non_2xx,
+        latency_p50_us: w.p50_us,
+        latency_p90_us: w.p90_us,
+        latency_p99_us: w.p99_us,
+        dut_core_us_per_req: per_req(dut_core.busy() as f64 / hz),
+        dut_core_pct: if dut_core.total() > 0 {
+            dut_core.busy() as f64 * 100.0 / dut_core.total() as f64
+        } else {
+            0.0
+        },
+        proc_user_us_per_req: per_req(pu1 - pu0),
+        proc_sys_us_per_req: per_req(ps1 - ps0),
+        path_us_per_req: per_req(
+            ((dut_core.busy() + gen_core.busy()) as f64 / hz - gen_user).max(0.0),
+        ),
+        dut_core,
+        gen_core,
+        ..Default::default()
+    })
+}
+
+/// Open `n` connections from the generator namespace and hold them while
+/// the server's RSS and the kernel's slab are read.
+fn measure_idle(a: &HttpBenchArgs, topo: &Topology, server: &Server) -> Result<HttpMeasurement> {
+    let n = a.idle_connections;
+    raise_nofile(u64::from(n) + 1024)?;
+    let settle = || std::thread::sleep(Duration::from_millis(500));
+    settle();
+    let rss0 = cpu::process_rss(server.pid)?;
+    let slab0 = cpu::slab_bytes()?;
+    let target = target_addr(&server.mode);
+    let conns = netns::run_in(&topo.rgen_ns(), || -> Result<Vec<TcpStream>> {
+        let mut v = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let s = TcpStream::connect_timeout(&target, Duration::from_secs(3))
+                .with_context(|| format!("idle connection {i} of {n} to {target}"))?;
+            v.push(s);
+        }
+        Ok(v)
+    })??;
+    settle();
+    let rss1 = cpu::process_rss(server.pid)?;
+    let slab1 = cpu::slab_bytes()?;
+    // Every connection must still be open: a server that dropped them
+    // would look cheap.
+    let mut buf = [0u8; 1];
+    let mut closed = 0;
+    for c in &conns {
+        c.set_nonblocking(true)?;
+        if let Ok(0) = std::io::Read::read(&mut &*c, &mut buf) {
+            closed += 1;
+        }
+    }
+    drop(conns);
+    if closed > 0 {
+        bail!(
+            "{}: {closed} of {n} idle connections were closed by the server",
+            server.mode
+        );
+    }
+    Ok(HttpMeasurement {
+        mode: server.mode.clone(),
+        workload: "idle".into(),
+        idle_connections: n,
+        rss_bytes_per_conn: (rss1 as f64 - rss0 as f64) / f64::from(n),
+        slab_bytes_per_conn: (slab1 as f64 - slab0 as f64) / f64::from(n),
+        ..Default::default()
+    })
+}
+
+fn raise_nofile(want: u64) -> Result<()> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < want {
+        let hard = hard.max(want);
+        setrlimit(Resource::RLIMIT_NOFILE, want, hard)
+            .with_context(|| format!("raising RLIMIT_NOFILE to {want}"))?;
+    }
+    Ok(())
+}
+
+fn median_by<F: Fn(&HttpMeasurement) -> f64>(
+    ms: &mut [HttpMeasurement],
+    key: F,
+) -> HttpMeasurement {
+    ms.sort_by(|x, y| key(x).total_cmp(&key(y)));
+    ms[ms.len() / 2].clone()
+}
+
+pub fn run(a: &HttpBenchArgs) -> Result<Vec<HttpMeasurement>> {
+    if a.dut_core == a.gen_core {
+        bail!("--dut-core and --gen-core must differ");
+    }
+    let ncpu = read_cores()?.len();
+    if a.dut_core >= ncpu || a.gen_core >= ncpu {
+        bail!("this machine has {ncpu} CPUs");
+    }
+    for w in &a.workloads {
+        if !["keepalive", "churn", "idle"].contains(&w.as_str()) {
+            bail!("unknown workload {w:?} (keepalive, churn, idle)");
+        }
+    }
+    let sh = Shell::default();
+    if Command::new("wrk").arg("--version").output().is_err() {
+        bail!("wrk is missing: scripts/install-deps.sh installs it");
+    }
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .ok_or_else(|| anyhow!("no directory for the current executable"))?
+        .to_path_buf();
+    if a.modes.iter().any(|m| m == "sluice") && !bin_dir.join("sluice-dataplane").exists() {
+        bail!(
+            "{} is missing: cargo build --release --workspace --bins",
+            bin_dir.join("sluice-dataplane").display()
+        );
+    }
+    // Static files for nginx: the same bytes sluice's /bytes/N generates.
+    let work = std::env::temp_dir().join(format!("sluice-http-bench-{}", std::process::id()));
+    fs::create_dir_all(work.join("www/bytes"))?;
+    fs::write(work.join(format!("www/bytes/{}", a.body)), pattern(a.body))?;
+
+    let topo = Topology::new(&a.prefix, 1)?;
+    let existed = topo.existing_namespaces()?.len() == topo.namespaces().len();
+    if !existed {
+        topo.up(&sh)?;
+    }
+    let result = (|| {
+        let mut all = Vec::new();
+        for workload in &a.workloads {
+            for mode in &a.modes {
+                let mut reps = Vec::new();
+                for _ in 0..a.repeat.max(1) {
+                    let server = Server::start(a, &topo, mode, &bin_dir, &work)?;
+                    let m = if workload == "idle" {
+                        measure_idle(a, &topo, &server)
+                    } else {
+                        measure_wrk(a, &topo, &server, workload)
+                    };
+                    let stopped = server.stop();
+                    let m = m?;
+                    stopped?;
+                    reps.push(m);
+                }
+                let m = median_by(&mut reps, |m| m.req_per_s + m.rss_bytes_per_conn);
+                eprintln!(
+                    "{mode:>6} {workload:>9}: {:>9.0} req/s  core {:>5.1}%  {:>6.1} us/req on the server core  p99 {:>8.1} us  idle {:>7.0} B/conn rss + {:>6.0} B/conn slab",
+                    m.req_per_s, m.dut_core_pct, m.dut_core_us_per_req, m.latency_p99_us,
+                    m.rss_bytes_per_conn, m.slab_bytes_per_conn
+                );
+                all.push(m);
+            }
+        }
+        Ok::<_, anyhow::Error>(all)
+    })();
+    if !existed {
+        let _ = topo.down(&sh);
+    }
+    let _ = fs::remove_dir_all(&work);
+    let all = result?;
+    if let Some(p) = &a.json_out {
+        fs::write(p, serde_json::to_string_pretty(&all)?)?;
+    }
+    Ok(all)
+}
+
+/// Markdown tables: throughput workloads, then idle memory; ratios against
+/// nginx in the same run.
+pub fn markdown(ms: &[HttpMeasurement]) -> String {
+    let base = |m: &HttpMeasurement| {
+        ms.iter()
+            .find(|b| b.mode == "nginx" && b.workload == m.workload)
+    };
+    let ratio = |m: &HttpMeasurement, f: fn(&HttpMeasurement) -> f64| match base(m) {
+        Some(b) if f(b) != 0.0 => format!("{:.2}x", f(m) / f(b)),
+        _ => "-".into(),
+    };
+    let mut out = String::from(
+        "| workload | server | req/s | errors | server core % | server-core us/req | process user us/req | process sys us/req | path us/req | p50 us | p90 us | p99 us | req/s vs nginx | core us/req vs nginx |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for m in ms.iter().filter(|m| m.workload != "idle") {
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {} | {} |\n",
+            m.workload,
+            m.mode,
+            m.req_per_s,
+            m.errors + m.non_2xx,
+            m.dut_core_pct,
+            m.dut_core_us_per_req,
+            m.proc_user_us_per_req,
+            m.proc_sys_us_per_req,
+            m.path_us_per_req,
+            m.latency_p50_us,
+            m.latency_p90_us,
+            m.latency_p99_us,
+            ratio(m, |x| x.req_per_s),
+            ratio(m, |x| x.dut_core_us_per_req),
+        ));
+    }
+    let idle: Vec<_> = ms.iter().filter(|m| m.workload == "idle").collect();
+    if !idle.is_empty() {
+        out.push_str(
+            "\n| idle connections | server | server RSS B/conn | kernel slab B/conn (clients' sockets included) | total B/conn |\n|---|---|---|---|---|\n",
+        );
+        for m in idle {
+            out.push_str(&format!(
+                "| {} | {} | {:.0} | {:.0} | {:.0} |\n",
+                m.idle_connections,
+                m.mode,
+                m.rss_bytes_per_conn,
+                m.slab_bytes_per_conn,
+                m.rss_bytes_per_conn + m.slab_bytes_per_conn
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRK: &str = "Running 5s test @ http://198.19.0.2:8080/bytes/64
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   512.00us  100.00us   5.00ms   90.00%
+    Req/Sec    60.00k     1.00k   62.00k    80.00%
+  Latency Distribution
+     50%  500.00us
+     75%  600.00us
+     90%    1.20ms
+     99%    2.50ms
+  300000 requests in 5.00s, 60.00MB read
+  Socket errors: connect 1, read 2, write 0, timeout 3
+  Non-2xx or 3xx responses: 4
+Requests/sec:  60000.50
+Transfer/sec:     12.00MB
+";
+
+    #[test]
+    fn wrk_output_parses() {
+        let r = parse_wrk(WRK).unwrap();
+        assert_eq!(
+            r,
+            WrkResult {
+                requests: 300000,
+                req_per_s: 60000.5,
+                errors: 6,
+                non_2xx: 4,
+                p50_us: 500.0,
+                p90_us: 1200.0,
+                p99_us: 2500.0,
+            }
+        );
+        assert!(parse_wrk("connection refused").is_err());
+    }
+
+    #[test]
+    fn nginx_config_pins_the_worker() {
+        let a = HttpBenchArgs {
+            prefix: "x".into(),
+            dut_core: 1,
+            gen_core: 0,
+            duration: 1.0,
+            connections: 1,
+            body: 64,
+            workloads: vec![],
+            modes: vec![],
+            idle_connections: 1,
+            repeat: 1,
+            json_out: None,
+        };
+        let conf = nginx_conf(Path::new("/tmp/w"), &a);
+        assert!(conf.contains("worker_cpu_affinity 10;"), "{conf}");
+        assert!(conf.contains("listen 198.19.0.2:8080"));
+    }
+
+    #[test]
+    fn body_pattern_wraps_at_251() {
+        let p = pattern(600);
+        assert_eq!(
+            (p[0], p[250], p[251], p[599]),
+            (0, 250, 0, (599 % 251) as u8)
+        );
+    }
+}
