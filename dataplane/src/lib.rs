@@ -5,6 +5,7 @@
 pub mod app;
 pub mod cli;
 pub mod handoff;
+pub mod neigh;
 pub mod report;
 pub mod services;
 pub mod stats;
