@@ -1,0 +1,52 @@
+//! sluice-http: the sans-IO HTTP/1.1 server of the sluice dataplane.
+//!
+//! A [`ServerConn`] is one HTTP/1.1 connection's protocol state. The poll
+//! loop feeds it the bytes its TCP stack received ([`ServerConn::on_read`],
+//! [`ServerConn::on_read_eof`]) and drains the response bytes it produces
+//! ([`ServerConn::poll_write`]). It never does I/O, never reads a clock (the
+//! `Date` header value is handed in through [`SharedDate`]) and, once its
+//! buffers have grown to their working size, allocates nothing per request.
+//!
+//! Built-in direct-response routes (docs/http.md):
+//! `GET|HEAD /bytes/N`, `POST /echo`, `GET|HEAD /health`.
+//!
+//! Driving it with TCP backpressure:
+//!
+//! ```
+//! use sluice_http::{ServerConfig, ServerConn};
+//! let cfg = ServerConfig::default();
+//! cfg.set_date(b"Thu, 01 Jan 1970 00:00:00 GMT");
+//! let mut conn = ServerConn::new(&cfg);
+//! let mut rx: Vec<u8> = b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+//! let mut tx = Vec::new();
+//! let mut buf = [0u8; 4096];
+//! loop {
+//!     let took = conn.on_read(&rx); // may take fewer bytes than offered
+//!     rx.drain(..took);
+//!     let n = conn.poll_write(&mut buf); // as much as the send window allows
+//!     tx.extend_from_slice(&buf[..n]);
+//!     if took == 0 && n == 0 {
+//!         break; // blocked: wait for more input or more send space
+//!     }
+//! }
+//! assert!(tx.starts_with(b"HTTP/1.1 200 OK\r\n"));
+//! assert!(tx.ends_with(b"\r\n\r\nok\n"));
+//! ```
+#![forbid(unsafe_code)]
+
+mod chunked;
+mod config;
+mod conn;
+mod date;
+mod head;
+mod stats;
+
+pub use config::ServerConfig;
+pub use conn::ServerConn;
+pub use date::{format_http_date, SharedDate};
+pub use stats::Stats;
+
+/// The byte at offset `i` of a `/bytes/N` response body.
+pub fn bytes_pattern(i: u64) -> u8 {
+    (i % 251) as u8
+}
