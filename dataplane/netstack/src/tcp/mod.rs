@@ -8,11 +8,24 @@
 
 pub mod assembler;
 pub mod cc;
+mod conn;
+mod endpoint;
+pub mod isn;
 pub mod ports;
 pub mod ratelimit;
 pub mod ring;
 pub mod rtt;
 pub mod scoreboard;
+pub mod segment;
 pub mod syncookie;
 pub mod timer_wheel;
 pub mod tuple;
+pub mod types;
+
+pub use cc::Algorithm;
+pub use endpoint::Endpoint;
+pub use tuple::FourTuple;
+pub use types::{
+    ConnId, ConnInfo, EndpointConfig, EndpointStats, Event, Handled, Keepalive, LocalAddr, State,
+    TcpError, Transmit, Unowned,
+};

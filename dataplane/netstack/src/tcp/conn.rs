@@ -1,0 +1,1544 @@
+//! One connection: the RFC 9293 state machine with the RFC 7323, 2018,
+//! 6298, 5681/6582/6675 and 5961 rules, over the shared components.
+//!
+//! Sequence numbers are kept as u64 offsets from the ISN ("rel"): the SYN
+//! is rel 0, data byte k is rel 1+k (stream offset k in the rings), the FIN
+//! follows the last data byte. Wire numbers are converted at the edges.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use super::assembler::Assembler;
+use super::cc::{CongestionControl, Controller};
+use super::ratelimit::TokenBucket;
+use super::ring::{ChunkPool, RecvRing, SendRing};
+use super::rtt::RttEstimator;
+use super::scoreboard::Scoreboard;
+use super::segment::{self, OutSegment, Segment};
+use super::syncookie::CookieOpts;
+use super::tuple::FourTuple;
+use super::types::{ConnInfo, EndpointConfig, EndpointStats, State, TcpError, Transmit};
+use crate::time::Time;
+use crate::wire::tcp_option::MAX_SACK_BLOCKS;
+use crate::wire::{SackBlocks, SeqNumber, TcpFlags, TcpOptions, TcpTimestamp};
+
+/// Duplicate ACKs (or SACKed segments) that signal a loss.
+pub const DUPTHRESH: u32 = 3;
+/// Default MSS when the peer sends none (RFC 9293 §3.7.1, RFC 8200 §5).
+const DEFAULT_MSS_V4: u32 = 536;
+const DEFAULT_MSS_V6: u32 = 1220;
+/// TCP timestamp option bytes in every segment once negotiated.
+const TS_OPT_LEN: u32 = 12;
+/// Largest window scale (RFC 7323 §2.3).
+const MAX_WSCALE: u8 = 14;
+
+pub const EV_ACCEPTED: u8 = 1;
+pub const EV_CONNECTED: u8 = 2;
+pub const EV_READABLE: u8 = 4;
+pub const EV_WRITABLE: u8 = 8;
+pub const EV_PEER_FIN: u8 = 16;
+pub const EV_CLOSED: u8 = 32;
+pub const EV_RESET: u8 = 64;
+
+/// What a connection needs from its endpoint during one call.
+pub struct Ctx<'a> {
+    pub now: Time,
+    pub cfg: &'a EndpointConfig,
+    pub pool: &'a mut ChunkPool,
+    pub stats: &'a mut EndpointStats,
+    pub challenge: &'a mut TokenBucket,
+}
+
+/// A RST (or other stateless segment) the endpoint sends on the
+/// connection's behalf after the connection is gone.
+#[derive(Clone, Copy, Debug)]
+pub struct RstOut {
+    pub seq: SeqNumber,
+    pub ack: Option<SeqNumber>,
+}
+
+/// The window scale we offer for a receive buffer of `buf` bytes.
+pub fn wscale_for(buf: usize) -> u8 {
+    let mut s = 0u8;
+    while s < MAX_WSCALE && (buf >> s) > 65_535 {
+        s += 1;
+    }
+    s
+}
+
+/// The MSS we announce on a connection of this family.
+pub fn our_mss(cfg: &EndpointConfig, ipv6: bool) -> u16 {
+    if ipv6 {
+        cfg.mss.saturating_sub(20).max(536)
+    } else {
+        cfg.mss.max(536)
+    }
+}
+
+fn min_opt(a: Option<Time>, b: Option<Time>) -> Option<Time> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+fn due(t: Option<Time>, now: Time) -> bool {
+    matches!(t, Some(t) if t <= now)
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    pub tuple: FourTuple,
+    pub state: State,
+    /// The application released its handle (`close`).
+    pub released: bool,
+    /// Listener whose backlog counts us while in SYN-RECEIVED.
+    pub listener: Option<SocketAddr>,
+    passive: bool,
+    /// Pending `EV_*` bits for the endpoint to turn into events.
+    pub events: u8,
+    /// Ended abnormally (RST in or out, timeouts).
+    pub reset: bool,
+    /// A RST the endpoint should send for us.
+    pub rst_out: Option<RstOut>,
+
+    // Send side (rel offsets).
+    iss: SeqNumber,
+    snd_una: u64,
+    snd_nxt: u64,
+    snd_max: u64,
+    snd_wnd: u32,
+    max_snd_wnd: u32,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    snd_wscale: u8,
+    send: SendRing,
+    fin_queued: bool,
+
+    // Receive side.
+    irs: SeqNumber,
+    rcv_nxt_data: u64,
+    fin_received: bool,
+    /// Data offset of a FIN that arrived beyond a gap.
+    fin_pending: Option<u64>,
+    rcv_wscale: u8,
+    /// Right edge of the window last advertised (data offset).
+    rcv_adv: u64,
+    recv: RecvRing,
+    asm: Assembler,
+
+    // Options.
+    mss: u32,
+    announce_mss: u16,
+    recv_limit: usize,
+    ts_enabled: bool,
+    ts_offset: u32,
+    ts_recent: u32,
+    last_ack_sent: SeqNumber,
+    sack_enabled: bool,
+    /// SYN options to offer / answer with.
+    offer_ws: bool,
+    offer_sack: bool,
+    offer_ts: bool,
+
+    // Loss recovery.
+    rtt: RttEstimator,
+    cc: Controller,
+    sb: Scoreboard,
+    dupacks: u32,
+    in_recovery: bool,
+    recover: u64,
+    rexmit_una: bool,
+    rtt_timing: Option<(u64, Time)>,
+
+    // Timers.
+    rto_at: Option<Time>,
+    delack_at: Option<Time>,
+    persist_at: Option<Time>,
+    keepalive_at: Option<Time>,
+    fw2_at: Option<Time>,
+    persist_backoff: u32,
+    ka_probes: u32,
+    syn_retries: u32,
+
+    // Output.
+    ack_now: bool,
+    segs_unacked: u32,
+    syn_pending: bool,
+    probe_pending: bool,
+    last_send: Time,
+
+    // App signalling.
+    readable_signaled: bool,
+    write_blocked: bool,
+
+    // Counters.
+    retransmits: u64,
+    bytes_sent: u64,
+    bytes_acked: u64,
+    bytes_received: u64,
+}
+
+impl Conn {
+    fn blank(ctx: &Ctx<'_>, tuple: FourTuple, iss: SeqNumber, ts_offset: u32) -> Self {
+        let cfg = ctx.cfg;
+        let ipv6 = tuple.is_ipv6();
+        let mss = u32::from(our_mss(cfg, ipv6));
+        Conn {
+            tuple,
+            state: State::Closed,
+            released: false,
+            listener: None,
+            passive: false,
+            events: 0,
+            reset: false,
+            rst_out: None,
+            iss,
+            snd_una: 0,
+            snd_nxt: 0,
+            snd_max: 0,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: SeqNumber(0),
+            snd_wscale: 0,
+            send: SendRing::new(cfg.send_buffer),
+            fin_queued: false,
+            irs: SeqNumber(0),
+            rcv_nxt_data: 0,
+            fin_received: false,
+            fin_pending: None,
+            rcv_wscale: 0,
+            rcv_adv: 0,
+            recv: RecvRing::new(cfg.recv_buffer),
+            asm: Assembler::new(cfg.max_ooo_ranges),
+            mss,
+            announce_mss: our_mss(cfg, ipv6),
+            recv_limit: cfg.recv_buffer,
+            ts_enabled: false,
+            ts_offset,
+            ts_recent: 0,
+            last_ack_sent: SeqNumber(0),
+            sack_enabled: false,
+            offer_ws: cfg.window_scaling,
+            offer_sack: cfg.sack,
+            offer_ts: cfg.timestamps,
+            rtt: RttEstimator::new(cfg.rtt),
+            cc: Controller::new(cfg.congestion, mss, ctx.now),
+            sb: Scoreboard::new(cfg.max_sack_ranges),
+            dupacks: 0,
+            in_recovery: false,
+            recover: 0,
+            rexmit_una: false,
+            rtt_timing: None,
+            rto_at: None,
+            delack_at: None,
+            persist_at: None,
+            keepalive_at: None,
+            fw2_at: None,
+            persist_backoff: 0,
+            ka_probes: 0,
+            syn_retries: 0,
+            ack_now: false,
+            segs_unacked: 0,
+            syn_pending: false,
+            probe_pending: false,
+            last_send: ctx.now,
+            readable_signaled: false,
+            write_blocked: false,
+            retransmits: 0,
+            bytes_sent: 0,
+            bytes_acked: 0,
+            bytes_received: 0,
+        }
+    }
+
+    /// An active open: SYN-SENT, the SYN waiting in the output.
+    pub fn new_active(ctx: &Ctx<'_>, tuple: FourTuple, iss: SeqNumber, ts_offset: u32) -> Self {
+        let mut c = Self::blank(ctx, tuple, iss, ts_offset);
+        c.state = State::SynSent;
+        c.syn_pending = true;
+        c.rcv_wscale = if c.offer_ws {
+            wscale_for(ctx.cfg.recv_buffer)
+        } else {
+            0
+        };
+        c
+    }
+
+    /// A passive open from a SYN: SYN-RECEIVED, the SYN-ACK waiting.
+    pub fn new_passive(
+        ctx: &Ctx<'_>,
+        tuple: FourTuple,
+        iss: SeqNumber,
+        ts_offset: u32,
+        syn: &Segment<'_>,
+        listener: SocketAddr,
+    ) -> Self {
+        let mut c = Self::blank(ctx, tuple, iss, ts_offset);
+        c.state = State::SynReceived;
+        c.passive = true;
+        c.listener = Some(listener);
+        c.syn_pending = true;
+        c.irs = syn.seq;
+        c.apply_syn_options(ctx.cfg, syn);
+        c.snd_wnd = u32::from(syn.window);
+        c.max_snd_wnd = c.snd_wnd;
+        c.snd_wl1 = syn.seq;
+        c
+    }
+
+    /// A connection rebuilt from a valid SYN-cookie ACK: ESTABLISHED.
+    pub fn new_from_cookie(
+        ctx: &Ctx<'_>,
+        tuple: FourTuple,
+        seg: &Segment<'_>,
+        opts: &CookieOpts,
+    ) -> Self {
+        let iss = seg.ack - 1;
+        let mut c = Self::blank(ctx, tuple, iss, 0);
+        c.state = State::Established;
+        c.passive = true;
+        c.irs = seg.seq - 1;
+        let cfg = ctx.cfg;
+        let ipv6 = tuple.is_ipv6();
+        c.ts_enabled = opts.timestamps && cfg.timestamps;
+        if c.ts_enabled {
+            if let Some(ts) = seg.opts.timestamp {
+                c.ts_recent = ts.tsval;
+                // Continue from the TSval the SYN-ACK carried.
+                c.ts_offset = ts.tsecr.wrapping_sub(ctx.now.as_millis() as u32);
+            } else {
+                c.ts_enabled = false;
+            }
+        }
+        match opts.wscale {
+            Some(ws) if cfg.window_scaling => {
+                c.snd_wscale = ws.min(MAX_WSCALE);
+                c.rcv_wscale = wscale_for(cfg.recv_buffer);
+            }
+            _ => {}
+        }
+        c.sack_enabled = opts.sack_permitted && cfg.sack;
+        let peer_mss = u32::from(opts.mss).max(64);
+        c.set_mss(cfg, peer_mss, ipv6);
+        c.snd_una = 1;
+        c.snd_nxt = 1;
+        c.snd_max = 1;
+        c.snd_wnd = u32::from(seg.window) << c.snd_wscale;
+        c.max_snd_wnd = c.snd_wnd;
+        c.snd_wl1 = seg.seq;
+        c.snd_wl2 = seg.ack;
+        c.last_ack_sent = seg.seq;
+        c.rcv_adv = c.recv_window_estimate(ctx) as u64;
+        c.arm_keepalive(ctx);
+        c
+    }
+
+    fn set_mss(&mut self, cfg: &EndpointConfig, peer_mss: u32, ipv6: bool) {
+        let ours = u32::from(our_mss(cfg, ipv6));
+        let mut mss = peer_mss.min(ours).max(64);
+        if self.ts_enabled {
+            mss -= TS_OPT_LEN;
+        }
+        self.mss = mss;
+        self.cc = Controller::new(cfg.congestion, mss, self.last_send);
+    }
+
+    fn apply_syn_options(&mut self, cfg: &EndpointConfig, syn: &Segment<'_>) {
+        let ipv6 = self.tuple.is_ipv6();
+        self.offer_ts = cfg.timestamps && syn.opts.timestamp.is_some();
+        self.ts_enabled = self.offer_ts;
+        if let Some(ts) = syn.opts.timestamp {
+            self.ts_recent = ts.tsval;
+        }
+        self.offer_sack = cfg.sack && syn.opts.sack_permitted;
+        self.sack_enabled = self.offer_sack;
+        match syn.opts.window_scale {
+            Some(ws) if cfg.window_scaling => {
+                self.offer_ws = true;
+                self.snd_wscale = ws.min(MAX_WSCALE);
+                self.rcv_wscale = wscale_for(cfg.recv_buffer);
+            }
+            _ => {
+                self.offer_ws = false;
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+        let default = if ipv6 { DEFAULT_MSS_V6 } else { DEFAULT_MSS_V4 };
+        let peer = syn.opts.mss.map(u32::from).unwrap_or(default);
+        self.set_mss(cfg, peer, ipv6);
+    }
+
+    // ---- sequence helpers -------------------------------------------------
+
+    fn seq_of(&self, rel: u64) -> SeqNumber {
+        self.iss + rel as u32
+    }
+
+    fn rcv_nxt_rel(&self) -> u64 {
+        1 + self.rcv_nxt_data + u64::from(self.fin_received)
+    }
+
+    fn rcv_nxt(&self) -> SeqNumber {
+        self.irs + self.rcv_nxt_rel() as u32
+    }
+
+    /// Rel offset of the end of the data written so far.
+    fn data_end(&self) -> u64 {
+        1 + self.send.end()
+    }
+
+    /// Rel offset of our FIN, once queued.
+    fn fin_rel(&self) -> Option<u64> {
+        self.fin_queued.then(|| self.data_end())
+    }
+
+    fn fin_acked(&self) -> bool {
+        matches!(self.fin_rel(), Some(f) if self.snd_una > f)
+    }
+
+    fn tsval(&self, now: Time) -> u32 {
+        (now.as_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    /// The receive window we could offer now (before the no-shrink rule).
+    fn recv_window_estimate(&self, ctx: &Ctx<'_>) -> usize {
+        let w = self.recv.window();
+        let avail = ctx.pool.available();
+        if avail >= w {
+            w
+        } else {
+            // Memory pressure: offer what the pool can still hold.
+            let m = self.mss as usize;
+            (avail / m) * m
+        }
+    }
+
+    /// The window we accept segments in: what we last advertised.
+    fn rcv_wnd(&self) -> u32 {
+        self.rcv_adv
+            .saturating_sub(self.rcv_nxt_data)
+            .min(u64::from(u32::MAX >> 1)) as u32
+    }
+
+    fn in_flight(&self) -> u32 {
+        self.snd_max
+            .saturating_sub(self.snd_una)
+            .min(u64::from(u32::MAX)) as u32
+    }
+
+    pub fn is_synchronized(&self) -> bool {
+        self.state.is_synchronized()
+    }
+
+    // ---- timers -----------------------------------------------------------
+
+    pub fn next_deadline(&self) -> Option<Time> {
+        let mut t = min_opt(self.rto_at, self.delack_at);
+        t = min_opt(t, self.persist_at);
+        t = min_opt(t, self.keepalive_at);
+        min_opt(t, self.fw2_at)
+    }
+
+    fn arm_keepalive(&mut self, ctx: &Ctx<'_>) {
+        if let Some(ka) = ctx.cfg.keepalive {
+            if matches!(self.state, State::Established | State::CloseWait) {
+                self.keepalive_at = Some(ctx.now + ka.idle);
+                self.ka_probes = 0;
+            } else {
+                self.keepalive_at = None;
+            }
+        }
+    }
+
+    fn arm_rto(&mut self, now: Time) {
+        self.rto_at = Some(now + self.rtt.rto());
+    }
+
+    /// Keep the persist timer consistent with the send state.
+    fn update_persist(&mut self, now: Time) {
+        let wants = self.is_synchronized()
+            && self.snd_wnd == 0
+            && self.snd_max == self.snd_una
+            && self.snd_nxt < self.data_end();
+        if !wants {
+            self.persist_at = None;
+            self.persist_backoff = 0;
+        } else if self.persist_at.is_none() {
+            let base = self.rtt.rto();
+            let d = base
+                .checked_mul(1u32 << self.persist_backoff.min(10))
+                .unwrap_or(Duration::from_secs(60))
+                .min(Duration::from_secs(60));
+            self.persist_at = Some(now + d);
+        }
+    }
+
+    pub fn on_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        if due(self.delack_at, now) {
+            self.delack_at = None;
+            self.ack_now = true;
+        }
+        if due(self.fw2_at, now) {
+            self.fw2_at = None;
+            if self.state == State::FinWait2 {
+                self.enter_closed(false);
+                return;
+            }
+        }
+        if due(self.rto_at, now) {
+            self.rto_at = None;
+            self.on_rto(ctx);
+            if self.state == State::Closed {
+                return;
+            }
+        }
+        if due(self.persist_at, now) {
+            self.persist_at = None;
+            self.probe_pending = true;
+            self.persist_backoff = self.persist_backoff.saturating_add(1);
+            ctx.stats.zero_window_probes += 1;
+            self.update_persist(now);
+        }
+        if due(self.keepalive_at, now) {
+            self.keepalive_at = None;
+            if let Some(ka) = ctx.cfg.keepalive {
+                if self.snd_max > self.snd_una {
+                    // Retransmissions are watching the peer already.
+                    self.keepalive_at = Some(now + ka.interval);
+                } else if self.ka_probes >= ka.count {
+                    ctx.stats.keepalive_timeouts += 1;
+                    self.rst_out = Some(RstOut {
+                        seq: self.seq_of(self.snd_nxt),
+                        ack: Some(self.rcv_nxt()),
+                    });
+                    self.enter_closed(true);
+                } else {
+                    self.ka_probes += 1;
+                    self.probe_pending = true;
+                    self.keepalive_at = Some(now + ka.interval);
+                }
+            }
+        }
+    }
+
+    fn on_rto(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        match self.state {
+            State::SynSent | State::SynReceived => {
+                self.syn_retries += 1;
+                if self.syn_retries > ctx.cfg.syn_retries {
+                    self.enter_closed(true);
+                    return;
+                }
+                ctx.stats.rto += 1;
+                self.rtt.backoff();
+                self.syn_pending = true;
+                self.arm_rto(now);
+            }
+            State::Closed | State::TimeWait => {}
+            _ => {
+                if self.snd_max <= self.snd_una {
+                    return;
+                }
+                if self.rtt.backoffs() >= ctx.cfg.max_retries {
+                    self.rst_out = Some(RstOut {
+                        seq: self.seq_of(self.snd_nxt),
+                        ack: Some(self.rcv_nxt()),
+                    });
+                    self.enter_closed(true);
+                    return;
+                }
+                ctx.stats.rto += 1;
+                if self.rtt.backoffs() == 0 {
+                    self.cc.on_rto(now, self.in_flight());
+                }
+                self.sb.on_rto();
+                self.in_recovery = false;
+                self.recover = self.snd_max;
+                self.dupacks = 0;
+                self.rexmit_una = false;
+                self.snd_nxt = self.snd_una;
+                self.rtt_timing = None;
+                self.rtt.backoff();
+                self.arm_rto(now);
+            }
+        }
+    }
+
+    // ---- state changes ----------------------------------------------------
+
+    fn set_state(&mut self, s: State) {
+        self.state = s;
+    }
+
+    fn enter_closed(&mut self, reset: bool) {
+        self.reset = reset;
+        self.set_state(State::Closed);
+        self.events |= if reset { EV_RESET } else { EV_CLOSED };
+        self.clear_timers();
+    }
+
+    fn enter_time_wait(&mut self) {
+        self.set_state(State::TimeWait);
+        self.events |= EV_CLOSED;
+        self.clear_timers();
+        // The ACK of the peer's FIN goes out before the entry moves.
+        self.ack_now = true;
+    }
+
+    fn clear_timers(&mut self) {
+        self.rto_at = None;
+        self.delack_at = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+        self.fw2_at = None;
+    }
+
+    fn enter_established(&mut self, ctx: &Ctx<'_>) {
+        self.set_state(State::Established);
+        self.events |= if self.passive {
+            EV_ACCEPTED
+        } else {
+            EV_CONNECTED
+        };
+        self.arm_keepalive(ctx);
+    }
+
+    /// Free the stream buffers (the connection is gone or in TIME_WAIT).
+    pub fn release_buffers(&mut self, pool: &mut ChunkPool) {
+        let end = self.send.end();
+        self.send.release(pool, end);
+        // Out-of-order bytes sit beyond the in-order point: read through
+        // the whole window so every chunk goes back to the pool.
+        let target = if self.asm.is_empty() {
+            self.rcv_nxt_data
+        } else {
+            self.recv.read_offset() + self.recv_limit as u64
+        };
+        let mut scratch = [0u8; 2048];
+        while self.recv.read_offset() < target {
+            if self.recv.read(pool, target, &mut scratch) == 0 {
+                break;
+            }
+        }
+        self.asm = Assembler::new(1);
+    }
+
+    /// Leave the connection inert (no output, no timers): it left the
+    /// connection table and waits for the application's `close`.
+    pub fn quiesce(&mut self) {
+        self.clear_timers();
+        self.ack_now = false;
+        self.syn_pending = false;
+        self.probe_pending = false;
+        self.rexmit_una = false;
+    }
+
+    // ---- application calls ------------------------------------------------
+
+    pub fn write(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) -> Result<usize, TcpError> {
+        match self.state {
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
+            State::Closed if self.reset => return Err(TcpError::Reset),
+            _ => return Err(TcpError::InvalidState),
+        }
+        if self.fin_queued {
+            return Err(TcpError::InvalidState);
+        }
+        let n = self.send.write(ctx.pool, data);
+        if n < data.len() {
+            self.write_blocked = true;
+        }
+        if n > 0 && self.snd_max == self.snd_una {
+            // Idle restart (RFC 5681 §4.1) when nothing was sent for an RTO.
+            if self.is_synchronized() && ctx.now.saturating_since(self.last_send) > self.rtt.rto() {
+                self.cc.on_idle_restart(ctx.now);
+            }
+        }
+        self.update_persist(ctx.now);
+        Ok(n)
+    }
+
+    pub fn read(&mut self, ctx: &mut Ctx<'_>, out: &mut [u8]) -> Result<usize, TcpError> {
+        let before = self.rcv_wnd();
+        let n = self.recv.read(ctx.pool, self.rcv_nxt_data, out);
+        if self.recv.read_offset() >= self.rcv_nxt_data {
+            self.readable_signaled = false;
+        }
+        if n == 0 && self.state == State::Closed && self.reset {
+            return Err(TcpError::Reset);
+        }
+        if n > 0 && self.is_synchronized() && !self.fin_received {
+            // Window update when it opened by a useful amount.
+            let now_wnd = self.recv_window_estimate(ctx) as u64;
+            let grow = now_wnd.saturating_sub(u64::from(before));
+            let m = u64::from(self.mss);
+            if grow >= 2 * m
+                || grow >= (ctx.cfg.recv_buffer as u64) / 2
+                || (before == 0 && grow > 0)
+            {
+                self.ack_now = true;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Bytes readable now.
+    pub fn readable(&self) -> usize {
+        self.rcv_nxt_data.saturating_sub(self.recv.read_offset()) as usize
+    }
+
+    pub fn shutdown(&mut self, now: Time) {
+        match self.state {
+            State::SynSent => self.enter_closed(false),
+            State::SynReceived | State::Established => {
+                self.fin_queued = true;
+                self.set_state(State::FinWait1);
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.set_state(State::LastAck);
+            }
+            _ => {}
+        }
+        self.keepalive_at = None;
+        self.update_persist(now);
+    }
+
+    /// The application dropped its handle.
+    pub fn release(&mut self, ctx: &mut Ctx<'_>) {
+        self.released = true;
+        if self.readable() > 0 {
+            // Unread data: abort, like Linux (RFC 2525 §2.17).
+            self.abort();
+            return;
+        }
+        self.shutdown(ctx.now);
+        if self.state == State::FinWait2 {
+            self.fw2_at = Some(ctx.now + ctx.cfg.fin_wait2_timeout);
+        }
+    }
+
+    pub fn abort(&mut self) {
+        if self.state != State::SynSent && self.state != State::Closed {
+            self.rst_out = Some(RstOut {
+                seq: self.seq_of(self.snd_nxt),
+                ack: Some(self.rcv_nxt()),
+            });
+        }
+        if self.state != State::Closed {
+            self.enter_closed(true);
+        }
+    }
+
+    pub fn info(&self) -> ConnInfo {
+        ConnInfo {
+            tuple: self.tuple,
+            state: self.state,
+            cwnd: self.cc.window(),
+            ssthresh: self.cc.ssthresh(),
+            srtt: self.rtt.srtt(),
+            rto: self.rtt.rto(),
+            mss: self.mss,
+            snd_wnd: self.snd_wnd,
+            rcv_wnd: self.rcv_wnd(),
+            retransmits: self.retransmits,
+            bytes_sent: self.bytes_sent,
+            bytes_acked: self.bytes_acked,
+            bytes_received: self.bytes_received,
+            timestamps: self.ts_enabled,
+            sack: self.sack_enabled,
+            snd_wscale: self.snd_wscale,
+            rcv_wscale: self.rcv_wscale,
+            send_queued: self.send.len(),
+            recv_queued: self.readable(),
+        }
+    }
+
+    /// State a TIME_WAIT entry keeps.
+    pub fn time_wait_state(&self) -> (SeqNumber, SeqNumber, Option<u32>, u32, u8) {
+        (
+            self.seq_of(self.snd_max),
+            self.rcv_nxt(),
+            self.ts_enabled.then_some(self.ts_recent),
+            self.ts_offset,
+            self.rcv_wscale,
+        )
+    }
+
+    // ---- input ------------------------------------------------------------
+
+    fn challenge_ack(&mut self, ctx: &mut Ctx<'_>) {
+        if ctx.challenge.try_take(ctx.now) {
+            ctx.stats.challenge_acks_sent += 1;
+            self.ack_now = true;
+        } else {
+            ctx.stats.challenge_acks_suppressed += 1;
+        }
+    }
+
+    pub fn on_segment(&mut self, ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+        match self.state {
+            State::SynSent => self.on_segment_syn_sent(ctx, seg),
+            State::Closed | State::TimeWait => {}
+            _ => self.on_segment_other(ctx, seg),
+        }
+    }
+
+    fn on_segment_syn_sent(&mut self, ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+        let f = seg.flags;
+        if f.ack()
+            && (seg.ack.distance(self.iss) <= 0 || seg.ack.distance(self.seq_of(self.snd_max)) > 0)
+        {
+            if !f.rst() {
+                ctx.stats.bad_acks += 1;
+                self.rst_out = Some(RstOut {
+                    seq: seg.ack,
+                    ack: None,
+                });
+            }
+            return;
+        }
+        if f.rst() {
+            ctx.stats.rst_in += 1;
+            if f.ack() {
+                self.enter_closed(true);
+            }
+            return;
+        }
+        if !f.syn() {
+            return;
+        }
+        self.irs = seg.seq;
+        self.apply_syn_options(ctx.cfg, seg);
+        self.last_ack_sent = seg.seq + 1;
+        if f.ack() {
+            // SYN-ACK.
+            let sample = if self.syn_retries == 0 {
+                Some(ctx.now.saturating_since(self.last_send))
+            } else {
+                None
+            };
+            self.snd_una = 1;
+            if self.snd_nxt < 1 {
+                self.snd_nxt = 1;
+            }
+            self.rto_at = None;
+            self.rtt.reset_backoff();
+            if let Some(s) = sample {
+                self.rtt.on_sample(s);
+            }
+            self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
+            self.max_snd_wnd = self.snd_wnd;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            self.enter_established(ctx);
+            self.ack_now = true;
+            self.update_persist(ctx.now);
+        } else {
+            // Simultaneous open: SYN-RECEIVED, answer with SYN-ACK.
+            self.set_state(State::SynReceived);
+            self.snd_wnd = u32::from(seg.window);
+            self.snd_wl1 = seg.seq;
+            self.syn_pending = true;
+        }
+    }
+
+    fn on_segment_other(&mut self, ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+        let f = seg.flags;
+        let now = ctx.now;
+        let rcv_nxt = self.rcv_nxt();
+        let wnd = self.rcv_wnd();
+
+        // RFC 5961 §3: RST.
+        if f.rst() {
+            ctx.stats.rst_in += 1;
+            if seg.seq == rcv_nxt {
+                // Exact match: the connection is reset (a passive open in
+                // SYN-RECEIVED just goes away; the handle was never seen).
+                self.enter_closed(true);
+            } else if seg.seq.in_window(rcv_nxt, rcv_nxt + wnd.max(1)) {
+                self.challenge_ack(ctx);
+            }
+            return;
+        }
+
+        // RFC 7323 §5: PAWS.
+        if self.ts_enabled {
+            if let Some(ts) = seg.opts.timestamp {
+                if (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                    ctx.stats.paws_drops += 1;
+                    self.ack_now = true;
+                    return;
+                }
+            }
+        }
+
+        // SYN.
+        if f.syn() {
+            if self.state == State::SynReceived && seg.seq == self.irs && !f.ack() {
+                // The peer retransmitted its SYN: so do we.
+                self.syn_pending = true;
+                return;
+            }
+            // RFC 5961 §4: challenge ACK, whatever the sequence number.
+            self.challenge_ack(ctx);
+            return;
+        }
+
+        // RFC 9293 §3.10.7.4 first: acceptability.
+        let seg_len = seg.len();
+        let acceptable = match (seg_len, wnd) {
+            (0, 0) => seg.seq == rcv_nxt,
+            (0, _) => seg.seq.in_window(rcv_nxt, rcv_nxt + wnd),
+            (_, 0) => false,
+            _ => {
+                seg.seq.in_window(rcv_nxt, rcv_nxt + wnd)
+                    || (seg.seq + (seg_len - 1)).in_window(rcv_nxt, rcv_nxt + wnd)
+            }
+        };
+        // With a zero window, still take the ACK of a segment at RCV.NXT.
+        let ack_only = !acceptable && wnd == 0 && seg.seq == rcv_nxt;
+        if !acceptable && !ack_only {
+            if seg_len > 0 && seg.seq.distance(rcv_nxt) < 0 {
+                ctx.stats.dup_segments += 1;
+            }
+            self.ack_now = true;
+            return;
+        }
+
+        if !f.ack() {
+            return;
+        }
+
+        // Timestamps: TS.Recent (RFC 7323 §4.3).
+        if self.ts_enabled {
+            if let Some(ts) = seg.opts.timestamp {
+                if seg.seq.distance(self.last_ack_sent) <= 0
+                    && (ts.tsval.wrapping_sub(self.ts_recent) as i32) >= 0
+                {
+                    self.ts_recent = ts.tsval;
+                }
+            }
+        }
+
+        if ctx.cfg.keepalive.is_some() {
+            self.arm_keepalive(ctx);
+        }
+
+        // ACK.
+        if self.state == State::SynReceived {
+            if seg.ack == self.seq_of(1) {
+                self.snd_una = 1;
+                if self.snd_nxt < 1 {
+                    self.snd_nxt = 1;
+                }
+                self.rto_at = None;
+                if self.syn_retries == 0 {
+                    self.rtt.on_sample(now.saturating_since(self.last_send));
+                }
+                self.rtt.reset_backoff();
+                self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
+                self.max_snd_wnd = self.snd_wnd;
+                self.snd_wl1 = seg.seq;
+                self.snd_wl2 = seg.ack;
+                if self.fin_queued {
+                    self.set_state(State::FinWait1);
+                    self.events |= EV_ACCEPTED;
+                } else {
+                    self.enter_established(ctx);
+                }
+            } else {
+                ctx.stats.bad_acks += 1;
+                self.rst_out = Some(RstOut {
+                    seq: seg.ack,
+                    ack: None,
+                });
+                return;
+            }
+        } else if !self.on_ack(ctx, seg) {
+            return;
+        }
+        if self.state == State::Closed || self.state == State::TimeWait {
+            return;
+        }
+        if ack_only {
+            self.ack_now = true;
+            return;
+        }
+
+        // Data.
+        let data_ok = matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        );
+        if !seg.payload.is_empty() {
+            if self.released && data_ok {
+                // Nobody will read it (RFC 9293 §3.10.7.4 / Linux).
+                self.rst_out = Some(RstOut {
+                    seq: self.seq_of(self.snd_nxt),
+                    ack: Some(self.rcv_nxt()),
+                });
+                self.enter_closed(true);
+                return;
+            }
+            if data_ok {
+                self.on_data(ctx, seg);
+            } else {
+                self.ack_now = true;
+            }
+        }
+
+        // FIN.
+        if f.fin() && data_ok && !self.fin_received {
+            let fin_off = self.rcv_nxt_data as i64
+                + i64::from(seg.seq.distance(rcv_nxt))
+                + seg.payload.len() as i64;
+            if fin_off >= 0 {
+                self.fin_pending = Some(fin_off as u64);
+            }
+            self.ack_now = true;
+        }
+        self.check_fin();
+    }
+
+    /// Consume a FIN that the in-order point reached.
+    fn check_fin(&mut self) {
+        if self.fin_received {
+            return;
+        }
+        let Some(off) = self.fin_pending else { return };
+        if off != self.rcv_nxt_data {
+            return;
+        }
+        self.fin_pending = None;
+        self.fin_received = true;
+        self.ack_now = true;
+        self.events |= EV_PEER_FIN;
+        match self.state {
+            State::Established => self.set_state(State::CloseWait),
+            State::FinWait1 => {
+                if self.fin_acked() {
+                    self.enter_time_wait();
+                } else {
+                    self.set_state(State::Closing);
+                }
+            }
+            State::FinWait2 => self.enter_time_wait(),
+            _ => {}
+        }
+    }
+
+    fn on_data(&mut self, ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+        let rcv_nxt = self.rcv_nxt();
+        let d = i64::from(seg.seq.distance(rcv_nxt));
+        let mut start = self.rcv_nxt_data as i64 + d;
+        let mut data = seg.payload;
+        if start < self.rcv_nxt_data as i64 {
+            let skip = (self.rcv_nxt_data as i64 - start) as usize;
+            if skip >= data.len() {
+                ctx.stats.dup_segments += 1;
+                self.ack_now = true;
+                return;
+            }
+            data = &data[skip..];
+            start = self.rcv_nxt_data as i64;
+        }
+        let start = start as u64;
+        // Clip to the advertised window.
+        let room = self.rcv_adv.saturating_sub(start) as usize;
+        if data.len() > room {
+            data = &data[..room];
+        }
+        if data.is_empty() {
+            self.ack_now = true;
+            return;
+        }
+        let stored = self.recv.write_at(ctx.pool, start, data);
+        if stored == 0 {
+            // Out of memory: drop, the peer will retransmit.
+            self.ack_now = true;
+            return;
+        }
+        let end = start + stored as u64;
+        if start == self.rcv_nxt_data {
+            let had_gap = !self.asm.is_empty();
+            self.rcv_nxt_data = end;
+            if had_gap {
+                self.rcv_nxt_data = self.asm.advance(end).max(end);
+                self.ack_now = true;
+            }
+            self.bytes_received += self.rcv_nxt_data - start;
+            if !self.readable_signaled {
+                self.readable_signaled = true;
+                self.events |= EV_READABLE;
+            }
+            self.segs_unacked += 1;
+            if self.segs_unacked >= 2 || stored < seg.payload.len() {
+                self.ack_now = true;
+            } else if self.delack_at.is_none() && !self.ack_now {
+                self.delack_at = Some(ctx.now + ctx.cfg.delayed_ack);
+            }
+        } else {
+            ctx.stats.ooo_segments += 1;
+            if self.asm.insert(start, end).is_err() {
+                ctx.stats.ooo_dropped += 1;
+            }
+            self.ack_now = true;
+        }
+    }
+
+    /// ACK processing for synchronized states. False: drop the segment.
+    fn on_ack(&mut self, ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> bool {
+        let now = ctx.now;
+        let una_seq = self.seq_of(self.snd_una);
+        let d = i64::from(seg.ack.distance(una_seq));
+        let ack_rel = self.snd_una as i64 + d;
+        if ack_rel > self.snd_max as i64 {
+            ctx.stats.bad_acks += 1;
+            self.challenge_ack(ctx);
+            return false;
+        }
+        if ack_rel < self.snd_una as i64 - i64::from(self.max_snd_wnd) {
+            ctx.stats.bad_acks += 1;
+            self.challenge_ack(ctx);
+            return false;
+        }
+        if ack_rel < self.snd_una as i64 {
+            // Old ACK: ignore it, keep the data.
+            return true;
+        }
+        let ack_rel = ack_rel as u64;
+        let new_wnd = u32::from(seg.window) << self.snd_wscale;
+        let old_wnd = self.snd_wnd;
+        // Window update (RFC 9293 §3.10.7.4, fifth).
+        if self.snd_wl1.distance(seg.seq) < 0
+            || (self.snd_wl1 == seg.seq && self.snd_wl2.distance(seg.ack) <= 0)
+        {
+            self.snd_wnd = new_wnd;
+            self.max_snd_wnd = self.max_snd_wnd.max(new_wnd);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+        }
+
+        // SACK scoreboard.
+        let mut sack_changed = false;
+        if self.sack_enabled && self.snd_max > self.snd_una {
+            let mut blocks = [(0u64, 0u64); MAX_SACK_BLOCKS];
+            let mut n = 0;
+            for &(l, r) in seg.opts.sack_blocks.as_slice() {
+                let ld = self.snd_una as i64 + i64::from(l.distance(una_seq));
+                let rd = self.snd_una as i64 + i64::from(r.distance(una_seq));
+                if ld < 0 || rd <= ld || rd > self.snd_max as i64 {
+                    continue;
+                }
+                if let Some(b) = blocks.get_mut(n) {
+                    *b = (ld as u64, rd as u64);
+                    n += 1;
+                }
+            }
+            let upd = self.sb.on_ack(ack_rel, &blocks[..n], self.snd_max);
+            sack_changed = upd.sack_changed;
+        }
+
+        if ack_rel > self.snd_una {
+            self.on_new_ack(ctx, seg, ack_rel);
+        } else if self.snd_max > self.snd_una
+            && seg.payload.is_empty()
+            && !seg.flags.fin()
+            && (new_wnd == old_wnd || sack_changed)
+        {
+            // Duplicate ACK (RFC 5681 §2, RFC 6675 §2).
+            self.dupacks = self.dupacks.saturating_add(1);
+            let lost = self.sack_enabled && self.sb.is_lost(self.snd_una, self.mss, DUPTHRESH);
+            if !self.in_recovery
+                && (self.dupacks >= DUPTHRESH || lost)
+                && self.snd_una >= self.recover
+            {
+                self.in_recovery = true;
+                self.recover = self.snd_max;
+                self.cc.on_congestion_event(now, self.in_flight());
+                self.rexmit_una = true;
+                self.rtt_timing = None;
+                ctx.stats.fast_retransmits += 1;
+            }
+        }
+        self.update_persist(now);
+        true
+    }
+
+    fn on_new_ack(&mut self, ctx: &mut Ctx<'_>, seg: &Segment<'_>, ack_rel: u64) {
+        let now = ctx.now;
+        let acked = ack_rel - self.snd_una;
+        let in_flight_before = self.in_flight();
+        // RTT sample (RFC 7323 §4.1 with timestamps, else Karn's rule).
+        let mut sample = None;
+        if self.ts_enabled {
+            if let Some(ts) = seg.opts.timestamp {
+                let ms = self.tsval(now).wrapping_sub(ts.tsecr);
+                if ts.tsecr != 0 && ms < 60_000 {
+                    sample = Some(Duration::from_millis(u64::from(ms)));
+                }
+            }
+        } else if let Some((at, t)) = self.rtt_timing {
+            if ack_rel >= at {
+                sample = Some(now.saturating_since(t));
+                self.rtt_timing = None;
+            }
+        }
+        let data_upto = ack_rel.saturating_sub(1).min(self.send.end());
+        let released_before = self.send.start();
+        self.send.release(ctx.pool, data_upto);
+        self.bytes_acked += data_upto.saturating_sub(released_before);
+        self.snd_una = ack_rel;
+        if self.snd_nxt < self.snd_una {
+            self.snd_nxt = self.snd_una;
+        }
+        self.rtt.reset_backoff();
+        if let Some(s) = sample {
+            self.rtt.on_sample(s);
+        }
+        self.dupacks = 0;
+        if self.in_recovery {
+            if self.snd_una >= self.recover {
+                self.in_recovery = false;
+                self.rexmit_una = false;
+                self.cc.on_recovery_end(now);
+            } else if !self.sack_enabled {
+                // NewReno partial ACK (RFC 6582 §3.2 step 3).
+                self.rexmit_una = true;
+            }
+        } else {
+            let acked32 = acked.min(u64::from(u32::MAX)) as u32;
+            self.cc.on_ack(now, acked32, in_flight_before, sample);
+        }
+        if self.snd_max > self.snd_una {
+            self.arm_rto(now);
+        } else {
+            self.rto_at = None;
+        }
+        if self.write_blocked && self.send.free_space() > 0 {
+            self.write_blocked = false;
+            self.events |= EV_WRITABLE;
+        }
+        // Our FIN acknowledged?
+        if self.fin_acked() {
+            match self.state {
+                State::FinWait1 => {
+                    self.set_state(State::FinWait2);
+                    if self.released {
+                        self.fw2_at = Some(now + ctx.cfg.fin_wait2_timeout);
+                    }
+                }
+                State::Closing => self.enter_time_wait(),
+                State::LastAck => self.enter_closed(false),
+                _ => {}
+            }
+        }
+    }
+
+    // ---- output -----------------------------------------------------------
+
+    /// Whether `poll_transmit` has something to send now.
+    pub fn wants_transmit(&self) -> bool {
+        match self.state {
+            State::Closed => false,
+            State::TimeWait => self.ack_now,
+            State::SynSent | State::SynReceived => self.syn_pending || self.ack_now,
+            _ => {
+                self.ack_now
+                    || self.probe_pending
+                    || self.rexmit_una
+                    || self.pick_data(usize::MAX).is_some()
+                    || self.fin_to_send()
+            }
+        }
+    }
+
+    fn fin_to_send(&self) -> bool {
+        match self.fin_rel() {
+            Some(f) => self.snd_nxt == f && self.snd_una <= f,
+            None => false,
+        }
+    }
+
+    /// The next range of data to send: (start rel, len, retransmission).
+    fn pick_data(&self, cap: usize) -> Option<(u64, u32, bool)> {
+        let mss = (self.mss as usize).min(cap) as u64;
+        if mss == 0 {
+            return None;
+        }
+        let data_end = self.data_end();
+        let cwnd = u64::from(self.cc.window());
+        let wnd_edge = self.snd_una + u64::from(self.snd_wnd);
+        if self.rexmit_una && self.snd_max > self.snd_una && self.snd_una < data_end {
+            let len = mss.min(data_end - self.snd_una);
+            return Some((self.snd_una, len as u32, true));
+        }
+        if self.in_recovery && self.sack_enabled {
+            let pipe = self
+                .sb
+                .pipe(self.snd_una, self.snd_max, self.mss, DUPTHRESH);
+            if pipe >= cwnd {
+                return None;
+            }
+            let (start, len) =
+                self.sb
+                    .next_seg(self.snd_una, self.snd_max, data_end, self.mss, DUPTHRESH)?;
+            let len = u64::from(len).min(mss);
+            if start < self.snd_max {
+                let len = len.min(data_end.saturating_sub(start));
+                return (len > 0).then_some((start, len as u32, true));
+            }
+            let len = len
+                .min(wnd_edge.saturating_sub(self.snd_nxt))
+                .min(data_end.saturating_sub(self.snd_nxt));
+            return (len > 0).then_some((self.snd_nxt, len as u32, false));
+        }
+        // Flight: in NewReno recovery each duplicate ACK is a segment gone.
+        let mut flight = self.snd_nxt.saturating_sub(self.snd_una);
+        if self.in_recovery {
+            flight = flight.saturating_sub(u64::from(self.dupacks) * u64::from(self.mss));
+        }
+        if flight >= cwnd {
+            return None;
+        }
+        let room = (cwnd - flight).min(wnd_edge.saturating_sub(self.snd_nxt));
+        if self.snd_nxt < self.snd_max && self.snd_nxt < data_end {
+            // Going back after an RTO.
+            let len = mss
+                .min(self.snd_max - self.snd_nxt)
+                .min(data_end - self.snd_nxt)
+                .min(room.max(if self.snd_nxt == self.snd_una { 1 } else { 0 }));
+            return (len > 0).then_some((self.snd_nxt, len as u32, true));
+        }
+        if self.snd_nxt >= data_end {
+            return None;
+        }
+        let len = mss.min(data_end - self.snd_nxt).min(room);
+        (len > 0).then_some((self.snd_nxt, len as u32, false))
+    }
+
+    fn window_field(&mut self, ctx: &Ctx<'_>, syn: bool) -> u16 {
+        let est = self.recv_window_estimate(ctx) as u64;
+        let edge = (self.rcv_nxt_data + est).max(self.rcv_adv);
+        let wnd = edge - self.rcv_nxt_data;
+        let shift = if syn { 0 } else { self.rcv_wscale };
+        let field = (wnd >> shift).min(65_535);
+        self.rcv_adv = self.rcv_nxt_data + (field << shift);
+        field as u16
+    }
+
+    fn base_options(&self, now: Time) -> TcpOptions {
+        let mut o = TcpOptions::default();
+        if self.ts_enabled {
+            o.timestamp = Some(TcpTimestamp {
+                tsval: self.tsval(now),
+                tsecr: self.ts_recent,
+            });
+        }
+        if self.sack_enabled && !self.asm.is_empty() {
+            let max = if self.ts_enabled { 3 } else { MAX_SACK_BLOCKS };
+            let mut blocks = [(0u64, 0u64); MAX_SACK_BLOCKS];
+            let n = self.asm.sack_blocks(&mut blocks[..max]);
+            let mut sb = SackBlocks::EMPTY;
+            for &(s, e) in blocks.iter().take(n.min(max)) {
+                let l = self.irs + (1 + s) as u32;
+                let r = self.irs + (1 + e) as u32;
+                let _ = sb.push((l, r));
+            }
+            o.sack_blocks = sb;
+        }
+        o
+    }
+
+    fn syn_options(&self, now: Time) -> TcpOptions {
+        let mut o = TcpOptions {
+            mss: Some(our_mss_for(self)),
+            ..TcpOptions::default()
+        };
+        if self.offer_ws {
+            o.window_scale = Some(self.rcv_wscale);
+        }
+        o.sack_permitted = self.offer_sack;
+        if self.offer_ts {
+            o.timestamp = Some(TcpTimestamp {
+                tsval: self.tsval(now),
+                tsecr: if self.state == State::SynSent {
+                    0
+                } else {
+                    self.ts_recent
+                },
+            });
+        }
+        o
+    }
+
+    /// Write the next segment into `buf` (IP header included).
+    pub fn poll_transmit(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        buf: &mut [u8],
+        ident: u16,
+    ) -> Option<Transmit> {
+        let now = ctx.now;
+        let ip_hlen = segment::ip_header_len(self.tuple.is_ipv6());
+        match self.state {
+            State::Closed => return None,
+            State::SynSent | State::SynReceived if self.syn_pending => {
+                self.syn_pending = false;
+                let synack = self.state == State::SynReceived;
+                let opts = self.syn_options(now);
+                let window = self.window_field(ctx, true);
+                let out = OutSegment {
+                    src: self.tuple.local,
+                    dst: self.tuple.remote,
+                    seq: self.iss,
+                    ack: if synack { self.rcv_nxt() } else { SeqNumber(0) },
+                    flags: if synack {
+                        TcpFlags::SYN | TcpFlags::ACK
+                    } else {
+                        TcpFlags::SYN
+                    },
+                    window,
+                    opts,
+                    payload_len: 0,
+                };
+                let tx = segment::emit(buf, &out, ident, |_| {})?;
+                if self.syn_retries > 0 {
+                    self.retransmits += 1;
+                    ctx.stats.retransmits += 1;
+                }
+                if synack {
+                    self.last_ack_sent = out.ack;
+                }
+                self.snd_nxt = self.snd_nxt.max(1);
+                self.snd_max = self.snd_max.max(1);
+                if self.rto_at.is_none() {
+                    self.arm_rto(now);
+                }
+                self.last_send = now;
+                self.ack_now = false;
+                ctx.stats.segments_out += 1;
+                return Some(tx);
+            }
+            _ => {}
+        }
+        if !self.is_synchronized() && !self.ack_now {
+            return None;
+        }
+        let opts = self.base_options(now);
+        let opts_len = opts.buffer_len();
+        let cap = buf.len().saturating_sub(ip_hlen + 20 + opts_len);
+
+        let mut seq_rel = self.snd_nxt;
+        let mut payload: Option<(u64, u32, bool)> = None;
+        let mut fin = false;
+        let mut probe = false;
+        if self.is_synchronized() {
+            if let Some(p) = self.pick_data(cap) {
+                payload = Some(p);
+                seq_rel = p.0;
+                if let Some(f) = self.fin_rel() {
+                    fin = p.0 + u64::from(p.1) == f;
+                }
+            } else if self.fin_to_send() {
+                fin = true;
+                seq_rel = self.snd_nxt;
+            } else if self.probe_pending {
+                probe = true;
+            } else if !self.ack_now {
+                self.rexmit_una = false;
+                return None;
+            }
+        }
+        let window = self.window_field(ctx, false);
+        let mut flags = TcpFlags::ACK;
+        if fin {
+            flags |= TcpFlags::FIN;
+        }
+        let (plen, rexmit) = payload.map(|p| (p.1 as usize, p.2)).unwrap_or((0, false));
+        if plen > 0 {
+            flags |= TcpFlags::PSH;
+        }
+        let seq = if probe {
+            self.seq_of(self.snd_una) - 1
+        } else {
+            self.seq_of(seq_rel)
+        };
+        let out = OutSegment {
+            src: self.tuple.local,
+            dst: self.tuple.remote,
+            seq,
+            ack: self.rcv_nxt(),
+            flags,
+            window,
+            opts,
+            payload_len: plen,
+        };
+        let send = &self.send;
+        let data_off = seq_rel.saturating_sub(1);
+        let tx = segment::emit(buf, &out, ident, |p| {
+            let n = send.read_at(data_off, p);
+            if n < p.len() {
+                p[n..].fill(0);
+            }
+        })?;
+        ctx.stats.segments_out += 1;
+        self.last_ack_sent = out.ack;
+        self.ack_now = false;
+        self.segs_unacked = 0;
+        self.delack_at = None;
+        if probe {
+            self.probe_pending = false;
+            return Some(tx);
+        }
+        let seg_end = seq_rel + plen as u64 + u64::from(fin);
+        let is_rexmit = rexmit || (fin && seq_rel < self.snd_max && plen == 0);
+        if plen > 0 || fin {
+            if rexmit_una_done(self, seq_rel) {
+                self.rexmit_una = false;
+            }
+            if is_rexmit {
+                self.retransmits += 1;
+                ctx.stats.retransmits += 1;
+                if self.sack_enabled && self.in_recovery {
+                    self.sb.mark_retransmitted(seq_rel, seg_end);
+                }
+                if matches!(self.rtt_timing, Some((at, _)) if at > seq_rel) {
+                    self.rtt_timing = None;
+                }
+            } else {
+                self.bytes_sent += plen as u64;
+                if !self.ts_enabled && self.rtt_timing.is_none() {
+                    self.rtt_timing = Some((seg_end, now));
+                }
+            }
+            if seq_rel <= self.snd_nxt && seg_end > self.snd_nxt {
+                self.snd_nxt = seg_end;
+            }
+            self.snd_max = self.snd_max.max(self.snd_nxt).max(seg_end);
+            if self.rto_at.is_none() {
+                self.arm_rto(now);
+            }
+            self.last_send = now;
+            self.persist_at = None;
+        }
+        self.update_persist(now);
+        Some(tx)
+    }
+}
+
+fn rexmit_una_done(c: &Conn, seq_rel: u64) -> bool {
+    c.rexmit_una && seq_rel == c.snd_una
+}
+
+/// The MSS option carries what we can receive, independent of the peer.
+fn our_mss_for(c: &Conn) -> u16 {
+    c.announce_mss
+}
