@@ -19,11 +19,16 @@ use sluice_bpf::{Gateway, GatewayOptions, IdList, Interface, L4Proto, XdpMode};
 use sluice_xsk::{BindMode, Xsk, XskConfig};
 use tracing::{info, warn};
 
-use crate::cli::{Args, BindArg, XdpModeArg};
+use crate::cli::{Args, BindArg, CongestionArg, SynCookiesArg, XdpModeArg};
+use crate::handoff::{self, Directory, Mailbox};
 use crate::report;
 use crate::services::{Service, Services};
 use crate::stats::{Counters, QueueLabel, SharedCounters};
+use crate::tcp_service::{Clock, TcpService, TcpSetup};
 use crate::worker::{self, LoopConfig};
+
+/// Forwarded segments a loop's mailbox holds before the sender drops them.
+const MAILBOX_CAPACITY: usize = 4096;
 
 /// How often the reporter wakes to check for a stop or a dead loop.
 const REPORTER_TICK: Duration = Duration::from_millis(50);
@@ -59,9 +64,10 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let services = build_services(&args);
-    if args.udp_echo.is_empty() {
-        warn!("no services configured (--udp-echo): the loops will only count what reaches them");
+    if args.udp_echo.is_empty() && args.http.is_empty() {
+        warn!("no services configured (--udp-echo, --http): the loops will only count what reaches them");
     }
+    let (tcp, mailboxes) = build_tcp(&args, queues.len())?;
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -92,6 +98,8 @@ pub fn run(args: Args) -> Result<()> {
         &cores,
         &xsk_config,
         &services,
+        tcp.as_ref(),
+        mailboxes,
         &loop_config,
         &stop,
     );
@@ -111,7 +119,7 @@ pub fn run(args: Args) -> Result<()> {
         "serving; SIGINT or SIGTERM to stop"
     );
 
-    let failure = report_until_stopped(&args, &loops, &gateway, &stop);
+    let failure = report_until_stopped(&args, &loops, &gateway, tcp.as_ref(), &stop);
     stop.store(true, Ordering::Relaxed);
 
     let labels: Vec<QueueLabel> = loops.iter().map(|l| l.label).collect();
@@ -150,6 +158,11 @@ fn build_services(args: &Args) -> Services {
             s.add_icmp_echo(addr.ip());
         }
     }
+    for addr in &args.http {
+        if !args.no_icmp_echo {
+            s.add_icmp_echo(addr.ip());
+        }
+    }
     s
 }
 
@@ -159,11 +172,91 @@ fn configure_gateway(gateway: &Gateway, iface: &Interface, args: &Args) -> Resul
     if !args.no_icmp_echo {
         vip_flags |= sluice_bpf::VIP_ICMP_ECHO;
     }
-    for (id, at) in args.udp_echo.iter().enumerate() {
+    let listeners = args
+        .udp_echo
+        .iter()
+        .map(|at| (at, L4Proto::Udp))
+        .chain(args.http.iter().map(|at| (at, L4Proto::Tcp)));
+    for (id, (at, proto)) in listeners.enumerate() {
         gateway.add_vip(at.ip(), vip_flags)?;
-        gateway.add_listener(at.ip(), L4Proto::Udp, at.port(), id as u32)?;
+        gateway.add_listener(at.ip(), proto, at.port(), id as u32)?;
     }
     Ok(())
+}
+
+/// 16 random bytes from the kernel, for the stack's keyed hashes.
+fn random_key() -> Result<[u8; 16]> {
+    use std::io::Read;
+    let mut key = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .context("reading /dev/urandom for the TCP secrets")?;
+    Ok(key)
+}
+
+/// The TCP stack's configuration shared by every loop, and one mailbox per
+/// loop for segments that land on the wrong queue. None without --http.
+fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbox>)> {
+    if args.http.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for at in &args.http {
+        if !seen.insert(*at) {
+            bail!("--http {at} is given twice");
+        }
+        if at.ip().is_unspecified() || at.ip().is_multicast() || at.port() == 0 {
+            bail!("--http {at}: give a unicast address and a non-zero port");
+        }
+    }
+    let t = &args.tcp;
+    let mut engine = sluice_netstack::tcp::EndpointConfig {
+        mss: t.tcp_mss,
+        send_buffer: t.tcp_send_buffer_kib as usize * 1024,
+        recv_buffer: t.tcp_recv_buffer_kib as usize * 1024,
+        backlog: t.tcp_backlog,
+        syn_cookies: t.tcp_syn_cookies != SynCookiesArg::Never,
+        congestion: match t.tcp_cc {
+            CongestionArg::Cubic => sluice_netstack::tcp::cc::Algorithm::Cubic,
+            CongestionArg::Newreno => sluice_netstack::tcp::cc::Algorithm::NewReno,
+        },
+        memory_budget: t.tcp_memory_mib as usize * 1024 * 1024,
+        max_connections: t.tcp_max_connections as usize,
+        time_wait_max: t.tcp_time_wait_max as usize,
+        isn_key: random_key()?,
+        cookie_key: random_key()?,
+        ..Default::default()
+    };
+    if t.tcp_syn_cookies == SynCookiesArg::Always {
+        engine.backlog = 0;
+    }
+    if t.tcp_keepalive_secs > 0 {
+        engine.keepalive = Some(sluice_netstack::tcp::Keepalive {
+            idle: Duration::from_secs(t.tcp_keepalive_secs.into()),
+            ..Default::default()
+        });
+    }
+    let (mailboxes, postman) =
+        handoff::channels(nloops, MAILBOX_CAPACITY).context("creating the handoff mailboxes")?;
+    let http_config = sluice_http::ServerConfig::default();
+    set_http_date(&http_config);
+    Ok((
+        Some(TcpSetup {
+            engine,
+            http: args.http.clone(),
+            http_config,
+            clock: Clock::new(),
+            directory: Arc::new(Directory::default()),
+            postman,
+        }),
+        mailboxes,
+    ))
+}
+
+fn set_http_date(cfg: &sluice_http::ServerConfig) {
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        cfg.date.set_unix_time(d.as_secs());
+    }
 }
 
 fn select_queues(args: &Args, iface: &Interface) -> Result<Vec<u32>> {
@@ -233,12 +326,17 @@ fn start_loops(
     cores: &[usize],
     xsk_config: &XskConfig,
     services: &Services,
+    tcp: Option<&TcpSetup>,
+    mailboxes: Vec<Mailbox>,
     loop_config: &LoopConfig,
     stop: &Arc<AtomicBool>,
 ) -> (Vec<Loop>, Option<anyhow::Error>) {
     let mut loops = Vec::with_capacity(queues.len());
     let mut first_error = None;
-    for (&queue, &core) in queues.iter().zip(cores) {
+    let nloops = queues.len() as u16;
+    let mut mailboxes = mailboxes.into_iter();
+    for (index, (&queue, &core)) in queues.iter().zip(cores).enumerate() {
+        let tcp = tcp.cloned().zip(mailboxes.next());
         let (ready_tx, ready_rx) = channel::bounded::<Ready>(1);
         let shared = Arc::new(SharedCounters::default());
         let handle = {
@@ -258,6 +356,18 @@ fn start_loops(
                         )));
                         return Counters::default();
                     }
+                    let mut tcp = match tcp
+                        .map(|(setup, mailbox)| {
+                            TcpService::new(&setup, index as u16, nloops, mailbox)
+                        })
+                        .transpose()
+                    {
+                        Ok(t) => t,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return Counters::default();
+                        }
+                    };
                     let mut xsk = match Xsk::open(&iface, queue, &xsk_config) {
                         Ok(x) => x,
                         Err(e) => {
@@ -270,7 +380,14 @@ fn start_loops(
                     xsk.refill(0);
                     let fd = xsk.fd().try_clone_to_owned().map_err(anyhow::Error::from);
                     let _ = ready_tx.send(fd.map(|fd| (fd, xsk.bind_mode())));
-                    worker::run(&mut xsk, &services, &loop_config, &shared, &stop)
+                    worker::run(
+                        &mut xsk,
+                        &services,
+                        tcp.as_mut(),
+                        &loop_config,
+                        &shared,
+                        &stop,
+                    )
                 })
                 .expect("spawning a poll-loop thread")
         };
@@ -306,6 +423,7 @@ fn report_until_stopped(
     args: &Args,
     loops: &[Loop],
     gateway: &Gateway,
+    tcp: Option<&TcpSetup>,
     stop: &AtomicBool,
 ) -> Option<anyhow::Error> {
     let started = Instant::now();
@@ -315,6 +433,10 @@ fn report_until_stopped(
     let interval = args.stats_interval();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(REPORTER_TICK);
+        if let Some(tcp) = tcp {
+            // The HTTP Date header: the loops never read the wall clock.
+            set_http_date(&tcp.http_config);
+        }
         if stop.load(Ordering::Relaxed) {
             // Loops finishing now are obeying the stop, not dying.
             break;

@@ -95,6 +95,82 @@ pub struct Args {
     /// Do not answer ICMP/ICMPv6 echo requests to VIPs.
     #[arg(long)]
     pub no_icmp_echo: bool,
+
+    /// HTTP/1.1 server on ADDR:PORT (IPv4, or [IPv6]:PORT) over sluice's own
+    /// TCP stack; repeatable. Routes: GET /bytes/N (N bytes, byte i = i mod
+    /// 251), POST /echo (the body back), GET /health. The address becomes a
+    /// VIP like --udp-echo's.
+    #[arg(long = "http", value_name = "ADDR:PORT")]
+    pub http: Vec<SocketAddr>,
+
+    #[command(flatten)]
+    pub tcp: TcpArgs,
+}
+
+/// Flags of the TCP stack (per poll loop unless said otherwise).
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "TCP stack")]
+pub struct TcpArgs {
+    /// MSS this side advertises and sends at most (IPv4; IPv6 gets 20 less).
+    #[arg(long, default_value_t = 1460, value_name = "BYTES",
+          value_parser = clap::value_parser!(u16).range(536..=8960))]
+    pub tcp_mss: u16,
+
+    /// Send buffer per connection: unacknowledged plus not yet sent bytes.
+    #[arg(long, default_value_t = 256, value_name = "KIB",
+          value_parser = clap::value_parser!(u32).range(4..=65536))]
+    pub tcp_send_buffer_kib: u32,
+
+    /// Receive window per connection (window scaling is used above 64 KiB).
+    #[arg(long, default_value_t = 256, value_name = "KIB",
+          value_parser = clap::value_parser!(u32).range(4..=65536))]
+    pub tcp_recv_buffer_kib: u32,
+
+    /// Buffer memory all connections of one loop may hold together; when it
+    /// runs out, windows shrink and new data waits.
+    #[arg(long, default_value_t = 1024, value_name = "MIB",
+          value_parser = clap::value_parser!(u32).range(1..=1048576))]
+    pub tcp_memory_mib: u32,
+
+    /// Connections one loop keeps at most (all states but TIME_WAIT).
+    #[arg(long, default_value_t = 262144, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub tcp_max_connections: u32,
+
+    /// Half-open connections per listener before SYN cookies take over.
+    #[arg(long, default_value_t = 4096, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub tcp_backlog: u32,
+
+    /// SYN cookies: when the backlog is full (auto), for every SYN
+    /// (always), or never (excess SYNs are dropped).
+    #[arg(long, value_enum, default_value_t = SynCookiesArg::Auto)]
+    pub tcp_syn_cookies: SynCookiesArg,
+
+    /// Congestion control.
+    #[arg(long, value_enum, default_value_t = CongestionArg::Cubic)]
+    pub tcp_cc: CongestionArg,
+
+    /// Keepalive probes after this many idle seconds; 0 turns them off.
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub tcp_keepalive_secs: u32,
+
+    /// TIME_WAIT entries one loop keeps at most (the oldest are reused).
+    #[arg(long, default_value_t = 65536, value_name = "N")]
+    pub tcp_time_wait_max: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SynCookiesArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CongestionArg {
+    Cubic,
+    Newreno,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -160,8 +236,15 @@ mod tests {
             "[2001:2::100]:7",
             "--need-wakeup",
             "false",
+            "--http",
+            "198.18.0.100:80",
+            "--tcp-cc",
+            "newreno",
         ])
         .unwrap();
+        assert_eq!(a.http.len(), 1);
+        assert_eq!(a.tcp.tcp_cc, CongestionArg::Newreno);
+        assert_eq!(a.tcp.tcp_mss, 1460);
         assert_eq!(a.queues, Some(IdList(vec![0, 1])));
         assert_eq!(a.udp_echo.len(), 2);
         assert!(!a.need_wakeup);
@@ -176,6 +259,10 @@ mod tests {
             vec!["--iface", "x", "--stats-interval", "-1"],
             vec!["--iface", "x", "--queues", "1-0"],
             vec!["--udp-echo", "198.18.0.100:7"],
+            vec!["--iface", "x", "--http", "198.18.0.100"],
+            vec!["--iface", "x", "--tcp-mss", "100"],
+            vec!["--iface", "x", "--tcp-backlog", "0"],
+            vec!["--iface", "x", "--tcp-syn-cookies", "maybe"],
         ] {
             let argv = std::iter::once("sluice-dataplane").chain(bad.iter().copied());
             assert!(Args::try_parse_from(argv).is_err(), "{bad:?} accepted");

@@ -9,4 +9,5 @@ pub mod neigh;
 pub mod report;
 pub mod services;
 pub mod stats;
+pub mod tcp_service;
 pub mod worker;

@@ -18,6 +18,18 @@ pub enum Service {
     UdpEcho,
 }
 
+/// What the loop does with a received frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it back out (rewritten in place).
+    Transmit,
+    /// Recycle it.
+    Drop,
+    /// A TCP segment: the loop's TCP stack takes it (and the frame is
+    /// recycled once the stack has copied what it keeps).
+    Tcp(Classified),
+}
+
 /// A UDP or TCP listener: address (IPv4-mapped when IPv4) and port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Listener {
@@ -69,17 +81,21 @@ impl Services {
             .map(|l| l.service)
     }
 
-    /// Handle one received frame in place. Returns true to transmit it.
+    /// Handle one received frame in place: transmit it (rewritten), drop
+    /// it, or pass a TCP segment on to the loop's TCP stack.
     #[inline]
-    pub fn handle(&self, frame: &mut [u8], c: &mut Counters) -> bool {
+    pub fn handle(&self, frame: &mut [u8], c: &mut Counters) -> Verdict {
         let cls = match classify(frame) {
             Ok(cls) => cls,
             Err(e) => {
                 count_drop(c, e);
-                return false;
+                return Verdict::Drop;
             }
         };
-        match cls.l4 {
+        if let L4::Tcp { .. } = cls.l4 {
+            return Verdict::Tcp(cls);
+        }
+        let transmit = match cls.l4 {
             L4::Udp { dst_port, .. } => match self.udp(&cls.dst_addr, dst_port) {
                 Some(Service::UdpEcho) => self.reply(frame, &cls, c, echo::udp_echo_in_place),
                 None => {
@@ -94,6 +110,11 @@ impl Services {
                 c.drop_no_service += 1;
                 false
             }
+        };
+        if transmit {
+            Verdict::Transmit
+        } else {
+            Verdict::Drop
         }
     }
 

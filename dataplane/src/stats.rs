@@ -96,11 +96,63 @@ counters! {
     kernel_rx_invalid_descs,
     /// Kernel: invalid TX descriptors.
     kernel_tx_invalid_descs,
+    /// TCP: frames handed to the stack (checksums verified).
+    tcp_segments_in,
+    /// TCP: frames the stack filled (data, ACKs, SYN-ACKs, RSTs).
+    tcp_segments_out,
+    /// TCP: segments for a flow another loop owns, forwarded to it.
+    tcp_handoff_out,
+    /// TCP: segments received from other loops.
+    tcp_handoff_in,
+    /// TCP: segments lost because the owner's mailbox was full.
+    tcp_handoff_overflow,
+    /// TCP: packets not sent because the peer's MAC was unknown.
+    tcp_tx_no_neighbour,
+    /// TCP: connections accepted (handshake completed).
+    tcp_accepts,
+    /// TCP: segments retransmitted (all causes).
+    tcp_retransmits,
+    /// TCP: retransmission timeouts.
+    tcp_rto,
+    /// TCP: fast retransmits (duplicate ACKs or SACK).
+    tcp_fast_retransmits,
+    /// TCP: SYN-ACKs carrying a SYN cookie.
+    tcp_cookies_sent,
+    /// TCP: connections rebuilt from a valid cookie.
+    tcp_cookies_accepted,
+    /// TCP: RFC 5961 challenge ACKs sent.
+    tcp_challenge_acks,
+    /// TCP: RSTs received.
+    tcp_rst_in,
+    /// TCP: RSTs sent.
+    tcp_rst_out,
+    /// TCP: segments dropped by PAWS (old timestamps).
+    tcp_paws_drops,
+    /// TCP: ACKs for data never sent, or too old.
+    tcp_bad_acks,
+    /// TCP: out-of-order segments queued for reassembly.
+    tcp_ooo_segments,
+    /// TCP: SYNs dropped with the backlog full and cookies off.
+    tcp_backlog_drops,
+    /// TCP gauge: connections (all states but TIME_WAIT).
+    tcp_connections,
+    /// TCP gauge: TIME_WAIT entries.
+    tcp_time_wait,
+    /// TCP gauge: bytes of stream buffers in use.
+    tcp_mem_bytes,
+    /// HTTP: request heads parsed.
+    http_requests,
+    /// HTTP: 2xx responses.
+    http_2xx,
+    /// HTTP: 4xx responses (malformed requests, limits, unknown paths).
+    http_4xx,
+    /// HTTP: 5xx responses.
+    http_5xx,
 }
 
 impl Counters {
-    /// All drops counted by the loop. With `rx_packets` and `tx_packets` it
-    /// closes the books: rx = tx + drops.
+    /// All drops counted by the loop. With the packet counters it closes
+    /// the books (see [`Counters::balanced`]).
     pub fn drops(&self) -> u64 {
         self.drop_malformed
             + self.drop_bad_checksum
@@ -109,9 +161,13 @@ impl Counters {
             + self.drop_tx_ring_full
     }
 
-    /// Whether every received frame is accounted for as sent or dropped.
+    /// Whether every frame is accounted for: each received frame was
+    /// echoed (and sent), dropped, or taken by the TCP stack, and each sent
+    /// frame is an echo or a frame the stack filled:
+    /// rx + tcp_segments_out = tx + drops + tcp_segments_in.
     pub fn balanced(&self) -> bool {
-        self.rx_packets == self.tx_packets + self.drops()
+        self.rx_packets + self.tcp_segments_out
+            == self.tx_packets + self.drops() + self.tcp_segments_in
     }
 
     /// Cost per received packet, in nanoseconds of busy time (user space

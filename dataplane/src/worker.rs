@@ -8,8 +8,12 @@
 //! 2. top the fill ring up from the free list,
 //! 3. take a batch off the RX ring; each frame is handled in place and either
 //!    queued for TX (same frame, rewritten) or returned to the free list,
-//! 4. push queued frames onto the TX ring, kicking the kernel if it asks,
-//! 5. if nothing happened, sleep in ppoll() (or spin with --busy-poll).
+//!    TCP segments go to the loop's TCP stack (the frame is recycled),
+//! 4. TCP: segments other loops forwarded, timers, events (which drive the
+//!    HTTP connections), then the stack's packets built in free frames,
+//! 5. push queued frames onto the TX ring, kicking the kernel if it asks,
+//! 6. if nothing happened, sleep in ppoll() until a frame, a forwarded
+//!    segment or the stack's next timer (or spin with --busy-poll).
 //!
 //! Time spent in iterations that did work is the loop's busy time, so the
 //! cost per packet is known even when the loop spins.
@@ -19,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use sluice_xsk::{RxAction, Xsk};
 
-use crate::services::Services;
+use crate::services::{Services, Verdict};
 use crate::stats::{Counters, SharedCounters};
+use crate::tcp_service::TcpService;
 
 /// How often the loop reads the socket's kernel counters (a syscall).
 const KERNEL_STATS_PERIOD: Duration = Duration::from_millis(100);
@@ -38,6 +43,7 @@ pub struct LoopConfig {
 pub fn run(
     xsk: &mut Xsk,
     services: &Services,
+    mut tcp: Option<&mut TcpService>,
     cfg: &LoopConfig,
     shared: &SharedCounters,
     stop: &AtomicBool,
@@ -48,34 +54,78 @@ pub fn run(
         let start = Instant::now();
         let reclaimed = xsk.reclaim();
         xsk.refill(0);
-        let received = xsk.receive(cfg.batch, |frame| {
-            if services.handle(frame.bytes_mut(), &mut c) {
-                RxAction::Transmit
-            } else {
-                RxAction::Drop
+        let mut work = reclaimed;
+        match tcp.as_deref_mut() {
+            None => {
+                work += xsk.receive(cfg.batch, |frame| {
+                    match services.handle(frame.bytes_mut(), &mut c) {
+                        Verdict::Transmit => RxAction::Transmit,
+                        Verdict::Drop => RxAction::Drop,
+                        Verdict::Tcp(_) => {
+                            c.drop_no_service += 1;
+                            RxAction::Drop
+                        }
+                    }
+                });
             }
-        });
-        let placed = xsk.flush_tx();
+            Some(tcp) => {
+                let now = tcp.now();
+                work += xsk.receive(cfg.batch, |frame| {
+                    match services.handle(frame.bytes_mut(), &mut c) {
+                        Verdict::Transmit => RxAction::Transmit,
+                        Verdict::Drop => RxAction::Drop,
+                        Verdict::Tcp(cls) => {
+                            tcp.on_frame(now, frame.bytes(), &cls, &mut c);
+                            RxAction::Drop
+                        }
+                    }
+                });
+                work += tcp.handle_mail(now, &mut c);
+                work += tcp.run_engine(now);
+                work += tcp.transmit(now, xsk, &mut c);
+            }
+        }
+        work += xsk.flush_tx();
         c.iterations += 1;
-        if received + reclaimed + placed > 0 {
+        if work > 0 {
             c.busy_ns += start.elapsed().as_nanos() as u64;
         } else if cfg.busy_poll {
             std::hint::spin_loop();
         } else {
-            let _ = xsk.wait(cfg.poll_timeout);
+            sleep(xsk, tcp.as_deref(), cfg.poll_timeout);
         }
         if start.duration_since(last_kernel_read) >= KERNEL_STATS_PERIOD {
             last_kernel_read = start;
             read_kernel_stats(xsk, &mut c);
+            if let Some(tcp) = tcp.as_deref_mut() {
+                tcp.publish(&mut c);
+            }
         }
         merge_socket_stats(xsk, &mut c);
         shared.publish(&c);
     }
     drain(xsk);
     read_kernel_stats(xsk, &mut c);
+    if let Some(tcp) = tcp {
+        tcp.publish(&mut c);
+    }
     merge_socket_stats(xsk, &mut c);
     shared.publish(&c);
     c
+}
+
+/// Sleep in ppoll() until a frame arrives, another loop forwards a
+/// segment, the TCP stack's next timer, or `timeout`.
+fn sleep(xsk: &mut Xsk, tcp: Option<&TcpService>, timeout: Duration) {
+    let Some(tcp) = tcp else {
+        let _ = xsk.wait(timeout);
+        return;
+    };
+    let timeout = match tcp.next_deadline() {
+        Some(at) => at.saturating_duration_since(Instant::now()).min(timeout),
+        None => timeout,
+    };
+    let _ = xsk.wait_with(timeout, tcp.mailbox().bell());
 }
 
 /// Let frames already on the TX ring leave before the socket closes.

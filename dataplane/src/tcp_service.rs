@@ -1,0 +1,463 @@
+//! TCP and HTTP/1.1 in a poll loop: the glue between the rings, the
+//! sans-IO TCP engine (`sluice_netstack::tcp`) and the sans-IO HTTP server
+//! (`sluice_http`).
+//!
+//! Per received TCP frame: verify checksums, learn the peer's L2 header,
+//! hand the segment to the engine. A segment for a flow this loop does not
+//! know goes through the ownership directory: if another loop owns the
+//! flow (RSS put it on the wrong queue), a copy goes to that loop's mailbox;
+//! otherwise this loop claims it and the engine answers it (a SYN makes a
+//! connection, a cookie ACK rebuilds one, anything else gets a RST).
+//!
+//! After the batch: engine timers, engine events drive the HTTP connections
+//! (bytes from the engine's receive ring into the parser, responses from
+//! the generator into the engine's send ring, within the send space so a
+//! response is produced only as fast as the peer takes it), and the
+//! engine's packets go out in free UMEM frames behind the learned L2 header.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_http::{ServerConfig, ServerConn};
+use sluice_netstack::echo::verify_checksums;
+use sluice_netstack::frame::{classify, Classified, L4};
+use sluice_netstack::tcp::tuple::FourTuple;
+use sluice_netstack::tcp::{ConnId, Endpoint, EndpointConfig, Event, Handled, Unowned};
+use sluice_netstack::time::Time;
+use sluice_xsk::Xsk;
+
+use crate::handoff::{Directory, Forwarded, Mailbox, Postman};
+use crate::neigh::{frame_ip_packet, Neighbours, ETH_HEADER};
+use crate::stats::Counters;
+
+/// Bytes moved between the engine and the HTTP server per call.
+const STAGING: usize = 64 * 1024;
+/// Most peers whose L2 header a loop remembers.
+const NEIGHBOURS: usize = 65_536;
+/// Most frames the engine may fill per loop iteration.
+const TX_BUDGET: usize = 256;
+
+/// The process-wide clock of the engines: one epoch for every loop, so a
+/// SYN cookie minted by one loop validates on another.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+        }
+    }
+
+    #[inline]
+    pub fn now(&self) -> Time {
+        Time::from_nanos(self.epoch.elapsed().as_nanos() as u64)
+    }
+
+    /// The Instant a Time stands for (for sleeping until a deadline).
+    pub fn instant(&self, t: Time) -> Instant {
+        self.epoch + std::time::Duration::from_nanos(t.as_nanos())
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What every loop's TCP service is made from.
+#[derive(Clone, Debug)]
+pub struct TcpSetup {
+    /// Engine configuration; `core` and `cores` are set per loop.
+    pub engine: EndpointConfig,
+    /// HTTP listeners.
+    pub http: Vec<SocketAddr>,
+    pub http_config: ServerConfig,
+    pub clock: Clock,
+    pub directory: Arc<Directory>,
+    pub postman: Postman,
+}
+
+struct HttpConn {
+    id: ConnId,
+    server: ServerConn,
+    /// Bytes read from the engine that the server did not take yet.
+    pending_in: Vec<u8>,
+    /// Response bytes the engine did not take yet (its memory budget ran
+    /// out between asking for space and writing).
+    pending_out: Vec<u8>,
+    peer_finished: bool,
+    eof_delivered: bool,
+    /// close() was called: the engine finishes the connection on its own.
+    closing: bool,
+}
+
+pub struct TcpService {
+    core: u16,
+    cores: u16,
+    endpoint: Endpoint,
+    /// HTTP connections by the engine's slot index.
+    conns: Vec<Option<HttpConn>>,
+    http_config: ServerConfig,
+    neigh: Neighbours,
+    staging: Box<[u8]>,
+    clock: Clock,
+    directory: Arc<Directory>,
+    postman: Postman,
+    mailbox: Mailbox,
+    http_stats: sluice_http::Stats,
+}
+
+fn ip_of(addr: &[u8; 16], ipv6: bool) -> IpAddr {
+    if ipv6 {
+        IpAddr::V6(Ipv6Addr::from(*addr))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(addr[12], addr[13], addr[14], addr[15]))
+    }
+}
+
+fn mapped(ip: IpAddr) -> [u8; 16] {
+    crate::services::mapped(ip)
+}
+
+impl TcpService {
+    pub fn new(setup: &TcpSetup, core: u16, cores: u16, mailbox: Mailbox) -> anyhow::Result<Self> {
+        let mut cfg = setup.engine.clone();
+        cfg.core = core;
+        cfg.cores = cores;
+        let mut endpoint = Endpoint::new(cfg, setup.clock.now());
+        for at in &setup.http {
+            endpoint
+                .listen(*at, 0)
+                .map_err(|e| anyhow::anyhow!("listening on {at}: {e}"))?;
+        }
+        Ok(Self {
+            core,
+            cores,
+            endpoint,
+            conns: Vec::new(),
+            http_config: setup.http_config.clone(),
+            neigh: Neighbours::new(NEIGHBOURS),
+            staging: vec![0u8; STAGING].into_boxed_slice(),
+            clock: setup.clock,
+            directory: Arc::clone(&setup.directory),
+            postman: setup.postman.clone(),
+            mailbox,
+            http_stats: Default::default(),
+        })
+    }
+
+    pub fn now(&self) -> Time {
+        self.clock.now()
+    }
+
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
+    }
+
+    /// The engine's next timer, as an Instant.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.endpoint.poll_timeout().map(|t| self.clock.instant(t))
+    }
+
+    /// A received TCP frame (already classified).
+    #[inline]
+    pub fn on_frame(&mut self, now: Time, frame: &[u8], cls: &Classified, c: &mut Counters) {
+        if verify_checksums(frame, cls).is_err() {
+            c.drop_bad_checksum += 1;
+            return;
+        }
+        self.neigh.learn(frame, cls);
+        c.tcp_segments_in += 1;
+        self.segment(now, frame, cls, false, c);
+    }
+
+    fn segment(
+        &mut self,
+        now: Time,
+        frame: &[u8],
+        cls: &Classified,
+        forwarded: bool,
+        c: &mut Counters,
+    ) {
+        let L4::Tcp { src_port, dst_port } = cls.l4 else {
+            return;
+        };
+        let Some(seg) = cls.l4_bytes(frame) else {
+            c.drop_malformed += 1;
+            return;
+        };
+        let src = ip_of(&cls.src_addr, cls.ipv6);
+        let dst = ip_of(&cls.dst_addr, cls.ipv6);
+        if self.endpoint.handle_segment(now, src, dst, seg) == Handled::Consumed {
+            return;
+        }
+        let tuple = FourTuple::new(
+            SocketAddr::new(dst, dst_port),
+            SocketAddr::new(src, src_port),
+        );
+        let shared = self.cores > 1;
+        if shared && !forwarded {
+            // Claim before creating: two loops that see the same SYN at once
+            // must not both make a connection.
+            let owner = self.directory.claim(tuple, self.core);
+            if owner != self.core {
+                let mail = Forwarded {
+                    frame: frame.to_vec(),
+                    from: self.core,
+                };
+                if self.postman.send(owner, mail) {
+                    c.tcp_handoff_out += 1;
+                } else {
+                    c.tcp_handoff_overflow += 1;
+                }
+                return;
+            }
+        }
+        match self.endpoint.handle_unowned(now, src, dst, seg) {
+            Unowned::Created(_) | Unowned::CookieAccepted(_) => {}
+            Unowned::Reset | Unowned::CookieSent | Unowned::Dropped => {
+                if shared {
+                    self.directory.release(&tuple, self.core);
+                }
+            }
+        }
+    }
+
+    /// Segments other loops forwarded here.
+    pub fn handle_mail(&mut self, now: Time, c: &mut Counters) -> usize {
+        let mut n = 0;
+        while let Some(mail) = self.mailbox.try_recv() {
+            n += 1;
+            c.tcp_handoff_in += 1;
+            match classify(&mail.frame) {
+                Ok(cls) => self.segment(now, &mail.frame, &cls, true, c),
+                Err(_) => c.drop_malformed += 1,
+            }
+        }
+        if n > 0 {
+            self.mailbox.reset_bell();
+        }
+        n
+    }
+
+    /// Timers, events and the HTTP connections they wake.
+    pub fn run_engine(&mut self, now: Time) -> usize {
+        if self
+            .endpoint
+            .poll_timeout()
+            .is_some_and(|deadline| deadline <= now)
+        {
+            self.endpoint.handle_timeout(now);
+        }
+        let mut events = 0;
+        while let Some(ev) = self.endpoint.poll_event() {
+            events += 1;
+            match ev {
+                Event::Accepted(id) => {
+                    let slot = id.slot() as usize;
+                    if self.conns.len() <= slot {
+                        self.conns.resize_with(slot + 1, || None);
+                    }
+                    self.conns[slot] = Some(HttpConn {
+                        id,
+                        server: ServerConn::new(&self.http_config),
+                        pending_in: Vec::new(),
+                        pending_out: Vec::new(),
+                        peer_finished: false,
+                        eof_delivered: false,
+                        closing: false,
+                    });
+                    self.pump(id);
+                }
+                Event::Connected(_) => {}
+                Event::Readable(id) | Event::Writable(id) => self.pump(id),
+                Event::PeerFinished(id) => {
+                    if let Some(conn) = self.conn_mut(id) {
+                        conn.peer_finished = true;
+                    }
+                    self.pump(id);
+                }
+                Event::Closed(id, tuple) | Event::Reset(id, tuple) => {
+                    self.forget(id);
+                    if self.cores > 1 {
+                        self.directory.release(&tuple, self.core);
+                    }
+                }
+            }
+        }
+        events
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut HttpConn> {
+        self.conns
+            .get_mut(id.slot() as usize)
+            .and_then(Option::as_mut)
+            .filter(|c| c.id == id)
+    }
+
+    fn forget(&mut self, id: ConnId) {
+        let Some(entry) = self.conns.get_mut(id.slot() as usize) else {
+            return;
+        };
+        if entry.as_ref().is_some_and(|c| c.id == id) {
+            let mut conn = entry.take().expect("checked above");
+            self.http_stats += &conn.server.take_stats();
+            if !conn.closing {
+                // Releases the handle; the engine already finished.
+                let _ = self.endpoint.close(id);
+            }
+        }
+    }
+
+    /// Move bytes both ways between the engine and one HTTP connection until
+    /// neither side can make progress.
+    fn pump(&mut self, id: ConnId) {
+        let slot = id.slot() as usize;
+        let Some(Some(conn)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if conn.id != id || conn.closing {
+            return;
+        }
+        let send_buffer = self.endpoint.config().send_buffer;
+        let ep = &mut self.endpoint;
+        let staging = &mut self.staging;
+        loop {
+            let mut progress = false;
+            // Responses first: they free the server to take more requests.
+            if !conn.pending_out.is_empty() {
+                match ep.write(id, &conn.pending_out) {
+                    Ok(n) if n > 0 => {
+                        conn.pending_out.drain(..n);
+                        progress = true;
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        conn.pending_out.clear();
+                        conn.closing = true;
+                        let _ = ep.abort(id);
+                        break;
+                    }
+                }
+            }
+            if conn.pending_out.is_empty() && conn.server.wants_write() {
+                let room = ep
+                    .info(id)
+                    .map(|i| send_buffer.saturating_sub(i.send_queued))
+                    .unwrap_or(0)
+                    .min(staging.len());
+                if room > 0 {
+                    let n = conn.server.poll_write(&mut staging[..room]);
+                    if n > 0 {
+                        progress = true;
+                        let w = ep.write(id, &staging[..n]).unwrap_or(0);
+                        if w < n {
+                            conn.pending_out.extend_from_slice(&staging[w..n]);
+                        }
+                    }
+                }
+            }
+            // Requests.
+            if !conn.pending_in.is_empty() {
+                let took = conn.server.on_read(&conn.pending_in);
+                if took > 0 {
+                    conn.pending_in.drain(..took);
+                    progress = true;
+                }
+            }
+            if conn.pending_in.is_empty() && conn.server.wants_read() {
+                match ep.read(id, staging) {
+                    Ok(n) if n > 0 => {
+                        progress = true;
+                        let took = conn.server.on_read(&staging[..n]);
+                        if took < n {
+                            conn.pending_in.extend_from_slice(&staging[took..n]);
+                        }
+                    }
+                    _ => {
+                        if conn.peer_finished && !conn.eof_delivered {
+                            conn.server.on_read_eof();
+                            conn.eof_delivered = true;
+                            progress = true;
+                        }
+                    }
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        if conn.server.should_close() && conn.pending_out.is_empty() {
+            // FIN after what is queued; the engine reports Closed later.
+            conn.closing = true;
+            self.http_stats += &conn.server.take_stats();
+            let _ = ep.close(id);
+            self.conns[slot] = None;
+        }
+    }
+
+    /// Let the engine fill free frames with packets. Returns how many were
+    /// queued for transmission.
+    pub fn transmit(&mut self, now: Time, xsk: &mut Xsk, c: &mut Counters) -> usize {
+        let ep = &mut self.endpoint;
+        let neigh = &self.neigh;
+        let mut no_neighbour = 0u64;
+        let queued = xsk.transmit(TX_BUDGET, |frame| {
+            let buf = frame.buffer_mut();
+            loop {
+                let Some(t) = ep.poll_transmit(now, &mut buf[ETH_HEADER..]) else {
+                    return false;
+                };
+                let framed = neigh
+                    .get(&mapped(t.dst))
+                    .and_then(|l2| frame_ip_packet(buf, l2, t.len));
+                match framed {
+                    Some(len) => {
+                        frame.set_len(len);
+                        return true;
+                    }
+                    // The peer never sent us a frame (or the table was
+                    // flushed): the engine retransmits later.
+                    None => no_neighbour += 1,
+                }
+            }
+        });
+        c.tcp_tx_no_neighbour += no_neighbour;
+        c.tcp_segments_out += queued as u64;
+        queued
+    }
+
+    /// Copy the engine's and the HTTP server's counters into `c`.
+    pub fn publish(&mut self, c: &mut Counters) {
+        let s = self.endpoint.stats();
+        c.tcp_accepts = s.accepts;
+        c.tcp_retransmits = s.retransmits;
+        c.tcp_rto = s.rto;
+        c.tcp_fast_retransmits = s.fast_retransmits;
+        c.tcp_cookies_sent = s.cookies_sent;
+        c.tcp_cookies_accepted = s.cookies_accepted;
+        c.tcp_challenge_acks = s.challenge_acks_sent;
+        c.tcp_rst_in = s.rst_in;
+        c.tcp_rst_out = s.rst_out;
+        c.tcp_paws_drops = s.paws_drops;
+        c.tcp_bad_acks = s.bad_acks;
+        c.tcp_ooo_segments = s.ooo_segments;
+        c.tcp_backlog_drops = s.backlog_drops;
+        c.tcp_connections = self.endpoint.conn_count() as u64;
+        c.tcp_time_wait = s.time_wait_entries;
+        c.tcp_mem_bytes = s.mem_in_use;
+        let mut h = self.http_stats;
+        for conn in self.conns.iter().flatten() {
+            h += conn.server.stats();
+        }
+        c.http_requests = h.requests;
+        c.http_2xx = h.status_2xx;
+        c.http_4xx = h.status_4xx;
+        c.http_5xx = h.status_5xx;
+    }
+}
