@@ -328,7 +328,7 @@ mod tests {
         };
         let f = a.fields();
         assert_eq!(f[0].0, "rx_packets");
-        assert_eq!(f.last().unwrap().0, "kernel_tx_invalid_descs");
+        assert_eq!(f.last().unwrap().0, "http_5xx");
         assert!(f.iter().all(|(_, help, _)| !help.is_empty()));
         let d = a.delta(&b);
         assert_eq!(d.rx_packets, 6);
