@@ -134,6 +134,10 @@ counters! {
     tcp_ooo_segments,
     /// TCP: SYNs dropped with the backlog full and cookies off.
     tcp_backlog_drops,
+    /// TCP: probes sent into a peer's zero window.
+    tcp_zero_window_probes,
+    /// TCP: connections reset after unanswered keepalives or retransmissions.
+    tcp_timeouts,
     /// TCP gauge: connections (all states but TIME_WAIT).
     tcp_connections,
     /// TCP gauge: TIME_WAIT entries.

@@ -448,6 +448,8 @@ impl TcpService {
         c.tcp_bad_acks = s.bad_acks;
         c.tcp_ooo_segments = s.ooo_segments;
         c.tcp_backlog_drops = s.backlog_drops;
+        c.tcp_zero_window_probes = s.zero_window_probes;
+        c.tcp_timeouts = s.keepalive_timeouts;
         c.tcp_connections = self.endpoint.conn_count() as u64;
         c.tcp_time_wait = s.time_wait_entries;
         c.tcp_mem_bytes = s.mem_in_use;

@@ -2,6 +2,8 @@
 //! `sluice-bench` binaries on a namespace topology of their own.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,466 @@
+//! sluice's TCP stack and HTTP/1.1 server against the Linux kernel as the
+//! peer: curl, wrk and kernel sockets from the client namespace, on 1 and
+//! 2 queues, plus the attacks an edge sees (SYN flood, blind injection) and
+//! awkward peers (zero window, tiny MSS, killed mid-transfer). Root only;
+//! never skips.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::http::*;
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use sluice_bench::netns;
+use sluice_bench::topology::{addr, ifname};
+
+const PORT: u16 = 80;
+
+fn vip4() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(addr::GW_VIP_V4), PORT)
+}
+
+fn vip6() -> SocketAddr {
+    SocketAddr::new(IpAddr::V6(addr::GW_VIP_V6), PORT)
+}
+
+fn args(topo: &Topo, queues: u32, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--iface",
+        ifname::GW,
+        "--stats-format",
+        "json",
+        "--stats-interval",
+        "0.5",
+        "--http",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.push(vip4().to_string());
+    a.push("--http".into());
+    a.push(vip6().to_string());
+    a.push("--queues".into());
+    a.push(format!("0-{}", queues - 1));
+    a.push("--pin-dir".into());
+    a.push(topo.pin_dir().display().to_string());
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a counter: {v}"))
+}
+
+/// Run `f` on a thread inside the client namespace.
+fn in_client<T: Send>(topo: &Topo, f: impl FnOnce() -> T + Send) -> T {
+    netns::run_in(&topo.client(), f).expect("entering the client namespace")
+}
+
+fn curl(ns: &str, extra: &[&str]) -> Vec<u8> {
+    let out = netns::command(ns, "curl")
+        .args(["-sS", "--fail", "--max-time", "60"])
+        .args(extra)
+        .output()
+        .expect("running curl (scripts/install-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "curl {extra:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Stop with SIGTERM; the final report, checked for books that balance and
+/// a stack that let go of every connection and buffer.
+fn stop_clean(dp: &mut Dataplane) -> Value {
+    let status = dp.stop(Signal::SIGTERM);
+    assert!(status.success(), "exit {status}:\n{}", dp.stderr_text());
+    let fin = dp.last_report("final").expect("no final JSON report");
+    assert_eq!(fin["balanced"], true, "books do not balance: {fin}");
+    assert!(
+        !dp.stderr_text().contains("panicked"),
+        "{}",
+        dp.stderr_text()
+    );
+    fin
+}
+
+/// Until the live counters show no connection and no buffer held (bounded).
+fn wait_until_idle(dp: &Dataplane, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        std::thread::sleep(Duration::from_millis(600));
+        let r = dp.last_report("interval").expect("no interval report");
+        let t = &r["total"];
+        if u(&t["tcp_connections"]) == 0 && u(&t["tcp_mem_bytes"]) == 0 {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connections or buffers still held after {within:?}: {t}"
+        );
+    }
+}
+
+fn serve_http(queues: u32) {
+    let topo = Topo::up(&format!("h{queues}"), queues);
+    let client = topo.client();
+    let mut dp = Dataplane::start(&topo.gw(), &args(&topo, queues, &[]));
+
+    // curl over IPv4 and IPv6.
+    assert_eq!(
+        curl(&client, &["http://198.18.0.100/health"]),
+        b"ok\n".to_vec()
+    );
+    assert_eq!(
+        curl(&client, &["-6", "http://[2001:2::100]/health"]),
+        b"ok\n".to_vec()
+    );
+    for n in [0u64, 1, 250, 251, 252, 1460, 65_536, 1_000_003] {
+        let body = curl(&client, &[&format!("http://198.18.0.100/bytes/{n}")]);
+        assert_eq!(body.len() as u64, n);
+        assert_eq!(sha256(&body), pattern_sha256(n), "/bytes/{n} differs");
+    }
+    let upload: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let file = std::env::temp_dir().join(format!("sluice-upload-{}", std::process::id()));
+    std::fs::write(&file, &upload).unwrap();
+    let echoed = curl(
+        &client,
+        &[
+            "-X",
+            "POST",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            "http://[2001:2::100]/echo",
+        ],
+    );
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(sha256(&echoed), sha256(&upload), "POST /echo differs");
+
+    // Kernel sockets: keep-alive, pipelining, 20 MB each way, both families.
+    in_client(&topo, || {
+        for to in [vip4(), vip6()] {
+            let mut s = connect(to);
+            for i in 0..100u64 {
+                let r = get(&mut s, &format!("/bytes/{i}"), false);
+                assert_eq!((r.status, r.sha256), (200, pattern_sha256(i)));
+            }
+            let mut burst = String::new();
+            for i in 0..10 {
+                burst.push_str(&format!(
+                    "GET /bytes/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+                    i * 1000
+                ));
+            }
+            s.write_all(burst.as_bytes()).unwrap();
+            for i in 0..10u64 {
+                let r = read_response(&mut s);
+                assert_eq!(r.sha256, pattern_sha256(i * 1000), "pipelined response {i}");
+            }
+            let r = get(&mut s, "/bytes/20000000", false);
+            assert_eq!(r.sha256, pattern_sha256(20_000_000));
+            let body: Vec<u8> = (0..20_000_000u32).map(|i| (i % 253) as u8).collect();
+            let r = post_echo(&mut s, &body);
+            assert_eq!((r.status, r.sha256), (200, sha256(&body)));
+            let r = get(&mut s, "/health", true);
+            assert_eq!(r.status, 200);
+            expect_eof(&mut s);
+        }
+    });
+
+    // wrk: many connections at once, no errors.
+    let out = netns::command(&client, "wrk")
+        .args([
+            "-t1",
+            "-c64",
+            "-d2s",
+            "--latency",
+            "http://198.18.0.100/bytes/64",
+        ])
+        .output()
+        .expect("running wrk (scripts/install-deps.sh installs it)");
+    let w = sluice_bench::http_bench::parse_wrk(&String::from_utf8_lossy(&out.stdout))
+        .expect("wrk output");
+    assert!(w.requests > 100, "wrk: {w:?}");
+    assert_eq!((w.errors, w.non_2xx), (0, 0), "wrk: {w:?}");
+
+    let live = wait_until_idle(&dp, Duration::from_secs(10));
+    let fin = stop_clean(&mut dp);
+    let t = &fin["total"];
+    assert!(u(&t["http_requests"]) >= w.requests, "{t}");
+    assert_eq!(u(&t["http_4xx"]) + u(&t["http_5xx"]), 0, "{t}");
+    assert_eq!(u(&t["tcp_tx_no_neighbour"]), 0, "{t}");
+    assert_eq!(u(&t["tcp_handoff_overflow"]), 0, "{t}");
+    assert_eq!(u(&t["tcp_handoff_out"]), u(&t["tcp_handoff_in"]), "{t}");
+    let _ = live;
+    assert!(!xdp_attached(&topo.gw(), ifname::GW));
+}
+
+#[test]
+fn http_on_one_queue() {
+    serve_http(1);
+}
+
+#[test]
+fn http_on_two_queues() {
+    serve_http(2);
+}
+
+#[test]
+fn ten_thousand_sequential_connections() {
+    let topo = Topo::up("seq", 1);
+    let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 1, &[]));
+    in_client(&topo, || {
+        for i in 0..10_000 {
+            let to = if i % 2 == 0 { vip4() } else { vip6() };
+            let mut s = connect(to);
+            let r = get(&mut s, "/health", true);
+            assert_eq!(r.status, 200, "connection {i}");
+            expect_eof(&mut s);
+        }
+    });
+    wait_until_idle(&dp, Duration::from_secs(10));
+    let fin = stop_clean(&mut dp);
+    let t = &fin["total"];
+    assert!(u(&t["tcp_accepts"]) >= 10_000, "{t}");
+    assert!(u(&t["http_2xx"]) >= 10_000, "{t}");
+}
+
+#[test]
+fn thousand_concurrent_connections() {
+    let topo = Topo::up("conc", 2);
+    let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 2, &[]));
+    in_client(&topo, || {
+        let mut conns: Vec<TcpStream> = (0..1000)
+            .map(|i| connect(if i % 2 == 0 { vip4() } else { vip6() }))
+            .collect();
+        for (i, s) in conns.iter_mut().enumerate() {
+            write!(s, "GET /bytes/{i} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        }
+        for (i, s) in conns.iter_mut().enumerate() {
+            let r = read_response(s);
+            assert_eq!(r.sha256, pattern_sha256(i as u64), "connection {i}");
+        }
+        // All still open: a second round on every connection.
+        for s in conns.iter_mut() {
+            assert_eq!(get(s, "/health", false).status, 200);
+        }
+    });
+    wait_until_idle(&dp, Duration::from_secs(10));
+    let fin = stop_clean(&mut dp);
+    assert!(u(&fin["total"]["tcp_accepts"]) >= 1000, "{fin}");
+}
+
+/// A TCP socket in the current namespace with options set before connect().
+fn socket_with(to: SocketAddr, set: impl FnOnce(std::os::fd::BorrowedFd<'_>)) -> TcpStream {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    use std::os::fd::AsFd;
+    let family = if to.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    set(fd.as_fd());
+    connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrStorage::from(to),
+    )
+    .unwrap_or_else(|e| panic!("connecting to {to}: {e}"));
+    let s = TcpStream::from(fd);
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+#[test]
+fn zero_window_peer_and_tiny_mss() {
+    let topo = Topo::up("zw", 1);
+    let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 1, &[]));
+    in_client(&topo, || {
+        // A receiver that stops reading: its window closes, the stack
+        // probes, and when it reads again everything arrives intact.
+        let mut s = socket_with(vip4(), |fd| {
+            nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::RcvBuf, &4096).unwrap();
+        });
+        write!(s, "GET /bytes/3000000 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let r = read_response_slowly(&mut s, Some(Duration::from_secs(3)));
+        assert_eq!(r.sha256, pattern_sha256(3_000_000));
+
+        // MSS 100 on both families: many small segments, both directions.
+        for to in [vip4(), vip6()] {
+            let mut s = socket_with(to, |fd| {
+                nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::TcpMaxSeg, &100)
+                    .unwrap();
+            });
+            let r = get(&mut s, "/bytes/300000", false);
+            assert_eq!(r.sha256, pattern_sha256(300_000));
+            let body: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+            let r = post_echo(&mut s, &body);
+            assert_eq!(r.sha256, sha256(&body));
+        }
+    });
+    wait_until_idle(&dp, Duration::from_secs(10));
+    let fin = stop_clean(&mut dp);
+    assert!(u(&fin["total"]["tcp_zero_window_probes"]) > 0, "{fin}");
+}
+
+#[test]
+fn killed_transfers_leave_no_state() {
+    let topo = Topo::up("kill", 2);
+    let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 2, &[]));
+    // A socket closed with unread data (the kernel answers with RST)...
+    in_client(&topo, || {
+        let mut s = connect(vip4());
+        write!(s, "GET /bytes/1000000000 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0;
+        while got < 20_000_000 {
+            got += s.read(&mut buf).unwrap();
+        }
+    });
+    // ...and curl killed with SIGKILL halfway through a 1 GB download.
+    let mut child = netns::command(&topo.client(), "curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "http://[2001:2::100]/bytes/1000000000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "curl finished 1 GB too soon"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until_idle(&dp, Duration::from_secs(20));
+    let fin = stop_clean(&mut dp);
+    assert!(u(&fin["total"]["tcp_rst_in"]) >= 2, "{fin}");
+}
+
+#[test]
+fn syn_flood_does_not_stop_service() {
+    let topo = Topo::up("syn", 1);
+    let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 1, &["--tcp-backlog", "64"]));
+    let client = topo.client();
+    // An unused address of the topology as the spoofed source: its SYN-ACKs
+    // reach the client's MAC and its kernel drops them.
+    let mut flood = netns::command(&client, "hping3")
+        .args([
+            "--flood",
+            "-S",
+            "-p",
+            "80",
+            "-a",
+            "198.18.0.77",
+            "198.18.0.100",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("running hping3 (scripts/install-deps.sh installs it)");
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let mut ok = 0;
+    for _ in 0..20 {
+        let body = curl(&client, &["--max-time", "10", "http://198.18.0.100/health"]);
+        assert_eq!(body, b"ok\n".to_vec());
+        ok += 1;
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(flood.id() as i32),
+        Signal::SIGINT,
+    );
+    let _ = flood.wait();
+    assert_eq!(ok, 20);
+    eprintln!("20 requests under the flood took {:?}", started.elapsed());
+    let fin = stop_clean(&mut dp);
+    let t = &fin["total"];
+    assert!(
+        u(&t["tcp_cookies_sent"]) > 100,
+        "no SYN cookies under a flood: {t}"
+    );
+    assert!(
+        u(&t["tcp_connections"]) <= 64 + 20,
+        "the flood made state: {t}"
+    );
+}
+
+#[test]
+fn blind_injection_does_not_tear_down_a_connection() {
+    let topo = Topo::up("inj", 1);
+    let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 1, &[]));
+    let client = topo.client();
+    // A live connection; scapy learns its sequence numbers from one request
+    // and then forges, from the client's address and port: a RST in the
+    // window but not at RCV.NXT, a RST far outside it, a SYN, data with an
+    // ACK for bytes never sent, and data outside the window.
+    let mut s = in_client(&topo, || connect(vip4()));
+    let lport = s.local_addr().unwrap().port();
+    let script = format!(
+        r#"
+import threading, time
+flt = 'tcp and src port {lport} and dst port 80 and (tcp[13] & 8 != 0)'
+sn = AsyncSniffer(iface='{iface}', filter=flt, count=1, timeout=15)
+sn.start()
+time.sleep(1)
+open('/tmp/sluice-inj-{lport}', 'w').write('go')
+sn.join()
+p = sn.results[0]
+seq = p[TCP].seq + len(p[TCP].payload)
+ack = p[TCP].ack
+base = Ether(src=p[Ether].src, dst=p[Ether].dst)/IP(src=p[IP].src, dst=p[IP].dst)
+t = lambda **kw: TCP(sport={lport}, dport=80, **kw)
+time.sleep(0.5)
+pkts = [
+  base/t(flags='R', seq=seq + 5000),
+  base/t(flags='R', seq=seq + 2**30),
+  base/t(flags='S', seq=12345),
+  base/t(flags='PA', seq=seq, ack=ack + 2**30)/Raw(b'GET /bytes/1 HTTP/1.1\r\n\r\n'),
+  base/t(flags='PA', seq=seq + 2**30, ack=ack)/Raw(b'GET /bytes/2 HTTP/1.1\r\n\r\n'),
+]
+for x in pkts:
+    sendp(x, iface='{iface}')
+    time.sleep(0.05)
+"#,
+        iface = ifname::CLIENT
+    );
+    let marker = format!("/tmp/sluice-inj-{lport}");
+    let _ = std::fs::remove_file(&marker);
+    let sniffer = std::thread::spawn({
+        let client = client.clone();
+        move || scapy(&client, &script)
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::path::Path::new(&marker).exists() {
+        assert!(Instant::now() < deadline, "scapy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = get(&mut s, "/bytes/1000", false);
+    assert_eq!(r.sha256, pattern_sha256(1000));
+    sniffer.join().expect("scapy");
+    std::fs::remove_file(&marker).unwrap();
+    // The connection survived every forgery, and no forged request was
+    // answered: the next response is the next one asked for.
+    let r = get(&mut s, "/bytes/4321", false);
+    assert_eq!((r.status, r.sha256), (200, pattern_sha256(4321)));
+    drop(s);
+    let fin = stop_clean(&mut dp);
+    let t = &fin["total"];
+    assert!(u(&t["tcp_challenge_acks"]) >= 2, "no challenge ACKs: {t}");
+    assert_eq!(
+        u(&t["http_requests"]),
+        2,
+        "a forged request was served: {t}"
+    );
+}
