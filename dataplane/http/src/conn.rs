@@ -59,6 +59,8 @@ enum Active {
         chunk_left: usize,
         /// Whether the request asked for the connection to close.
         close: bool,
+        /// HTTP/1.0 request (keep-alive must be confirmed in the response).
+        http10: bool,
     },
 }
 
@@ -546,6 +548,7 @@ impl ServerConn {
                     input_done: false,
                     chunk_left: 0,
                     close,
+                    http10: h.http10,
                 };
                 self.echo_sink = true;
                 self.start_body(&h);
@@ -720,6 +723,7 @@ impl ServerConn {
             length,
             head_sent,
             close,
+            http10,
             ..
         } = self.active
         {
@@ -728,7 +732,7 @@ impl ServerConn {
             }
             let len = if chunked { None } else { Some(length) };
             // HTTP/1.0 never gets here with a chunked body.
-            self.response_head(200, len, b"application/octet-stream", b"", close, false);
+            self.response_head(200, len, b"application/octet-stream", b"", close, http10);
             if let Active::Echo { head_sent, .. } = &mut self.active {
                 *head_sent = true;
             }
