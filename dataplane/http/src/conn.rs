@@ -59,6 +59,8 @@ enum Active {
         chunk_left: usize,
         /// Whether the request asked for the connection to close.
         close: bool,
+        /// HTTP/1.0 request (keep-alive must be confirmed in the response).
+        http10: bool,
     },
 }
 
@@ -255,7 +257,6 @@ impl ServerConn {
                 Active::Echo {
                     chunked,
                     head_sent,
-                    input_done,
                     chunk_left,
                     ..
                 } => {
@@ -264,47 +265,60 @@ impl ServerConn {
                     }
                     let avail = self.echo.len() - self.echo_pos;
                     if chunked && chunk_left == 0 {
-                        if avail > 0 {
-                            push_hex(&mut self.out, avail as u64);
-                            self.out.extend_from_slice(b"\r\n");
-                            self.set_chunk_left(avail);
-                            continue;
+                        if avail == 0 {
+                            break;
                         }
-                        if input_done {
-                            self.out.extend_from_slice(b"0\r\n\r\n");
-                            self.active = Active::None;
-                            continue;
-                        }
-                        break;
+                        push_hex(&mut self.out, avail as u64);
+                        self.out.extend_from_slice(b"\r\n");
+                        self.set_chunk_left(avail);
+                        continue;
                     }
                     let limit = if chunked { chunk_left } else { avail };
                     let k = limit.min(avail).min(buf.len() - n);
-                    if k > 0 {
-                        buf[n..n + k].copy_from_slice(&self.echo[self.echo_pos..self.echo_pos + k]);
-                        n += k;
-                        self.echo_pos += k;
-                        if self.echo_pos == self.echo.len() {
-                            self.echo.clear();
-                            self.echo_pos = 0;
-                        }
-                        if chunked {
-                            self.set_chunk_left(chunk_left - k);
-                            if chunk_left == k {
-                                self.out.extend_from_slice(b"\r\n");
-                            }
-                        }
-                        continue;
+                    if k == 0 {
+                        break;
                     }
-                    if !chunked && input_done && avail == 0 {
-                        self.active = Active::None;
-                        continue;
+                    buf[n..n + k].copy_from_slice(&self.echo[self.echo_pos..self.echo_pos + k]);
+                    n += k;
+                    self.echo_pos += k;
+                    if self.echo_pos == self.echo.len() {
+                        self.echo.clear();
+                        self.echo_pos = 0;
                     }
-                    break;
+                    if chunked {
+                        self.set_chunk_left(chunk_left - k);
+                        if chunk_left == k {
+                            self.out.extend_from_slice(b"\r\n");
+                        }
+                    }
+                    self.settle();
                 }
             }
         }
+        self.settle();
         self.stats.bytes_out += n as u64;
         n
+    }
+
+    /// Ends an echo response whose body has been read and written: needs no
+    /// room in the caller's buffer, so it is done as soon as possible (a
+    /// `poll_write` that returns 0 must not be the one that unblocks reads).
+    fn settle(&mut self) {
+        if let Active::Echo {
+            chunked,
+            head_sent: true,
+            input_done: true,
+            chunk_left: 0,
+            ..
+        } = self.active
+        {
+            if self.echo_pos == self.echo.len() {
+                if chunked {
+                    self.out.extend_from_slice(b"0\r\n\r\n");
+                }
+                self.active = Active::None;
+            }
+        }
     }
 
     fn set_chunk_left(&mut self, left: usize) {
@@ -534,6 +548,7 @@ impl ServerConn {
                     input_done: false,
                     chunk_left: 0,
                     close,
+                    http10: h.http10,
                 };
                 self.echo_sink = true;
                 self.start_body(&h);
@@ -699,6 +714,7 @@ impl ServerConn {
         if let Active::Echo { input_done, .. } = &mut self.active {
             *input_done = true;
         }
+        self.settle();
     }
 
     fn send_echo_head(&mut self) {
@@ -707,6 +723,7 @@ impl ServerConn {
             length,
             head_sent,
             close,
+            http10,
             ..
         } = self.active
         {
@@ -715,7 +732,7 @@ impl ServerConn {
             }
             let len = if chunked { None } else { Some(length) };
             // HTTP/1.0 never gets here with a chunked body.
-            self.response_head(200, len, b"application/octet-stream", b"", close, false);
+            self.response_head(200, len, b"application/octet-stream", b"", close, http10);
             if let Active::Echo { head_sent, .. } = &mut self.active {
                 *head_sent = true;
             }

@@ -40,6 +40,8 @@ mod conn;
 mod date;
 mod head;
 mod stats;
+#[doc(hidden)]
+pub mod testing;
 
 pub use config::ServerConfig;
 pub use conn::ServerConn;

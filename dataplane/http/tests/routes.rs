@@ -408,6 +408,22 @@ fn persistence() {
         ),
         false,
     );
+    check(
+        "POST /echo HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi",
+        &ok("application/octet-stream", 2, "hi").replace(
+            "Content-Length: 2\r\n",
+            "Content-Length: 2\r\nConnection: keep-alive\r\n",
+        ),
+        false,
+    );
+    check(
+        "POST /echo HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi",
+        &ok("application/octet-stream", 2, "hi").replace(
+            "Content-Length: 2\r\n",
+            "Content-Length: 2\r\nConnection: close\r\n",
+        ),
+        true,
+    );
     // Input after Connection: close is dropped.
     let (out, conn) = exchange(b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /health HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(out.windows(6).filter(|w| w == b"200 OK").count(), 1);
@@ -512,4 +528,11 @@ fn stats_count_requests_and_classes() {
     assert_eq!(total.requests, 6);
     assert_eq!(conn.take_stats(), st);
     assert_eq!(conn.stats().requests, 0);
+}
+
+#[test]
+fn conn_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<ServerConn>();
+    check::<ServerConfig>();
 }

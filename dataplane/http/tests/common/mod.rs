@@ -40,6 +40,10 @@ pub fn drive(
             pos += took;
             let n = conn.poll_write(&mut buf);
             out.extend_from_slice(&buf[..n]);
+            assert!(
+                n > 0 || !conn.wants_write(),
+                "wants_write but wrote nothing: {conn:?}"
+            );
             if took == 0 && n == 0 {
                 break;
             }
@@ -48,7 +52,7 @@ pub fn drive(
             // Blocked with unread input: nothing else can unblock it.
             assert!(
                 !conn.wants_read() || conn.should_close(),
-                "stuck with wants_read"
+                "stuck with wants_read at {pos}..{end}: {conn:?}"
             );
         }
     }

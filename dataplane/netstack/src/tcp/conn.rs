@@ -131,7 +131,6 @@ pub struct Conn {
     // Options.
     mss: u32,
     announce_mss: u16,
-    recv_limit: usize,
     ts_enabled: bool,
     ts_offset: u32,
     ts_recent: u32,
@@ -215,7 +214,6 @@ impl Conn {
             asm: Assembler::new(cfg.max_ooo_ranges),
             mss,
             announce_mss: our_mss(cfg, ipv6),
-            recv_limit: cfg.recv_buffer,
             ts_enabled: false,
             ts_offset,
             ts_recent: 0,
@@ -406,7 +404,7 @@ impl Conn {
 
     /// The receive window we could offer now (before the no-shrink rule).
     fn recv_window_estimate(&self, ctx: &Ctx<'_>) -> usize {
-        let w = self.recv.window();
+        let w = self.recv.window_at(self.rcv_nxt_data);
         let avail = ctx.pool.available();
         if avail >= w {
             w
@@ -609,24 +607,16 @@ impl Conn {
         self.arm_keepalive(ctx);
     }
 
-    /// Free the stream buffers (the connection is gone or in TIME_WAIT).
+    /// Free the stream buffers (the connection is gone).
     pub fn release_buffers(&mut self, pool: &mut ChunkPool) {
-        let end = self.send.end();
-        self.send.release(pool, end);
-        // Out-of-order bytes sit beyond the in-order point: read through
-        // the whole window so every chunk goes back to the pool.
-        let target = if self.asm.is_empty() {
-            self.rcv_nxt_data
-        } else {
-            self.recv.read_offset() + self.recv_limit as u64
-        };
-        let mut scratch = [0u8; 2048];
-        while self.recv.read_offset() < target {
-            if self.recv.read(pool, target, &mut scratch) == 0 {
-                break;
-            }
-        }
+        self.send.clear(pool);
+        self.recv.clear(pool);
         self.asm = Assembler::new(1);
+    }
+
+    /// Free the send buffer only (TIME_WAIT with unread data).
+    pub fn release_send(&mut self, pool: &mut ChunkPool) {
+        self.send.clear(pool);
     }
 
     /// Leave the connection inert (no output, no timers): it left the

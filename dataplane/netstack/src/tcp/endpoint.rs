@@ -393,6 +393,7 @@ impl Endpoint {
             let tw_state = (c.state == State::TimeWait && leaving).then(|| c.time_wait_state());
             let released = c.released;
             c.quiesce();
+            c.release_send(&mut self.pool);
             if leaving {
                 self.table.remove(&tuple);
             }
@@ -502,13 +503,15 @@ impl Endpoint {
             self.stats.rst_in += 1;
             return;
         }
+        let mut paws = false;
         if let (Some(recent), Some(v)) = (tw.ts_recent, seg.tsval()) {
             if (v.wrapping_sub(recent) as i32) < 0 {
+                // PAWS drops it; the ACK still goes out (as Linux does).
                 self.stats.paws_drops += 1;
-                return;
+                paws = true;
             }
         }
-        if seg.flags.fin() || self.challenge.try_take(now) {
+        if (seg.flags.fin() && !paws) || self.challenge.try_take(now) {
             let r = tw_ack(&tw, &tuple, now);
             self.push_reply(r);
         } else {

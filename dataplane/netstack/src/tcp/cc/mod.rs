@@ -7,8 +7,22 @@
 //! be in flight" and updates that number on the events below. All sizes
 //! are bytes; `now` is the caller's time.
 //!
-//! STUB: signatures for the engine to code against; bodies come with the
-//! components branch.
+//! Rules both controllers share:
+//! - Slow start (cwnd < ssthresh) grows by min(acked, 2·MSS) per ACK
+//!   (RFC 3465, L = 2) and stops at ssthresh; the rest of the ACK counts
+//!   towards congestion avoidance.
+//! - Growth needs a window-limited sender (RFC 7661): less than one MSS of
+//!   the window was unused before the ACK, or, in slow start, at least
+//!   half of it was in flight (Linux's rule, which tolerates ACK clocking).
+//! - Recovery: [`CongestionControl::on_congestion_event`] sets
+//!   cwnd = ssthresh; the caller's in-flight count is RFC 6675 pipe (or,
+//!   without SACK, flight size minus one MSS per duplicate ACK, which is
+//!   what the cwnd inflation of RFC 6582 amounts to). A second congestion
+//!   event before [`CongestionControl::on_recovery_end`] is ignored (one
+//!   reduction per window of data), as are `on_ack` calls in recovery.
+//! - After an RTO: ssthresh from the flight size, cwnd = 1 MSS (the loss
+//!   window of RFC 5681 §3.1).
+//! - ssthresh and the post-loss cwnd never go below 2·MSS.
 
 mod cubic;
 mod newreno;
@@ -76,9 +90,28 @@ impl Controller {
     }
 }
 
-/// RFC 6928 initial window for a sender MSS.
+/// RFC 6928 initial window for a sender MSS (saturating; an MSS of 0 is
+/// taken as 1).
 pub fn initial_window(mss: u32) -> u32 {
-    (10 * mss).min((2 * mss).max(14600))
+    let mss = mss.max(1);
+    mss.saturating_mul(10).min(mss.saturating_mul(2).max(14600))
+}
+
+/// RFC 7661: whether the sender used (nearly) all of `cwnd`, so that an
+/// ACK may grow it.
+pub(crate) fn window_limited(cwnd: u64, in_flight: u32, mss: u32, slow_start: bool) -> bool {
+    let in_flight = u64::from(in_flight);
+    in_flight + u64::from(mss) > cwnd || (slow_start && 2 * in_flight >= cwnd)
+}
+
+/// RFC 3465 slow start with L = 2: the increase for `acked` bytes.
+pub(crate) fn slow_start_increase(acked: u32, mss: u32) -> u64 {
+    u64::from(acked).min(2 * u64::from(mss))
+}
+
+/// Saturating u64 → u32 for window getters.
+pub(crate) fn clamp_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 macro_rules! dispatch {
