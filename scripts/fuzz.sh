@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Run the cargo-fuzz targets of sluice-netstack for a bounded time each.
+# Run the cargo-fuzz targets of sluice-netstack and sluice-http for a bounded
+# time each.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# Defaults: 60 seconds, every target (classify, wire_parse). Non-interactive;
-# exits non-zero if any target finds a crash (the input is saved under
-# dataplane/netstack/fuzz/artifacts/TARGET/). Installs cargo-fuzz if missing.
+# Defaults: 60 seconds, every target (classify, wire_parse in
+# dataplane/netstack/fuzz; http_server in dataplane/http/fuzz).
+# Non-interactive; exits non-zero if any target finds a crash (the input is
+# saved under CRATE/fuzz/artifacts/TARGET/). Installs cargo-fuzz if missing.
 #
 # Toolchain: cargo-fuzz needs nightly-only rustc flags (-Zsanitizer=address).
 # With a nightly toolchain installed it runs `cargo +nightly fuzz`. Otherwise
@@ -16,7 +18,8 @@
 # FUZZ_TOOLCHAIN=stable forces the fallback (to check it); =nightly requires nightly.
 #
 # Corpus: libFuzzer writes new inputs to fuzz/corpus/TARGET (git-ignored) and
-# reads the committed seeds in fuzz/seeds (every frame of tests/fixtures/*.pcap).
+# reads the committed seeds in fuzz/seeds (netstack: every frame of
+# tests/fixtures/*.pcap; http: request pipelines in the harness's layout).
 set -euo pipefail
 
 SECS=${1:-60}
@@ -26,10 +29,17 @@ case "$SECS" in
 esac
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(classify wire_parse)
+    TARGETS=(classify wire_parse http_server)
 fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-FUZZ_DIR="$ROOT/dataplane/netstack/fuzz"
+
+# The fuzz crate (its own workspace) that holds TARGET.
+fuzz_dir() {
+    case "$1" in
+        http_server) echo "$ROOT/dataplane/http/fuzz" ;;
+        *) echo "$ROOT/dataplane/netstack/fuzz" ;;
+    esac
+}
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz"
@@ -54,10 +64,11 @@ else
     echo "fuzz: no nightly toolchain; $(rustc --version) with RUSTC_BOOTSTRAP=1, -O"
 fi
 
-cd "$FUZZ_DIR"
 passed=0
 failed=0
 for t in "${TARGETS[@]}"; do
+    FUZZ_DIR=$(fuzz_dir "$t")
+    cd "$FUZZ_DIR"
     mkdir -p "corpus/$t"
     echo "fuzz: $t for ${SECS}s"
     if cargo "${TOOLCHAIN[@]}" fuzz run "${BUILD_FLAGS[@]}" "$t" "corpus/$t" seeds -- \
