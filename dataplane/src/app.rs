@@ -24,7 +24,7 @@ use crate::handoff::{self, Directory, Mailbox};
 use crate::report;
 use crate::services::{Service, Services};
 use crate::stats::{Counters, QueueLabel, SharedCounters};
-use crate::tcp_service::{Clock, TcpService, TcpSetup};
+use crate::tcp_service::{Clock, HttpTimeouts, TcpService, TcpSetup};
 use crate::worker::{self, LoopConfig};
 
 /// Forwarded segments a loop's mailbox holds before the sender drops them.
@@ -245,12 +245,21 @@ fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbo
             engine,
             http: args.http.clone(),
             http_config,
+            timeouts: HttpTimeouts {
+                idle: secs(args.http_idle_timeout_secs),
+                request: secs(args.http_request_timeout_secs),
+            },
             clock: Clock::new(),
             directory: Arc::new(Directory::default()),
             postman,
         }),
         mailboxes,
     ))
+}
+
+/// A flag in seconds where 0 means "never".
+fn secs(n: u32) -> Option<Duration> {
+    (n > 0).then(|| Duration::from_secs(n.into()))
 }
 
 fn set_http_date(cfg: &sluice_http::ServerConfig) {

@@ -103,6 +103,17 @@ pub struct Args {
     #[arg(long = "http", value_name = "ADDR:PORT")]
     pub http: Vec<SocketAddr>,
 
+    /// Close an HTTP keep-alive connection idle this long between requests;
+    /// 0: never.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub http_idle_timeout_secs: u32,
+
+    /// Give up on an HTTP connection that moves no bytes for this long inside
+    /// a request or response (a half-sent head gets 408; slowloris, stalled
+    /// readers); 0: never.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub http_request_timeout_secs: u32,
+
     #[command(flatten)]
     pub tcp: TcpArgs,
 }

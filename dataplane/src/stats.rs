@@ -152,6 +152,9 @@ counters! {
     http_4xx,
     /// HTTP: 5xx responses.
     http_5xx,
+    /// HTTP: connections closed (or answered 408) by the idle or request
+    /// timeout.
+    http_timeouts,
 }
 
 impl Counters {
@@ -332,7 +335,7 @@ mod tests {
         };
         let f = a.fields();
         assert_eq!(f[0].0, "rx_packets");
-        assert_eq!(f.last().unwrap().0, "http_5xx");
+        assert_eq!(f.last().unwrap().0, "http_timeouts");
         assert!(f.iter().all(|(_, help, _)| !help.is_empty()));
         let d = a.delta(&b);
         assert_eq!(d.rx_packets, 6);

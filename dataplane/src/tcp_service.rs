@@ -17,7 +17,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sluice_http::{ServerConfig, ServerConn};
 use sluice_netstack::echo::verify_checksums;
@@ -80,7 +80,22 @@ pub struct TcpSetup {
     pub clock: Clock,
     pub directory: Arc<Directory>,
     pub postman: Postman,
+    pub timeouts: HttpTimeouts,
 }
+
+/// How long an HTTP connection may make no progress (None: forever).
+#[derive(Clone, Copy, Debug)]
+pub struct HttpTimeouts {
+    /// Between requests (keep-alive).
+    pub idle: Option<Duration>,
+    /// Inside a request or a response: nothing read and nothing written.
+    pub request: Option<Duration>,
+}
+
+/// HTTP timers are swept at this granularity instead of keeping a timer per
+/// connection: one pass over the table a second costs less than a heap or
+/// wheel update on every read and write.
+const SWEEP_PERIOD: Duration = Duration::from_secs(1);
 
 struct HttpConn {
     id: ConnId,
@@ -94,6 +109,10 @@ struct HttpConn {
     eof_delivered: bool,
     /// close() was called: the engine finishes the connection on its own.
     closing: bool,
+    /// When bytes last moved either way.
+    last_progress: Time,
+    /// on_timeout() was delivered; a second expiry aborts.
+    timed_out: bool,
 }
 
 pub struct TcpService {
@@ -110,6 +129,11 @@ pub struct TcpService {
     postman: Postman,
     mailbox: Mailbox,
     http_stats: sluice_http::Stats,
+    timeouts: HttpTimeouts,
+    next_sweep: Time,
+    http_timeouts: u64,
+    /// Scratch for the sweep (kept to avoid an allocation a second).
+    expired: Vec<ConnId>,
 }
 
 fn ip_of(addr: &[u8; 16], ipv6: bool) -> IpAddr {
@@ -148,6 +172,10 @@ impl TcpService {
             postman: setup.postman.clone(),
             mailbox,
             http_stats: Default::default(),
+            timeouts: setup.timeouts,
+            next_sweep: setup.clock.now() + SWEEP_PERIOD,
+            http_timeouts: 0,
+            expired: Vec::new(),
         })
     }
 
@@ -159,9 +187,18 @@ impl TcpService {
         &self.mailbox
     }
 
-    /// The engine's next timer, as an Instant.
+    /// The next timer (the engine's or the HTTP sweep), as an Instant.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.endpoint.poll_timeout().map(|t| self.clock.instant(t))
+        let sweep = self
+            .conns
+            .iter()
+            .any(Option::is_some)
+            .then_some(self.next_sweep);
+        let t = match (self.endpoint.poll_timeout(), sweep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        t.map(|t| self.clock.instant(t))
     }
 
     /// A received TCP frame (already classified).
@@ -254,6 +291,10 @@ impl TcpService {
         {
             self.endpoint.handle_timeout(now);
         }
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP_PERIOD;
+            self.sweep_http_timeouts(now);
+        }
         let mut events = 0;
         while let Some(ev) = self.endpoint.poll_event() {
             events += 1;
@@ -271,16 +312,18 @@ impl TcpService {
                         peer_finished: false,
                         eof_delivered: false,
                         closing: false,
+                        last_progress: now,
+                        timed_out: false,
                     });
-                    self.pump(id);
+                    self.pump(id, now);
                 }
                 Event::Connected(_) => {}
-                Event::Readable(id) | Event::Writable(id) => self.pump(id),
+                Event::Readable(id) | Event::Writable(id) => self.pump(id, now),
                 Event::PeerFinished(id) => {
                     if let Some(conn) = self.conn_mut(id) {
                         conn.peer_finished = true;
                     }
-                    self.pump(id);
+                    self.pump(id, now);
                 }
                 Event::Closed(id, tuple) | Event::Reset(id, tuple) => {
                     self.forget(id);
@@ -314,9 +357,45 @@ impl TcpService {
         }
     }
 
+    /// Deliver expired HTTP timers: a connection idle between requests past
+    /// the idle timeout, or stalled inside a request or response past the
+    /// request timeout, gets `on_timeout` (close, or 408 for half a head);
+    /// one that is still stuck a period later is aborted.
+    fn sweep_http_timeouts(&mut self, now: Time) {
+        let HttpTimeouts { idle, request } = self.timeouts;
+        let mut expired = std::mem::take(&mut self.expired);
+        expired.clear();
+        for conn in self.conns.iter().flatten() {
+            if conn.closing {
+                continue;
+            }
+            let limit = if conn.server.is_idle() { idle } else { request };
+            if limit.is_some_and(|d| now.saturating_since(conn.last_progress) >= d) {
+                expired.push(conn.id);
+            }
+        }
+        for &id in &expired {
+            let Some(conn) = self.conn_mut(id) else {
+                continue;
+            };
+            if conn.timed_out {
+                conn.closing = true;
+                self.http_timeouts += 1;
+                let _ = self.endpoint.abort(id);
+                continue;
+            }
+            conn.timed_out = true;
+            conn.last_progress = now;
+            conn.server.on_timeout();
+            self.http_timeouts += 1;
+            self.pump(id, now);
+        }
+        self.expired = expired;
+    }
+
     /// Move bytes both ways between the engine and one HTTP connection until
     /// neither side can make progress.
-    fn pump(&mut self, id: ConnId) {
+    fn pump(&mut self, id: ConnId, now: Time) {
         let slot = id.slot() as usize;
         let Some(Some(conn)) = self.conns.get_mut(slot) else {
             return;
@@ -391,6 +470,7 @@ impl TcpService {
             if !progress {
                 break;
             }
+            conn.last_progress = now;
         }
         if conn.server.should_close() && conn.pending_out.is_empty() {
             // FIN after what is queued; the engine reports Closed later.
@@ -461,5 +541,6 @@ impl TcpService {
         c.http_2xx = h.status_2xx;
         c.http_4xx = h.status_4xx;
         c.http_5xx = h.status_5xx;
+        c.http_timeouts = self.http_timeouts;
     }
 }

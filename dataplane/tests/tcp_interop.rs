@@ -420,14 +420,15 @@ p = sn.results[0]
 seq = p[TCP].seq + len(p[TCP].payload)
 ack = p[TCP].ack
 base = Ether(src=p[Ether].src, dst=p[Ether].dst)/IP(src=p[IP].src, dst=p[IP].dst)
+w = lambda v: v % 2**32
 t = lambda **kw: TCP(sport={lport}, dport=80, **kw)
 time.sleep(0.5)
 pkts = [
-  base/t(flags='R', seq=seq + 5000),
-  base/t(flags='R', seq=seq + 2**30),
+  base/t(flags='R', seq=w(seq + 5000)),
+  base/t(flags='R', seq=w(seq + 2**30)),
   base/t(flags='S', seq=12345),
-  base/t(flags='PA', seq=seq, ack=ack + 2**30)/Raw(b'GET /bytes/1 HTTP/1.1\r\n\r\n'),
-  base/t(flags='PA', seq=seq + 2**30, ack=ack)/Raw(b'GET /bytes/2 HTTP/1.1\r\n\r\n'),
+  base/t(flags='PA', seq=seq, ack=w(ack + 2**30))/Raw(b'GET /bytes/1 HTTP/1.1\r\n\r\n'),
+  base/t(flags='PA', seq=w(seq + 2**30), ack=ack)/Raw(b'GET /bytes/2 HTTP/1.1\r\n\r\n'),
 ]
 for x in pkts:
     sendp(x, iface='{iface}')
@@ -463,4 +464,48 @@ for x in pkts:
         2,
         "a forged request was served: {t}"
     );
+}
+
+#[test]
+fn http_timeouts_close_idle_and_stalled_connections() {
+    let topo = Topo::up("tmo", 1);
+    let mut dp = Dataplane::start(
+        &topo.gw(),
+        &args(
+            &topo,
+            1,
+            &[
+                "--http-idle-timeout-secs",
+                "1",
+                "--http-request-timeout-secs",
+                "2",
+            ],
+        ),
+    );
+    in_client(&topo, || {
+        // Idle after a request: the server closes it.
+        let mut idle = connect(vip4());
+        let r = get(&mut idle, "/health", false);
+        assert_eq!(r.status, 200);
+        // Half a request head (slowloris): 408, then EOF.
+        let mut slow = connect(vip4());
+        slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        for s in [&mut idle, &mut slow] {
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        }
+        expect_eof(&mut idle);
+        let mut got = Vec::new();
+        slow.read_to_end(&mut got).expect("reading the 408");
+        assert!(
+            got.starts_with(b"HTTP/1.1 408 "),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+    });
+    wait_until_idle(&dp, Duration::from_secs(10));
+    let fin = stop_clean(&mut dp);
+    let t = &fin["total"];
+    assert_eq!(u(&t["http_timeouts"]), 2, "{t}");
+    assert_eq!(u(&t["http_4xx"]), 1, "{t}");
 }
