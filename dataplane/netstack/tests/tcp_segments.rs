@@ -461,3 +461,42 @@ fn syn_in_time_wait_with_newer_timestamp_reopens() {
     assert_eq!(s.ep.time_wait_count(), 0);
     assert_eq!(s.ep.stats().time_wait_reuse, 1);
 }
+
+#[test]
+fn rst_exact_in_syn_received_drops_the_embryo() {
+    let mut s = server(EndpointConfig::default());
+    s.send(Seg::new(SYN, PISS, 0));
+    let _ = s.out1();
+    assert_eq!(s.ep.conn_count(), 1);
+    s.send(Seg::new(RST, PISS + 1, 0));
+    s.assert_silent();
+    // The application never saw it: no event, nothing left to release.
+    assert!(s.take_events().is_empty());
+    assert_eq!(s.ep.conn_count(), 0);
+    assert_eq!(s.ep.poll_timeout(), None);
+}
+
+#[test]
+fn unanswered_syn_ack_gives_up_and_frees_the_embryo() {
+    let cfg = EndpointConfig {
+        syn_retries: 2,
+        backlog: 1,
+        syn_cookies: false,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    s.send(Seg::new(SYN, PISS, 0));
+    let _ = s.out1();
+    assert_eq!(s.next_timer(), Duration::from_secs(1));
+    assert_eq!(s.out1().flags, SYNACK);
+    assert_eq!(s.next_timer(), Duration::from_secs(2));
+    assert_eq!(s.out1().flags, SYNACK);
+    assert_eq!(s.next_timer(), Duration::from_secs(4));
+    s.assert_silent();
+    assert!(s.take_events().is_empty());
+    assert_eq!(s.ep.conn_count(), 0);
+    // The backlog slot is free again: a new SYN gets a SYN-ACK.
+    s.peer.set_port(40_001);
+    s.send(Seg::new(SYN, PISS, 0));
+    assert_eq!(s.out1().flags, SYNACK);
+}

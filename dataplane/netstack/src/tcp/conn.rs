@@ -575,6 +575,16 @@ impl Conn {
     }
 
     fn enter_closed(&mut self, reset: bool) {
+        if self.passive && self.state == State::SynReceived {
+            // A passive open the application never saw (no Accepted yet):
+            // no event, and nobody will `close` it, so it is released now
+            // and the endpoint frees the slot.
+            self.reset = reset;
+            self.released = true;
+            self.set_state(State::Closed);
+            self.clear_timers();
+            return;
+        }
         self.reset = reset;
         self.set_state(State::Closed);
         self.events |= if reset { EV_RESET } else { EV_CLOSED };
