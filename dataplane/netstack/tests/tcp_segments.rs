@@ -500,3 +500,24 @@ fn unanswered_syn_ack_gives_up_and_frees_the_embryo() {
     s.send(Seg::new(SYN, PISS, 0));
     assert_eq!(s.out1().flags, SYNACK);
 }
+
+#[test]
+fn fin_carried_with_data_is_consumed_at_once() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    s.send(Seg::new(TcpFlags(FIN.0 | TcpFlags::PSH.0), PISS + 1, iss + 1).data(b"last words"));
+    assert_eq!(
+        s.take_events(),
+        vec![Event::Readable(id), Event::PeerFinished(id)]
+    );
+    let a = s.out1();
+    // The ACK covers the data and the FIN.
+    assert_eq!(
+        (a.flags, a.seq.0, a.ack.0),
+        (ACK, iss + 1, PISS + 1 + 10 + 1)
+    );
+    assert_eq!(s.state(id), State::CloseWait);
+    let mut buf = [0u8; 32];
+    assert_eq!(s.ep.read(id, &mut buf), Ok(10));
+    assert_eq!(&buf[..10], b"last words");
+}

@@ -853,6 +853,9 @@ impl Conn {
         let f = seg.flags;
         let now = ctx.now;
         let rcv_nxt = self.rcv_nxt();
+        // The in-order data offset that `rcv_nxt` stands for (data below
+        // moves it; the FIN's offset is computed from this one).
+        let rcv_nxt_data = self.rcv_nxt_data;
         let wnd = self.rcv_wnd();
 
         // RFC 5961 §3: RST.
@@ -996,7 +999,7 @@ impl Conn {
 
         // FIN.
         if f.fin() && data_ok && !self.fin_received {
-            let fin_off = self.rcv_nxt_data as i64
+            let fin_off = rcv_nxt_data as i64
                 + i64::from(seg.seq.distance(rcv_nxt))
                 + seg.payload.len() as i64;
             if fin_off >= 0 {

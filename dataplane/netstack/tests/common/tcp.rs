@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use sluice_netstack::tcp::{ConnId, Endpoint, EndpointConfig, Event, Handled, State};
+use sluice_netstack::tcp::{ConnId, Endpoint, EndpointConfig, Event, FourTuple, Handled, State};
 use sluice_netstack::time::Time;
 use sluice_netstack::wire::{
     IpProtocol, Ipv4Packet, Ipv6Packet, SeqNumber, TcpFlags, TcpOptions, TcpPacket, TcpRepr,
@@ -247,6 +247,8 @@ pub struct Plan {
 #[derive(Debug, Default)]
 pub struct ConnApp {
     pub plan: Plan,
+    /// The connection's 4-tuple as this host sees it.
+    pub tuple: Option<FourTuple>,
     pub written: usize,
     pub received: Vec<u8>,
     pub established: bool,
@@ -270,8 +272,8 @@ pub struct Host {
     pub conns: BTreeMap<ConnId, ConnApp>,
     /// Connections that ended and were released, in order.
     pub finished: Vec<ConnApp>,
-    /// Plan for accepted connections (by accept order).
-    pub accept_plan: Box<dyn FnMut(usize) -> Plan>,
+    /// Plan for accepted connections (accept order, 4-tuple).
+    pub accept_plan: Box<dyn FnMut(usize, FourTuple) -> Plan>,
     pub accepted: usize,
     pub max_mem: usize,
     pub read_chunk: usize,
@@ -284,7 +286,7 @@ impl Host {
             ip,
             conns: BTreeMap::new(),
             finished: Vec::new(),
-            accept_plan: Box::new(|_| Plan::default()),
+            accept_plan: Box::new(|_, _| Plan::default()),
             accepted: 0,
             max_mem: 0,
             read_chunk: 64 * 1024,
@@ -297,14 +299,19 @@ impl Host {
         while let Some(ev) = self.ep.poll_event() {
             match ev {
                 Event::Accepted(id) => {
-                    let plan = (self.accept_plan)(self.accepted);
+                    let tuple = self.ep.info(id).expect("accepted conn").tuple;
+                    let plan = (self.accept_plan)(self.accepted, tuple);
                     self.accepted += 1;
                     let app = self.conns.entry(id).or_default();
                     app.plan = plan;
+                    app.tuple = Some(tuple);
                     app.established = true;
                 }
                 Event::Connected(id) => {
-                    self.conns.entry(id).or_default().established = true;
+                    let tuple = self.ep.info(id).ok().map(|i| i.tuple);
+                    let app = self.conns.entry(id).or_default();
+                    app.established = true;
+                    app.tuple = tuple;
                 }
                 Event::PeerFinished(id) => {
                     if let Some(a) = self.conns.get_mut(&id) {
@@ -381,6 +388,8 @@ pub struct Sim {
     pub steps: u64,
     pub max_steps: u64,
     pub deadline: Time,
+    /// Print every delivered segment after this time (debugging aid).
+    pub trace_after: Option<Time>,
     buf: Vec<u8>,
 }
 
@@ -424,6 +433,7 @@ impl Sim {
             steps: 0,
             max_steps: 5_000_000,
             deadline: now + Duration::from_secs(3600),
+            trace_after: None,
             buf: vec![0u8; 2048],
         }
     }
@@ -481,11 +491,13 @@ impl Sim {
         while let Some(p) = self.ab.pop_due(now) {
             let (src, dst, tcp) = split_ip(&p);
             check_tcp(&tcp, src, dst);
+            self.trace("a->b", &tcp);
             deliver(&mut self.b.ep, now, src, dst, &tcp);
         }
         while let Some(p) = self.ba.pop_due(now) {
             let (src, dst, tcp) = split_ip(&p);
             check_tcp(&tcp, src, dst);
+            self.trace("b->a", &tcp);
             deliver(&mut self.a.ep, now, src, dst, &tcp);
         }
         if matches!(self.a.ep.poll_timeout(), Some(t) if t <= now) {
@@ -495,6 +507,22 @@ impl Sim {
             self.b.ep.handle_timeout(now);
         }
         true
+    }
+
+    fn trace(&self, dir: &str, tcp: &[u8]) {
+        if matches!(self.trace_after, Some(t) if self.now >= t) {
+            let p = TcpPacket::new_checked(tcp).unwrap();
+            eprintln!(
+                "{:>10.3}ms {dir} flags={:#05x} seq={} ack={} win={} len={} opts={:?}",
+                self.now.as_micros() as f64 / 1000.0,
+                p.flags().0,
+                p.seq_number().0,
+                p.ack_number().0,
+                p.window_len(),
+                p.payload().len(),
+                TcpOptions::parse(p.options()).unwrap()
+            );
+        }
     }
 
     /// Step until `done` holds (checked between steps).
@@ -643,8 +671,8 @@ impl Scripted {
     }
 
     /// The engine's view of the connection.
-    pub fn tuple(&self) -> sluice_netstack::tcp::FourTuple {
-        sluice_netstack::tcp::FourTuple::new(self.local, self.peer)
+    pub fn tuple(&self) -> FourTuple {
+        FourTuple::new(self.local, self.peer)
     }
 
     pub fn tcp_bytes(&self, s: &Seg) -> Vec<u8> {
