@@ -521,3 +521,26 @@ fn fin_carried_with_data_is_consumed_at_once() {
     assert_eq!(s.ep.read(id, &mut buf), Ok(10));
     assert_eq!(&buf[..10], b"last words");
 }
+
+#[test]
+fn pure_ack_after_rto_carries_snd_max_not_the_rolled_back_snd_nxt() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    assert_eq!(s.ep.write(id, &[7u8; 3 * 1460]), Ok(3 * 1460));
+    let segs = s.out();
+    assert_eq!(segs.len(), 3);
+    // RTO: go back to SND.UNA, one segment (cwnd is 1 MSS now).
+    s.next_timer();
+    let r = s.out1();
+    assert_eq!((r.seq.0, r.payload.len()), (iss + 1, 1460));
+    // The peer's data (nothing acknowledged) gets a delayed pure ACK. Its
+    // sequence number must be the highest sent: the peer may already hold
+    // everything up to it, and would find a lower one unacceptable
+    // (RFC 9293 §3.10.7.4), drop it and answer with its own ACK.
+    s.send(Seg::new(PSHACK, PISS + 1, iss + 1).data(b"0123456789"));
+    s.advance(Duration::from_millis(40));
+    let a = s.out1();
+    assert_eq!(a.flags, ACK);
+    assert!(a.payload.is_empty());
+    assert_eq!((a.seq.0, a.ack.0), (iss + 1 + 3 * 1460, PISS + 11));
+}

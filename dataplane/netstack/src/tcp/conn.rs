@@ -1458,6 +1458,13 @@ impl Conn {
             } else if !self.ack_now {
                 self.rexmit_una = false;
                 return None;
+            } else {
+                // A pure ACK carries the highest sequence number sent (the
+                // RFC's SND.NXT): after an RTO our `snd_nxt` is rolled back
+                // to SND.UNA, and the peer, which may hold data up to
+                // SND.MAX, would find the lower number unacceptable, drop
+                // the ACK and answer with its own (an ACK loop).
+                seq_rel = self.snd_max;
             }
         }
         let window = self.window_field(ctx, false);
