@@ -544,3 +544,399 @@ fn pure_ack_after_rto_carries_snd_max_not_the_rolled_back_snd_nxt() {
     assert!(a.payload.is_empty());
     assert_eq!((a.seq.0, a.ack.0), (iss + 1 + 3 * 1460, PISS + 11));
 }
+
+// ---- RFC 5961 ---------------------------------------------------------------
+
+/// The challenge ACK of an established plain connection.
+fn assert_challenge_ack(o: &Out, iss: u32) {
+    assert_eq!((o.flags, o.seq.0, o.ack.0), (ACK, iss + 1, PISS + 1));
+    assert!(o.payload.is_empty() && o.opt_bytes.is_empty());
+}
+
+#[test]
+fn rst_in_window_not_exact_gets_challenge_ack() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    s.send(Seg::new(RST, PISS + 1 + 100, 0));
+    assert_challenge_ack(&s.out1(), iss);
+    assert_eq!(s.state(id), State::Established);
+    assert_eq!(s.ep.stats().challenge_acks_sent, 1);
+    assert!(s.take_events().is_empty());
+}
+
+#[test]
+fn syn_in_established_gets_challenge_ack() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    // Any sequence number, in window or not (RFC 5961 §4.2).
+    s.send(Seg::new(SYN, PISS + 1 + 5, 0));
+    assert_challenge_ack(&s.out1(), iss);
+    s.send(Seg::new(SYN, PISS - 70_000, 0));
+    assert_challenge_ack(&s.out1(), iss);
+    assert_eq!(s.state(id), State::Established);
+}
+
+#[test]
+fn data_with_unsent_ack_gets_challenge_ack_and_is_dropped() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    s.send(Seg::new(PSHACK, PISS + 1, iss + 1000).data(b"blind"));
+    assert_challenge_ack(&s.out1(), iss);
+    assert_eq!(s.ep.info(id).unwrap().bytes_received, 0);
+    assert_eq!(s.ep.stats().bad_acks, 1);
+    // Too old an ACK (below SND.UNA - MAX.SND.WND) likewise (RFC 5961 §5.2).
+    s.send(Seg::new(PSHACK, PISS + 1, iss.wrapping_sub(200_000)).data(b"blind"));
+    assert_challenge_ack(&s.out1(), iss);
+    assert_eq!(s.ep.info(id).unwrap().bytes_received, 0);
+}
+
+#[test]
+fn challenge_acks_are_rate_limited() {
+    let cfg = EndpointConfig {
+        challenge_ack_rate: 1,
+        challenge_ack_burst: 2,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    let (_, iss) = accept_plain(&mut s);
+    for i in 0..5 {
+        s.send(Seg::new(RST, PISS + 10 + i, 0));
+    }
+    let v = s.out();
+    assert_eq!(v.len(), 1, "challenge ACKs coalesce per connection: {v:?}");
+    assert_challenge_ack(&v[0], iss);
+    assert_eq!(s.ep.stats().challenge_acks_sent, 2);
+    assert_eq!(s.ep.stats().challenge_acks_suppressed, 3);
+    // A second later the bucket has a token again.
+    s.advance(Duration::from_secs(1));
+    s.send(Seg::new(RST, PISS + 50, 0));
+    assert_challenge_ack(&s.out1(), iss);
+}
+
+// ---- data, ACKs, SACK -------------------------------------------------------
+
+#[test]
+fn delayed_ack_fires_after_the_configured_delay_or_on_the_second_segment() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    s.send(Seg::new(PSHACK, PISS + 1, iss + 1).data(&[1; 100]));
+    s.assert_silent();
+    s.advance(Duration::from_millis(39));
+    s.assert_silent();
+    s.advance(Duration::from_millis(1));
+    let a = s.out1();
+    assert_eq!((a.flags, a.seq.0, a.ack.0), (ACK, iss + 1, PISS + 101));
+    // Every second full segment is ACKed at once (RFC 9293 §3.8.6.3).
+    s.send(Seg::new(PSHACK, PISS + 101, iss + 1).data(&[2; 1460]));
+    s.assert_silent();
+    s.send(Seg::new(PSHACK, PISS + 1561, iss + 1).data(&[3; 1460]));
+    let a = s.out1();
+    assert_eq!(a.ack.0, PISS + 3021);
+    let mut buf = vec![0u8; 4000];
+    assert_eq!(s.ep.read(id, &mut buf), Ok(3020));
+    assert_eq!(&buf[..100], &[1; 100][..]);
+    assert_eq!(&buf[1560..3020], &[3; 1460][..]);
+}
+
+#[test]
+fn established_data_and_ack_byte_exact() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    assert_eq!(s.ep.write(id, b"hello"), Ok(5));
+    let d = s.out1();
+    assert_eq!(
+        (d.flags, d.seq.0, d.ack.0, d.window),
+        (PSHACK, iss + 1, PISS + 1, 65_535)
+    );
+    assert_eq!(d.payload, b"hello");
+    assert!(d.opt_bytes.is_empty());
+    s.send(Seg::new(ACK, PISS + 1, iss + 6));
+    s.assert_silent();
+    let info = s.ep.info(id).unwrap();
+    assert_eq!((info.bytes_acked, info.send_queued), (5, 0));
+    assert_eq!(s.ep.poll_timeout(), None);
+}
+
+fn sack_opts(tsval: u32, blocks: &[(u32, u32)]) -> TcpOptions {
+    let mut o = ts(tsval, 0);
+    for &(l, r) in blocks {
+        o.sack_blocks
+            .push((
+                sluice_netstack::wire::SeqNumber(l),
+                sluice_netstack::wire::SeqNumber(r),
+            ))
+            .unwrap();
+    }
+    o
+}
+
+#[test]
+fn out_of_order_data_is_acked_at_once_with_sack_blocks_most_recent_first() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss, _) = accept_with(&mut s, full_syn_opts(), ts(PTS + 1, 0));
+    let base = PISS + 1;
+    s.send(
+        Seg::new(PSHACK, base + 1000, iss + 1)
+            .opts(ts(PTS + 2, 0))
+            .data(&[9; 100]),
+    );
+    let a = s.out1();
+    assert_eq!((a.flags, a.ack.0), (ACK, base));
+    // TS.Recent did not move (the segment is above Last.ACK.sent).
+    let mut want = vec![1, 1, 8, 10];
+    want.extend(be(our_tsval(&s)));
+    want.extend(be(PTS + 1));
+    want.extend([1, 1, 5, 10]);
+    want.extend(be(base + 1000));
+    want.extend(be(base + 1100));
+    assert_eq!(a.opt_bytes, want);
+    s.send(
+        Seg::new(PSHACK, base + 2000, iss + 1)
+            .opts(ts(PTS + 3, 0))
+            .data(&[8; 100]),
+    );
+    let a = s.out1();
+    assert_eq!(
+        a.opts
+            .sack_blocks
+            .as_slice()
+            .iter()
+            .map(|b| (b.0 .0, b.1 .0))
+            .collect::<Vec<_>>(),
+        vec![(base + 2000, base + 2100), (base + 1000, base + 1100)]
+    );
+    // Filling the first hole advances RCV.NXT over the first block.
+    s.send(
+        Seg::new(PSHACK, base, iss + 1)
+            .opts(ts(PTS + 4, 0))
+            .data(&[7; 1000]),
+    );
+    let a = s.out1();
+    assert_eq!(a.ack.0, base + 1100);
+    assert_eq!(
+        a.opts
+            .sack_blocks
+            .as_slice()
+            .iter()
+            .map(|b| (b.0 .0, b.1 .0))
+            .collect::<Vec<_>>(),
+        vec![(base + 2000, base + 2100)]
+    );
+    assert_eq!(s.ep.info(id).unwrap().recv_queued, 1100);
+    assert!(s.ep.stats().ooo_segments >= 2);
+}
+
+#[test]
+fn sack_from_peer_drives_retransmission_of_the_hole_only() {
+    let cfg = EndpointConfig {
+        timestamps: false,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    let syn = TcpOptions {
+        mss: Some(1000),
+        sack_permitted: true,
+        ..TcpOptions::default()
+    };
+    let (id, iss, _) = accept_with(&mut s, syn, TcpOptions::default());
+    assert_eq!(s.ep.write(id, &[5u8; 5000]), Ok(5000));
+    let segs = s.out();
+    assert_eq!(segs.len(), 5);
+    let d = iss + 1;
+    // The first segment is lost; the peer SACKs the other four.
+    let mut o = TcpOptions::default();
+    o.sack_blocks
+        .push((
+            sluice_netstack::wire::SeqNumber(d + 1000),
+            sluice_netstack::wire::SeqNumber(d + 5000),
+        ))
+        .unwrap();
+    s.send(Seg::new(ACK, PISS + 1, d).opts(o));
+    let v = s.out();
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_eq!((v[0].seq.0, v[0].payload.len()), (d, 1000));
+    assert_eq!(s.ep.stats().fast_retransmits, 1);
+    s.send(Seg::new(ACK, PISS + 1, d + 5000));
+    s.assert_silent();
+    assert_eq!(s.ep.info(id).unwrap().bytes_acked, 5000);
+}
+
+#[test]
+fn fast_retransmit_on_third_duplicate_ack() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    assert_eq!(s.ep.write(id, &[4u8; 5 * 1460]), Ok(5 * 1460));
+    assert_eq!(s.out().len(), 5);
+    let d = iss + 1;
+    s.send(Seg::new(ACK, PISS + 1, d));
+    s.assert_silent();
+    s.send(Seg::new(ACK, PISS + 1, d));
+    s.assert_silent();
+    s.send(Seg::new(ACK, PISS + 1, d));
+    let r = s.out1();
+    assert_eq!((r.flags, r.seq.0, r.payload.len()), (PSHACK, d, 1460));
+    assert_eq!(s.ep.stats().fast_retransmits, 1);
+    let info = s.ep.info(id).unwrap();
+    assert!(info.ssthresh < 10 * 1460, "{info:?}");
+}
+
+#[test]
+fn data_rto_backs_off_exponentially() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    assert_eq!(s.ep.write(id, b"payload"), Ok(7));
+    let first = s.out1();
+    let mut gaps = Vec::new();
+    for _ in 0..4 {
+        gaps.push(s.next_timer());
+        let r = s.out1();
+        assert_eq!((r.seq, r.payload.clone()), (first.seq, b"payload".to_vec()));
+    }
+    let ms = |m| Duration::from_millis(m);
+    assert_eq!(gaps, vec![ms(200), ms(400), ms(800), ms(1600)]);
+    assert_eq!(s.ep.stats().rto, 4);
+    // An ACK resets the backoff.
+    s.send(Seg::new(ACK, PISS + 1, iss + 8));
+    assert_eq!(s.ep.info(id).unwrap().rto, ms(200));
+}
+
+#[test]
+fn zero_window_probes_back_off_and_stop_when_the_window_opens() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    s.send(Seg::new(ACK, PISS + 1, iss + 1).window(0));
+    assert_eq!(s.ep.write(id, b"stuck"), Ok(5));
+    s.assert_silent();
+    assert_eq!(s.next_timer(), Duration::from_millis(200));
+    let p = s.out1();
+    // A probe: one byte below SND.UNA, no data (the Linux style).
+    assert_eq!((p.flags, p.seq.0, p.ack.0), (ACK, iss, PISS + 1));
+    assert!(p.payload.is_empty());
+    s.send(Seg::new(ACK, PISS + 1, iss + 1).window(0));
+    assert_eq!(s.next_timer(), Duration::from_millis(400));
+    assert_eq!(s.out1().seq.0, iss);
+    assert_eq!(s.ep.stats().zero_window_probes, 2);
+    s.send(Seg::new(ACK, PISS + 1, iss + 1).window(1000));
+    let d = s.out1();
+    assert_eq!((d.seq.0, d.payload.as_slice()), (iss + 1, &b"stuck"[..]));
+}
+
+#[test]
+fn keepalive_probes_then_reset() {
+    let cfg = EndpointConfig {
+        keepalive: Some(sluice_netstack::tcp::Keepalive {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(2),
+            count: 2,
+        }),
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    let (id, iss) = accept_plain(&mut s);
+    assert_eq!(s.next_timer(), Duration::from_secs(10));
+    let p = s.out1();
+    assert_eq!((p.flags, p.seq.0, p.ack.0), (ACK, iss, PISS + 1));
+    assert_eq!(s.next_timer(), Duration::from_secs(2));
+    assert_eq!(s.out1().seq.0, iss);
+    // An answer restarts the idle timer.
+    s.send(Seg::new(ACK, PISS + 1, iss + 1));
+    assert_eq!(s.next_timer(), Duration::from_secs(10));
+    let _ = s.out1();
+    assert_eq!(s.next_timer(), Duration::from_secs(2));
+    let _ = s.out1();
+    assert_eq!(s.next_timer(), Duration::from_secs(2));
+    let r = s.out1();
+    assert_eq!(
+        (r.flags, r.seq.0, r.ack.0),
+        (TcpFlags(RST.0 | ACK.0), iss + 1, PISS + 1)
+    );
+    assert_eq!(s.take_events(), vec![Event::Reset(id, s.tuple())]);
+    assert_eq!(s.ep.stats().keepalive_timeouts, 1);
+}
+
+// ---- SYN cookies ------------------------------------------------------------
+
+#[test]
+fn syn_cookies_when_backlog_full_and_cookie_ack_restores_options() {
+    let cfg = EndpointConfig {
+        backlog: 1,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    s.send(Seg::new(SYN, PISS, 0));
+    assert_eq!(s.out1().flags, SYNACK);
+    assert_eq!(s.ep.conn_count(), 1);
+    // The backlog is full: the next SYN gets a cookie, no state.
+    s.peer.set_port(40_001);
+    s.send(Seg::new(SYN, PISS, 0).opts(full_syn_opts()));
+    let c = s.out1();
+    assert_eq!((c.flags, c.ack.0, c.window), (SYNACK, PISS + 1, 65_535));
+    assert_eq!(s.ep.conn_count(), 1);
+    assert_eq!(s.ep.stats().cookies_sent, 1);
+    let t = c.opts.timestamp.unwrap();
+    let mut want = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
+    want.extend(be(t.tsval));
+    want.extend(be(PTS));
+    want.extend([1, 3, 3, 3]);
+    assert_eq!(c.opt_bytes, want);
+    // A forged ACK is rejected with a RST.
+    s.send(Seg::new(ACK, PISS + 1, c.seq.0.wrapping_add(77)).opts(ts(PTS + 1, t.tsval)));
+    assert_eq!(s.out1().flags, RST);
+    assert_eq!(s.ep.stats().cookies_rejected, 1);
+    assert_eq!(s.ep.conn_count(), 1);
+    // The real ACK makes an ESTABLISHED connection with the SYN's options.
+    s.send(Seg::new(ACK, PISS + 1, c.seq.0 + 1).opts(ts(PTS + 1, t.tsval)));
+    let id = match s.take_events().as_slice() {
+        [Event::Accepted(id)] => *id,
+        e => panic!("{e:?}"),
+    };
+    assert_eq!(s.ep.stats().cookies_accepted, 1);
+    let info = s.ep.info(id).unwrap();
+    assert_eq!(info.state, State::Established);
+    assert!(info.timestamps && info.sack);
+    assert_eq!((info.snd_wscale, info.rcv_wscale), (7, 3));
+    // The cookie's MSS table has 1400: exact, less 12 bytes of timestamps.
+    assert_eq!(info.mss, 1400 - 12);
+    // And it carries data.
+    s.send(
+        Seg::new(PSHACK, PISS + 1, c.seq.0 + 1)
+            .opts(ts(PTS + 2, t.tsval))
+            .data(b"hi"),
+    );
+    assert_eq!(s.ep.info(id).unwrap().recv_queued, 2);
+}
+
+#[test]
+fn backlog_full_without_cookies_drops_syn() {
+    let cfg = EndpointConfig {
+        backlog: 1,
+        syn_cookies: false,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    s.send(Seg::new(SYN, PISS, 0));
+    let _ = s.out1();
+    s.peer.set_port(40_001);
+    s.send(Seg::new(SYN, PISS, 0));
+    s.assert_silent();
+    assert_eq!(s.ep.stats().backlog_drops, 1);
+}
+
+// ---- memory -----------------------------------------------------------------
+
+#[test]
+fn memory_budget_caps_writes_and_the_offered_window() {
+    let cfg = EndpointConfig {
+        memory_budget: 16 * 1024,
+        chunk_size: 4096,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    let (id, _) = accept_plain(&mut s);
+    let n = s.ep.write(id, &[0u8; 100_000]).unwrap();
+    assert!(n <= 16 * 1024, "{n}");
+    assert!(s.ep.mem_in_use() <= 16 * 1024);
+    // With the pool full, no window is offered beyond what it can hold.
+    let _ = s.out();
+    assert!(s.ep.info(id).unwrap().rcv_wnd <= 16 * 1024);
+}
