@@ -657,8 +657,8 @@ fn established_data_and_ack_byte_exact() {
     assert_eq!(s.ep.poll_timeout(), None);
 }
 
-fn sack_opts(tsval: u32, blocks: &[(u32, u32)]) -> TcpOptions {
-    let mut o = ts(tsval, 0);
+fn sack_blocks(blocks: &[(u32, u32)]) -> TcpOptions {
+    let mut o = TcpOptions::default();
     for &(l, r) in blocks {
         o.sack_blocks
             .push((
@@ -744,13 +744,7 @@ fn sack_from_peer_drives_retransmission_of_the_hole_only() {
     assert_eq!(segs.len(), 5);
     let d = iss + 1;
     // The first segment is lost; the peer SACKs the other four.
-    let mut o = TcpOptions::default();
-    o.sack_blocks
-        .push((
-            sluice_netstack::wire::SeqNumber(d + 1000),
-            sluice_netstack::wire::SeqNumber(d + 5000),
-        ))
-        .unwrap();
+    let o = sack_blocks(&[(d + 1000, d + 5000)]);
     s.send(Seg::new(ACK, PISS + 1, d).opts(o));
     let v = s.out();
     assert_eq!(v.len(), 1, "{v:#?}");
