@@ -577,11 +577,14 @@ impl Conn {
     fn enter_closed(&mut self, reset: bool) {
         if self.passive && self.state == State::SynReceived {
             // A passive open the application never saw (no Accepted yet):
-            // no event, and nobody will `close` it, so it is released now
-            // and the endpoint frees the slot.
-            self.reset = reset;
+            // nobody will `close` it, so it is released now and the
+            // endpoint frees the slot. The `Reset` event still goes out: it
+            // carries the 4-tuple the poll loop claimed in its ownership
+            // directory (its ConnId is already stale).
+            self.reset = true;
             self.released = true;
             self.set_state(State::Closed);
+            self.events |= EV_RESET;
             self.clear_timers();
             return;
         }
