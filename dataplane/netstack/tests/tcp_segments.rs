@@ -947,3 +947,37 @@ fn memory_budget_caps_writes_and_the_offered_window() {
     let _ = s.out();
     assert!(s.ep.info(id).unwrap().rcv_wnd <= 16 * 1024);
 }
+
+#[test]
+fn unanswered_zero_window_probes_end_the_connection() {
+    let cfg = EndpointConfig {
+        max_retries: 3,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    let (id, iss) = accept_plain(&mut s);
+    s.send(Seg::new(ACK, PISS + 1, iss + 1).window(0));
+    assert_eq!(s.ep.write(id, b"stuck"), Ok(5));
+    // Answered probes go on as long as the peer answers.
+    for _ in 0..6 {
+        s.next_timer();
+        assert_eq!(s.out1().seq.0, iss);
+        s.send(Seg::new(ACK, PISS + 1, iss + 1).window(0));
+    }
+    assert_eq!(s.state(id), State::Established);
+    // Unanswered: after max_retries probes, a RST and a Reset event.
+    for _ in 0..3 {
+        s.next_timer();
+        assert_eq!(s.out1().seq.0, iss);
+    }
+    s.next_timer();
+    let r = s.out1();
+    assert_eq!(
+        (r.flags, r.seq.0, r.ack.0),
+        (TcpFlags(RST.0 | ACK.0), iss + 1, PISS + 1)
+    );
+    assert_eq!(s.take_events(), vec![Event::Reset(id, s.tuple())]);
+    s.ep.close(id).unwrap();
+    assert_eq!(s.ep.conn_count(), 0);
+    assert_eq!(s.ep.mem_in_use(), 0);
+}

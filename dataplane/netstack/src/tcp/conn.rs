@@ -158,6 +158,8 @@ pub struct Conn {
     keepalive_at: Option<Time>,
     fw2_at: Option<Time>,
     persist_backoff: u32,
+    /// Zero-window probes sent since the last acceptable ACK.
+    probes_unanswered: u32,
     ka_probes: u32,
     syn_retries: u32,
 
@@ -236,6 +238,7 @@ impl Conn {
             keepalive_at: None,
             fw2_at: None,
             persist_backoff: 0,
+            probes_unanswered: 0,
             ka_probes: 0,
             syn_retries: 0,
             ack_now: false,
@@ -497,6 +500,18 @@ impl Conn {
         }
         if due(self.persist_at, now) {
             self.persist_at = None;
+            if self.probes_unanswered >= ctx.cfg.max_retries {
+                // The peer stopped answering its zero window (Linux: the
+                // probe timer's tcp_retries2 limit). Without this an
+                // orphaned connection probed forever.
+                self.rst_out = Some(RstOut {
+                    seq: self.seq_of(self.snd_nxt),
+                    ack: Some(self.rcv_nxt()),
+                });
+                self.enter_closed(true);
+                return;
+            }
+            self.probes_unanswered += 1;
             self.probe_pending = true;
             self.persist_backoff = self.persist_backoff.saturating_add(1);
             ctx.stats.zero_window_probes += 1;
@@ -1120,6 +1135,8 @@ impl Conn {
             return true;
         }
         let ack_rel = ack_rel as u64;
+        // An acceptable ACK: the peer is alive.
+        self.probes_unanswered = 0;
         let new_wnd = u32::from(seg.window) << self.snd_wscale;
         let old_wnd = self.snd_wnd;
         // Window update (RFC 9293 §3.10.7.4, fifth).

@@ -347,6 +347,11 @@ pub fn exercise(data: &[u8]) {
             let _ = h.ep.abort(id);
         }
     }
-    assert_eq!(h.ep.conn_count(), 0, "connections left after wind-down");
+    assert_eq!(
+        h.ep.conn_count(),
+        0,
+        "connections left after wind-down: {:?}",
+        h.ep.stats()
+    );
     assert_eq!(h.ep.mem_in_use(), 0, "memory left after wind-down");
 }
