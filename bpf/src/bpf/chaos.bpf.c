@@ -275,15 +275,19 @@ static __always_inline void forge_rst(struct tcphdr *tcp, __u32 seq_offset)
 	}
 }
 
-/* Flips the last byte of the L4 segment; its checksum is left as it was. */
+/*
+ * Flips the last byte of the L4 segment (segments up to 8 KiB); its checksum
+ * is left as it was.
+ */
 static __always_inline int corrupt(struct chaos_pkt *pkt, void *end)
 {
 	__u32 off;
 	__u8 *b;
 
-	if (!pkt->l4 || pkt->l4_len == 0 || pkt->l4_len > 0xffff)
+	/* Bounded well below the verifier's limit on packet offsets (0xffff). */
+	if (!pkt->l4 || pkt->l4_len == 0 || pkt->l4_len > 0x2000)
 		return 0;
-	off = (pkt->l4_len - 1) & 0xffff;
+	off = (pkt->l4_len - 1) & 0x1fff;
 	b = (__u8 *)pkt->l4 + off;
 	if ((void *)(b + 1) > end)
 		return 0;
