@@ -77,7 +77,7 @@ fn parse_synack(s: &str) -> Result<SynackDrop, String> {
         return Ok(SynackDrop::All);
     }
     match s.parse::<u32>() {
-        Ok(n) if n >= 1 && n < u32::MAX => Ok(SynackDrop::First(n)),
+        Ok(n) if (1..u32::MAX).contains(&n) => Ok(SynackDrop::First(n)),
         _ => Err(format!("{s:?}: give `all` or a count from 1")),
     }
 }
