@@ -16,6 +16,7 @@ use libbpf_cargo::SkeletonBuilder;
 const PROGRAMS: &[(&str, &str)] = &[
     ("src/bpf/gateway.bpf.c", "gateway"),
     ("src/bpf/reflector.bpf.c", "reflector"),
+    ("src/bpf/chaos.bpf.c", "chaos"),
     ("tests/bpf/foreign_pass.bpf.c", "foreign_pass"),
 ];
 const HEADERS: &[&str] = &[

@@ -114,7 +114,8 @@ ls -l "$OUT"
 
 # Fuzz seeds: every captured frame as its own file.
 mkdir -p "$SEEDS"
-rm -f "$SEEDS"/*
+# Frame seeds only: the tcp_segment seeds (tcpseg-*) are hand-made.
+find "$SEEDS" -maxdepth 1 -type f ! -name 'tcpseg-*' -delete
 /usr/bin/python3 - "$OUT" "$SEEDS" <<'PY'
 import glob, os, struct, sys
 src, dst = sys.argv[1], sys.argv[2]

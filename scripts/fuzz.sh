@@ -4,7 +4,7 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# Defaults: 60 seconds, every target (classify, wire_parse in
+# Defaults: 60 seconds, every target (classify, wire_parse, tcp_segment in
 # dataplane/netstack/fuzz; http_server in dataplane/http/fuzz).
 # Non-interactive; exits non-zero if any target finds a crash (the input is
 # saved under CRATE/fuzz/artifacts/TARGET/). Installs cargo-fuzz if missing.
@@ -19,7 +19,8 @@
 #
 # Corpus: libFuzzer writes new inputs to fuzz/corpus/TARGET (git-ignored) and
 # reads the committed seeds in fuzz/seeds (netstack: every frame of
-# tests/fixtures/*.pcap; http: request pipelines in the harness's layout).
+# tests/fixtures/*.pcap, plus tcpseg-* op scripts for tcp_segment; http:
+# request pipelines in the harness's layout).
 set -euo pipefail
 
 SECS=${1:-60}
@@ -29,7 +30,7 @@ case "$SECS" in
 esac
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(classify wire_parse http_server)
+    TARGETS=(classify wire_parse tcp_segment http_server)
 fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 

@@ -30,6 +30,8 @@ enum Command {
     Gen(sluice_bench::gen::GenArgs),
     /// XDP_TX reflector for one UDP address: the in-kernel ceiling of the echo path.
     Reflect(cmd::reflect::ReflectArgs),
+    /// Fault injection on an interface: drop, drop SYN-ACKs, rewrite MSS, forge RSTs, corrupt, duplicate.
+    Chaos(cmd::chaos::ChaosArgs),
     /// Side-by-side benchmarks with their baselines (writes a markdown table).
     Run(cmd::run::RunArgs),
 }
@@ -42,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Command::KernelEcho(args) => cmd::kernel_echo::run(args),
         Command::Gen(args) => cmd::gen::run(args),
         Command::Reflect(args) => cmd::reflect::run(args),
+        Command::Chaos(args) => cmd::chaos::run(args),
         Command::Run(args) => cmd::run::run(args),
     };
     match result {

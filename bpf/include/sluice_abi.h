@@ -108,4 +108,51 @@ enum sluice_reflector_counter {
 	SLUICE_REFLECTOR_COUNTER_MAX,
 };
 
+/*
+ * chaos.bpf.c: the fault injector. An XDP program on ingress (drop, drop
+ * SYN-ACKs, rewrite MSS, forge RSTs, corrupt) and a tc egress (TCX) program
+ * (duplicate). Both read the single entry of `chaos_config`; rates are in
+ * parts per million (0..=1000000).
+ */
+#define SLUICE_CHAOS_PPM_MAX 1000000u
+#define SLUICE_CHAOS_ALL_IP (1u << 0)  /* act on every IPv4/IPv6 packet, not only TCP */
+#define SLUICE_CHAOS_PORT (1u << 1)    /* only TCP/UDP with `port` as source or destination */
+#define SLUICE_CHAOS_ADDR (1u << 2)    /* only packets with `addr` as source or destination */
+#define SLUICE_CHAOS_MSS (1u << 3)     /* rewrite the MSS option of SYNs and SYN-ACKs to `mss` */
+#define SLUICE_CHAOS_SYNACK_ALL 0xffffffffu /* synack_drop: every SYN-ACK */
+
+struct sluice_chaos_config {
+	__u8 addr[16];        /* IPv4-mapped for IPv4, as in sluice_vip_key */
+	__u32 flags;          /* SLUICE_CHAOS_* */
+	__u32 drop_ppm;       /* drop matching packets */
+	__u32 synack_drop;    /* drop the first N SYN-ACKs (0: none; SLUICE_CHAOS_SYNACK_ALL: all) */
+	__u32 rst_ppm;        /* turn TCP segments (not SYN, not RST) into RSTs */
+	__u32 rst_seq_offset; /* added to the sequence number of forged RSTs */
+	__u32 corrupt_ppm;    /* flip the last byte of the L4 segment, checksum left stale */
+	__u32 dup_ppm;        /* egress: send a second copy (bpf_clone_redirect) */
+	__be16 port;          /* with SLUICE_CHAOS_PORT */
+	__u16 mss;            /* host order, with SLUICE_CHAOS_MSS */
+};
+
+/* Single entry of `chaos_state`: shared (not per-CPU) running state. */
+struct sluice_chaos_state {
+	__u64 synacks; /* SYN-ACKs seen since the last config write */
+};
+
+/*
+ * Indices of the `chaos_counters` per-CPU array. A packet counts once in
+ * SEEN (or EGRESS_SEEN) and once per action taken on it.
+ */
+enum sluice_chaos_counter {
+	SLUICE_CHAOS_SEEN = 0,           /* ingress packets that match the filter */
+	SLUICE_CHAOS_DROPPED,            /* dropped by drop_ppm */
+	SLUICE_CHAOS_SYNACK_DROPPED,     /* SYN-ACKs dropped by synack_drop */
+	SLUICE_CHAOS_MSS_REWRITTEN,      /* SYN / SYN-ACK whose MSS option was rewritten */
+	SLUICE_CHAOS_RST_FORGED,         /* segments turned into RSTs */
+	SLUICE_CHAOS_CORRUPTED,          /* segments with a flipped byte */
+	SLUICE_CHAOS_EGRESS_SEEN,        /* egress packets that match the filter (tc program) */
+	SLUICE_CHAOS_DUPLICATED,         /* egress packets sent twice */
+	SLUICE_CHAOS_COUNTER_MAX,
+};
+
 #endif /* SLUICE_ABI_H */

@@ -450,9 +450,169 @@ counter_enum! {
     }
 }
 
+/// `SLUICE_CHAOS_PPM_MAX`: a rate of one million parts per million is "always".
+pub const CHAOS_PPM_MAX: u32 = 1_000_000;
+/// `SLUICE_CHAOS_ALL_IP`: act on every IPv4/IPv6 packet, not only TCP.
+pub const CHAOS_ALL_IP: u32 = 1 << 0;
+/// `SLUICE_CHAOS_PORT`: only TCP/UDP with `port` as source or destination.
+pub const CHAOS_PORT: u32 = 1 << 1;
+/// `SLUICE_CHAOS_ADDR`: only packets with `addr` as source or destination.
+pub const CHAOS_ADDR: u32 = 1 << 2;
+/// `SLUICE_CHAOS_MSS`: rewrite the MSS option of SYNs and SYN-ACKs.
+pub const CHAOS_MSS: u32 = 1 << 3;
+/// `SLUICE_CHAOS_SYNACK_ALL`: `synack_drop` value that drops every SYN-ACK.
+pub const CHAOS_SYNACK_ALL: u32 = u32::MAX;
+
+/// `struct sluice_chaos_config`, the single entry of `chaos_config`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct ChaosConfigValue {
+    pub addr: [u8; 16],
+    pub flags: u32,
+    pub drop_ppm: u32,
+    pub synack_drop: u32,
+    pub rst_ppm: u32,
+    pub rst_seq_offset: u32,
+    pub corrupt_ppm: u32,
+    pub dup_ppm: u32,
+    pub port: Be16,
+    /// Host order.
+    pub mss: u16,
+}
+
+impl AbiType for ChaosConfigValue {
+    const C_NAME: &'static str = "sluice_chaos_config";
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.addr);
+        for v in [
+            self.flags,
+            self.drop_ppm,
+            self.synack_drop,
+            self.rst_ppm,
+            self.rst_seq_offset,
+            self.corrupt_ppm,
+            self.dup_ppm,
+        ] {
+            out.extend_from_slice(&v.to_ne_bytes());
+        }
+        out.extend_from_slice(&self.port.to_ne_bytes());
+        out.extend_from_slice(&self.mss.to_ne_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let mut r = exact::<Self>(bytes)?;
+        Some(Self {
+            addr: r.take(),
+            flags: r.u32(),
+            drop_ppm: r.u32(),
+            synack_drop: r.u32(),
+            rst_ppm: r.u32(),
+            rst_seq_offset: r.u32(),
+            corrupt_ppm: r.u32(),
+            dup_ppm: r.u32(),
+            port: r.be16(),
+            mss: r.u16(),
+        })
+    }
+}
+
+/// `struct sluice_chaos_state`, the single entry of `chaos_state`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct ChaosState {
+    pub synacks: u64,
+}
+
+impl AbiType for ChaosState {
+    const C_NAME: &'static str = "sluice_chaos_state";
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.synacks.to_ne_bytes());
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let mut r = exact::<Self>(bytes)?;
+        Some(Self { synacks: r.u64() })
+    }
+}
+
+/// `enum sluice_chaos_counter`: indices of `chaos_counters`. A packet counts
+/// once in `Seen` (or `EgressSeen`) and once per action taken on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum ChaosCounter {
+    /// Ingress packets that match the filter.
+    Seen = 0,
+    /// Dropped by the drop rate.
+    Dropped = 1,
+    /// SYN-ACKs dropped (all, or the first N).
+    SynackDropped = 2,
+    /// SYNs and SYN-ACKs whose MSS option was rewritten.
+    MssRewritten = 3,
+    /// TCP segments turned into RSTs.
+    RstForged = 4,
+    /// Segments with a flipped byte (stale checksum).
+    Corrupted = 5,
+    /// Egress packets that match the filter (tc program).
+    EgressSeen = 6,
+    /// Egress packets sent twice.
+    Duplicated = 7,
+}
+
+impl ChaosCounter {
+    /// Name of the C enum in sluice_abi.h.
+    pub const C_ENUM: &'static str = "sluice_chaos_counter";
+    /// Every counter, in index order.
+    pub const ALL: &'static [ChaosCounter] = &[
+        Self::Seen,
+        Self::Dropped,
+        Self::SynackDropped,
+        Self::MssRewritten,
+        Self::RstForged,
+        Self::Corrupted,
+        Self::EgressSeen,
+        Self::Duplicated,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub fn index(self) -> u32 {
+        self as u32
+    }
+    /// The enumerator's name in C, e.g. `SLUICE_CHAOS_SEEN`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Seen => "SLUICE_CHAOS_SEEN",
+            Self::Dropped => "SLUICE_CHAOS_DROPPED",
+            Self::SynackDropped => "SLUICE_CHAOS_SYNACK_DROPPED",
+            Self::MssRewritten => "SLUICE_CHAOS_MSS_REWRITTEN",
+            Self::RstForged => "SLUICE_CHAOS_RST_FORGED",
+            Self::Corrupted => "SLUICE_CHAOS_CORRUPTED",
+            Self::EgressSeen => "SLUICE_CHAOS_EGRESS_SEEN",
+            Self::Duplicated => "SLUICE_CHAOS_DUPLICATED",
+        }
+    }
+    /// Short lower-case name for output, e.g. `synack_dropped`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Seen => "seen",
+            Self::Dropped => "dropped",
+            Self::SynackDropped => "synack_dropped",
+            Self::MssRewritten => "mss_rewritten",
+            Self::RstForged => "rst_forged",
+            Self::Corrupted => "corrupted",
+            Self::EgressSeen => "egress_seen",
+            Self::Duplicated => "duplicated",
+        }
+    }
+}
+
+impl fmt::Display for ChaosCounter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 /// Name of the `*_COUNTER_MAX` enumerator closing each counter enum.
 pub const XDP_COUNTER_MAX_NAME: &str = "SLUICE_XDP_COUNTER_MAX";
 pub const REFLECTOR_COUNTER_MAX_NAME: &str = "SLUICE_REFLECTOR_COUNTER_MAX";
+pub const CHAOS_COUNTER_MAX_NAME: &str = "SLUICE_CHAOS_COUNTER_MAX";
 
 #[cfg(test)]
 mod tests {
@@ -495,6 +655,30 @@ mod tests {
         for a in ["198.18.0.1", "2001:2::1", "::1"] {
             let ip: IpAddr = a.parse().unwrap();
             assert_eq!(addr_from16(addr16(ip)), ip);
+        }
+    }
+
+    #[test]
+    fn chaos_config_round_trips() {
+        let cfg = ChaosConfigValue {
+            addr: addr16("2001:2::1".parse().unwrap()),
+            flags: CHAOS_ALL_IP | CHAOS_MSS,
+            drop_ppm: 300_000,
+            synack_drop: CHAOS_SYNACK_ALL,
+            rst_ppm: 1,
+            rst_seq_offset: 7,
+            corrupt_ppm: 2,
+            dup_ppm: 3,
+            port: Be16::new(8080),
+            mss: 536,
+        };
+        let bytes = cfg.to_bytes();
+        assert_eq!(bytes.len(), 48);
+        assert_eq!(&bytes[44..46], &[0x1f, 0x90]);
+        assert_eq!(ChaosConfigValue::decode(&bytes), Some(cfg));
+        for (i, c) in ChaosCounter::ALL.iter().enumerate() {
+            assert_eq!(c.index() as usize, i);
+            assert!(c.name().ends_with(&c.label().to_uppercase()));
         }
     }
 

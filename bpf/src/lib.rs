@@ -12,12 +12,17 @@
 //!   opens the pins from another process.
 //! - the **reflector** (`sluice_reflect`): sends UDP to one address back with
 //!   XDP_TX, the in-kernel ceiling for benchmarks ([`Reflector`]).
+//! - **chaos** (`sluice_chaos`, XDP ingress, and `sluice_chaos_tc`, TCX
+//!   egress): drops, drops SYN-ACKs, rewrites MSS, forges RSTs, corrupts and
+//!   duplicates packets on any interface ([`Chaos`]), for tests and fault
+//!   rehearsals.
 //!
 //! Shared layouts are declared once in `include/sluice_abi.h` and mirrored in
 //! [`abi`]; tests compare both against the objects' BTF.
 #![forbid(unsafe_code)]
 
 pub mod abi;
+mod chaos;
 mod error;
 mod gateway;
 mod iface;
@@ -25,9 +30,13 @@ pub mod object;
 mod reflector;
 pub mod system;
 
+pub use abi::ChaosCounter;
 pub use abi::{
     Counter, ReflectorCounter, XdpAction, XdpCounter, MAX_QUEUES, VIP_ANSWER_NEIGH, VIP_ICMP_ECHO,
     VIP_LOCAL_PORTS,
+};
+pub use chaos::{
+    ppm_from_percent, Chaos, ChaosConfig, ChaosCounters, ChaosOptions, ChaosProgram, SynackDrop,
 };
 pub use error::{BpfError, Result};
 pub use gateway::{

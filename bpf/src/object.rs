@@ -16,11 +16,17 @@ use crate::error::{BpfError, Result};
 pub const GATEWAY_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gateway.bpf.o"));
 /// reflector.bpf.c compiled and linked.
 pub const REFLECTOR_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reflector.bpf.o"));
+/// chaos.bpf.c compiled and linked.
+pub const CHAOS_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/chaos.bpf.o"));
 
 /// Name of the gateway's XDP entry program.
 pub const GATEWAY_PROG: &str = "sluice_xdp";
 /// Name of the reflector's XDP program.
 pub const REFLECTOR_PROG: &str = "sluice_reflect";
+/// Name of the chaos XDP program (ingress).
+pub const CHAOS_PROG: &str = "sluice_chaos";
+/// Name of the chaos tc program (TCX egress, duplication).
+pub const CHAOS_TC_PROG: &str = "sluice_chaos_tc";
 
 /// Names of the gateway's maps, as in gateway_maps.h and under the pin dir.
 pub mod gateway_maps {
@@ -37,6 +43,13 @@ pub mod gateway_maps {
 pub mod reflector_maps {
     pub const CONFIG: &str = "reflector_config";
     pub const COUNTERS: &str = "reflector_counters";
+}
+
+/// Names of the chaos program's maps.
+pub mod chaos_maps {
+    pub const CONFIG: &str = "chaos_config";
+    pub const STATE: &str = "chaos_state";
+    pub const COUNTERS: &str = "chaos_counters";
 }
 
 /// Sends libbpf's messages (including verifier logs on a failed load) to
@@ -86,6 +99,18 @@ impl Loaded {
                 .map_err(|e| BpfError::io(format!("duplicating the fd of program {prog}"), e))?
         };
         Ok(Self { object, prog_fd })
+    }
+
+    /// A duplicate of the fd of another program of the object.
+    pub fn other_prog_fd(&self, prog: &str) -> Result<OwnedFd> {
+        let p = self
+            .object
+            .progs()
+            .find(|p| p.name() == prog)
+            .ok_or_else(|| BpfError::Other(format!("BPF object has no program {prog}")))?;
+        p.as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| BpfError::io(format!("duplicating the fd of program {prog}"), e))
     }
 
     /// An owned handle of the map called `name`.

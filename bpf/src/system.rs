@@ -25,7 +25,11 @@ pub const LOCK_DIR: &str = "/run/sluice";
 
 /// Names of the XDP programs sluice attaches (as the kernel reports them,
 /// at most 15 characters).
-pub const OUR_PROGRAMS: [&str; 2] = [crate::object::GATEWAY_PROG, crate::object::REFLECTOR_PROG];
+pub const OUR_PROGRAMS: [&str; 3] = [
+    crate::object::GATEWAY_PROG,
+    crate::object::REFLECTOR_PROG,
+    crate::object::CHAOS_PROG,
+];
 
 /// The XDP_PASS placeholder `sluice-bench topo up` puts on the peers of XDP
 /// veths (XDP_TX frames only reach a veth end that runs an XDP program).
@@ -162,9 +166,11 @@ fn netns_inode(path: &str) -> Option<u64> {
 /// Lock file of an interface: `/run/sluice/IFACE.lock` in the initial network
 /// namespace, `/run/sluice/IFACE@netns-INODE.lock` in any other, or when the
 /// initial one cannot be told (interface names repeat across namespaces,
-/// /run usually does not).
+/// /run usually does not). The namespace is the calling thread's
+/// (`/proc/thread-self`): a thread that entered another namespace with
+/// setns(2) locks that namespace's interface, not the process's.
 pub fn lock_path(iface: &str) -> PathBuf {
-    let ours = netns_inode("/proc/self/ns/net");
+    let ours = netns_inode("/proc/thread-self/ns/net").or_else(|| netns_inode("/proc/self/ns/net"));
     let init = netns_inode("/proc/1/ns/net");
     let name = match (ours, init) {
         (Some(o), Some(i)) if o == i => format!("{iface}.lock"),

@@ -7,10 +7,10 @@ use std::mem::{offset_of, size_of};
 use libbpf_rs::btf::types::{Enum, MemberAttr, Struct};
 use libbpf_rs::{Btf, HasSize};
 use sluice_bpf::abi::{
-    self, AbiType, Config, Counter, ListenerKey, ListenerValue, ReflectorConfig, ReflectorCounter,
-    VipKey, VipValue, XdpCounter,
+    self, AbiType, ChaosConfigValue, ChaosCounter, ChaosState, Config, Counter, ListenerKey,
+    ListenerValue, ReflectorConfig, ReflectorCounter, VipKey, VipValue, XdpCounter,
 };
-use sluice_bpf::object::{GATEWAY_OBJECT, REFLECTOR_OBJECT};
+use sluice_bpf::object::{CHAOS_OBJECT, GATEWAY_OBJECT, REFLECTOR_OBJECT};
 
 fn btf_of(name: &'static str, bytes: &'static [u8]) -> Btf<'static> {
     Btf::from_raw(name, bytes)
@@ -158,5 +158,37 @@ fn reflector_counter_enum_matches_btf() {
         ReflectorCounter::C_ENUM,
         &rust,
         abi::REFLECTOR_COUNTER_MAX_NAME,
+    );
+}
+
+#[test]
+fn chaos_structs_and_counters_match_btf() {
+    let btf = btf_of("chaos", CHAOS_OBJECT);
+    check_struct::<ChaosConfigValue>(
+        &btf,
+        fields!(ChaosConfigValue {
+            addr,
+            flags,
+            drop_ppm,
+            synack_drop,
+            rst_ppm,
+            rst_seq_offset,
+            corrupt_ppm,
+            dup_ppm,
+            port,
+            mss
+        }),
+    );
+    check_struct::<ChaosState>(&btf, fields!(ChaosState { synacks }));
+    check_struct::<Counter>(&btf, fields!(Counter { packets, bytes }));
+    let rust: Vec<(&str, u32)> = ChaosCounter::ALL
+        .iter()
+        .map(|c| (c.name(), c.index()))
+        .collect();
+    check_enum(
+        &btf,
+        ChaosCounter::C_ENUM,
+        &rust,
+        abi::CHAOS_COUNTER_MAX_NAME,
     );
 }

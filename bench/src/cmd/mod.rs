@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap arguments and a `run` function.
 
+pub mod chaos;
 pub mod gen;
 pub mod kernel_echo;
 pub mod reflect;

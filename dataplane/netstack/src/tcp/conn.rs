@@ -158,6 +158,8 @@ pub struct Conn {
     keepalive_at: Option<Time>,
     fw2_at: Option<Time>,
     persist_backoff: u32,
+    /// Zero-window probes sent since the last acceptable ACK.
+    probes_unanswered: u32,
     ka_probes: u32,
     syn_retries: u32,
 
@@ -236,6 +238,7 @@ impl Conn {
             keepalive_at: None,
             fw2_at: None,
             persist_backoff: 0,
+            probes_unanswered: 0,
             ka_probes: 0,
             syn_retries: 0,
             ack_now: false,
@@ -497,6 +500,18 @@ impl Conn {
         }
         if due(self.persist_at, now) {
             self.persist_at = None;
+            if self.probes_unanswered >= ctx.cfg.max_retries {
+                // The peer stopped answering its zero window (Linux: the
+                // probe timer's tcp_retries2 limit). Without this an
+                // orphaned connection probed forever.
+                self.rst_out = Some(RstOut {
+                    seq: self.seq_of(self.snd_nxt),
+                    ack: Some(self.rcv_nxt()),
+                });
+                self.enter_closed(true);
+                return;
+            }
+            self.probes_unanswered += 1;
             self.probe_pending = true;
             self.persist_backoff = self.persist_backoff.saturating_add(1);
             ctx.stats.zero_window_probes += 1;
@@ -575,6 +590,19 @@ impl Conn {
     }
 
     fn enter_closed(&mut self, reset: bool) {
+        if self.passive && self.state == State::SynReceived {
+            // A passive open the application never saw (no Accepted yet):
+            // nobody will `close` it, so it is released now and the
+            // endpoint frees the slot. The `Reset` event still goes out: it
+            // carries the 4-tuple the poll loop claimed in its ownership
+            // directory (its ConnId is already stale).
+            self.reset = true;
+            self.released = true;
+            self.set_state(State::Closed);
+            self.events |= EV_RESET;
+            self.clear_timers();
+            return;
+        }
         self.reset = reset;
         self.set_state(State::Closed);
         self.events |= if reset { EV_RESET } else { EV_CLOSED };
@@ -843,6 +871,9 @@ impl Conn {
         let f = seg.flags;
         let now = ctx.now;
         let rcv_nxt = self.rcv_nxt();
+        // The in-order data offset that `rcv_nxt` stands for (data below
+        // moves it; the FIN's offset is computed from this one).
+        let rcv_nxt_data = self.rcv_nxt_data;
         let wnd = self.rcv_wnd();
 
         // RFC 5961 §3: RST.
@@ -986,7 +1017,7 @@ impl Conn {
 
         // FIN.
         if f.fin() && data_ok && !self.fin_received {
-            let fin_off = self.rcv_nxt_data as i64
+            let fin_off = rcv_nxt_data as i64
                 + i64::from(seg.seq.distance(rcv_nxt))
                 + seg.payload.len() as i64;
             if fin_off >= 0 {
@@ -1104,6 +1135,8 @@ impl Conn {
             return true;
         }
         let ack_rel = ack_rel as u64;
+        // An acceptable ACK: the peer is alive.
+        self.probes_unanswered = 0;
         let new_wnd = u32::from(seg.window) << self.snd_wscale;
         let old_wnd = self.snd_wnd;
         // Window update (RFC 9293 §3.10.7.4, fifth).
@@ -1445,6 +1478,13 @@ impl Conn {
             } else if !self.ack_now {
                 self.rexmit_una = false;
                 return None;
+            } else {
+                // A pure ACK carries the highest sequence number sent (the
+                // RFC's SND.NXT): after an RTO our `snd_nxt` is rolled back
+                // to SND.UNA, and the peer, which may hold data up to
+                // SND.MAX, would find the lower number unacceptable, drop
+                // the ACK and answer with its own (an ACK loop).
+                seq_rel = self.snd_max;
             }
         }
         let window = self.window_field(ctx, false);

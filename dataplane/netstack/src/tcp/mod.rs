@@ -18,6 +18,7 @@ pub mod rtt;
 pub mod scoreboard;
 pub mod segment;
 pub mod syncookie;
+pub mod testing;
 pub mod timer_wheel;
 pub mod tuple;
 pub mod types;

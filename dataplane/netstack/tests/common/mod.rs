@@ -59,3 +59,5 @@ pub fn all_fixture_frames() -> Vec<(String, Vec<u8>)> {
         .flat_map(|n| read_pcap(&n).into_iter().map(move |f| (n.clone(), f)))
         .collect()
 }
+
+pub mod tcp;

@@ -1,0 +1,983 @@
+//! The TCP engine against a scripted peer: segments built by hand, and the
+//! engine's output checked field by field and option byte by option byte.
+//! Virtual time only.
+
+mod common;
+
+use std::time::Duration;
+
+use common::tcp::*;
+use sluice_netstack::tcp::isn;
+use sluice_netstack::tcp::{ConnId, EndpointConfig, Event, State};
+use sluice_netstack::wire::{TcpFlags, TcpOptions, TcpTimestamp};
+
+const SYN: TcpFlags = TcpFlags::SYN;
+const ACK: TcpFlags = TcpFlags::ACK;
+const FIN: TcpFlags = TcpFlags(TcpFlags::FIN.0 | TcpFlags::ACK.0);
+const RST: TcpFlags = TcpFlags::RST;
+const SYNACK: TcpFlags = TcpFlags(TcpFlags::SYN.0 | TcpFlags::ACK.0);
+const PSHACK: TcpFlags = TcpFlags(TcpFlags::PSH.0 | TcpFlags::ACK.0);
+
+/// The peer's ISN in every script.
+const PISS: u32 = 0x1000_0000;
+/// The peer's first TSval.
+const PTS: u32 = 5_000;
+
+fn be(v: u32) -> [u8; 4] {
+    v.to_be_bytes()
+}
+
+fn full_syn_opts() -> TcpOptions {
+    TcpOptions {
+        mss: Some(1400),
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamp: Some(TcpTimestamp {
+            tsval: PTS,
+            tsecr: 0,
+        }),
+        ..TcpOptions::default()
+    }
+}
+
+fn ts(tsval: u32, tsecr: u32) -> TcpOptions {
+    TcpOptions {
+        timestamp: Some(TcpTimestamp { tsval, tsecr }),
+        ..TcpOptions::default()
+    }
+}
+
+/// A listening engine (plain config unless given).
+fn server(cfg: EndpointConfig) -> Scripted {
+    let mut s = Scripted::new(cfg);
+    s.ep.listen(s.local, 0).unwrap();
+    s
+}
+
+/// What the engine's TSval is at the scripted clock.
+fn our_tsval(s: &Scripted) -> u32 {
+    (s.now.as_millis() as u32).wrapping_add(isn::ts_offset(&s.key(), &s.tuple()))
+}
+
+/// A passive handshake with `syn_opts`; returns the connection, the
+/// engine's ISS and the SYN-ACK.
+fn accept_with(s: &mut Scripted, syn_opts: TcpOptions, ack_opts: TcpOptions) -> (ConnId, u32, Out) {
+    s.send(Seg::new(SYN, PISS, 0).opts(syn_opts));
+    let synack = s.out1();
+    let iss = synack.seq.0;
+    s.now += Duration::from_millis(5);
+    s.send(Seg::new(ACK, PISS + 1, iss + 1).opts(ack_opts));
+    let ev = s.take_events();
+    let id = match ev.as_slice() {
+        [Event::Accepted(id)] => *id,
+        e => panic!("expected Accepted, got {e:?}"),
+    };
+    (id, iss, synack)
+}
+
+/// Handshake without SACK (data paths that need no reassembly map).
+fn accept_plain(s: &mut Scripted) -> (ConnId, u32) {
+    let (id, iss, _) = accept_with(
+        s,
+        TcpOptions {
+            mss: Some(1460),
+            ..TcpOptions::default()
+        },
+        TcpOptions::default(),
+    );
+    (id, iss)
+}
+
+// ---- handshake --------------------------------------------------------------
+
+#[test]
+fn syn_ack_negotiates_mss_wscale_timestamps_sack_byte_exact() {
+    let mut s = server(EndpointConfig::default());
+    s.send(Seg::new(SYN, PISS, 0).opts(full_syn_opts()));
+    let o = s.out1();
+    assert_eq!(o.src, s.local);
+    assert_eq!(o.dst, s.peer);
+    assert_eq!(o.flags, SYNACK);
+    // RFC 6528 ISN.
+    let iss = isn::isn(&s.key(), &s.tuple(), s.now);
+    assert_eq!(o.seq.0, iss);
+    assert_eq!(o.ack.0, PISS + 1);
+    // Unscaled window in a SYN (RFC 7323 §2.2): 256 KiB buffer caps at 65535.
+    assert_eq!(o.window, 65_535);
+    let tsval = our_tsval(&s);
+    let mut want = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
+    want.extend(be(tsval));
+    want.extend(be(PTS));
+    // 256 KiB needs shift 3 to fit 16 bits.
+    want.extend([1, 3, 3, 3]);
+    assert_eq!(o.opt_bytes, want);
+    assert!(o.payload.is_empty());
+}
+
+#[test]
+fn syn_ack_without_peer_options_carries_only_mss() {
+    let mut s = server(EndpointConfig::default());
+    s.send(Seg::new(SYN, PISS, 0).window(8192));
+    let o = s.out1();
+    assert_eq!(o.flags, SYNACK);
+    assert_eq!(o.ack.0, PISS + 1);
+    assert_eq!(o.opt_bytes, vec![2, 4, 0x05, 0xb4]);
+    s.send(Seg::new(ACK, PISS + 1, o.seq.0 + 1).window(8192));
+    let id = match s.take_events().as_slice() {
+        [Event::Accepted(id)] => *id,
+        e => panic!("{e:?}"),
+    };
+    let info = s.ep.info(id).unwrap();
+    assert_eq!(info.state, State::Established);
+    // RFC 9293 §3.7.1: no MSS option means 536.
+    assert_eq!(info.mss, 536);
+    assert!(!info.timestamps && !info.sack);
+    assert_eq!((info.snd_wscale, info.rcv_wscale), (0, 0));
+    assert_eq!(info.snd_wnd, 8192);
+}
+
+#[test]
+fn syn_ack_over_ipv6_announces_mss_minus_20() {
+    let mut s = server(EndpointConfig::default());
+    s.local = std::net::SocketAddr::new(SERVER_IP6, SERVER_PORT);
+    s.peer = std::net::SocketAddr::new(CLIENT_IP6, 40_000);
+    s.ep.listen(s.local, 0).unwrap();
+    s.send(Seg::new(SYN, PISS, 0));
+    let o = s.out1();
+    assert_eq!(o.flags, SYNACK);
+    assert_eq!(o.opt_bytes, vec![2, 4, 0x05, 0xa0]);
+}
+
+#[test]
+fn negotiated_options_reach_the_connection() {
+    let mut s = server(EndpointConfig::default());
+    let (id, _, _) = accept_with(&mut s, full_syn_opts(), ts(PTS + 1, 0));
+    let info = s.ep.info(id).unwrap();
+    assert!(info.timestamps && info.sack);
+    assert_eq!((info.snd_wscale, info.rcv_wscale), (7, 3));
+    // min(1400, 1460) less 12 bytes of timestamps.
+    assert_eq!(info.mss, 1388);
+    // The handshake ACK's window is scaled by the peer's shift.
+    assert_eq!(info.snd_wnd, 65_535 << 7);
+}
+
+#[test]
+fn config_without_options_offers_none() {
+    let cfg = EndpointConfig {
+        timestamps: false,
+        sack: false,
+        window_scaling: false,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    s.send(Seg::new(SYN, PISS, 0).opts(full_syn_opts()));
+    let o = s.out1();
+    assert_eq!(o.opt_bytes, vec![2, 4, 0x05, 0xb4]);
+}
+
+#[test]
+fn active_open_syn_byte_exact_and_syn_ack_completes() {
+    let mut s = Scripted::new(EndpointConfig::default());
+    let id = s.ep.connect(s.now, s.local, s.peer).unwrap();
+    let o = s.out1();
+    assert_eq!(o.flags, SYN);
+    assert_eq!(o.seq.0, isn::isn(&s.key(), &s.tuple(), s.now));
+    assert_eq!(o.ack.0, 0);
+    assert_eq!(o.window, 65_535);
+    let mut want = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
+    want.extend(be(our_tsval(&s)));
+    want.extend(be(0));
+    want.extend([1, 3, 3, 3]);
+    assert_eq!(o.opt_bytes, want);
+    assert_eq!(s.state(id), State::SynSent);
+    // SYN-ACK without SACK (so no reassembly is involved), with TS and WS.
+    s.now += Duration::from_millis(20);
+    let mut opts = full_syn_opts();
+    opts.sack_permitted = false;
+    opts.timestamp = Some(TcpTimestamp {
+        tsval: PTS,
+        tsecr: our_tsval(&s) - 20,
+    });
+    s.send(Seg::new(SYNACK, PISS, o.seq.0 + 1).opts(opts).window(1000));
+    assert_eq!(s.take_events(), vec![Event::Connected(id)]);
+    let a = s.out1();
+    assert_eq!(a.flags, ACK);
+    assert_eq!(a.seq.0, o.seq.0 + 1);
+    assert_eq!(a.ack.0, PISS + 1);
+    assert_eq!(a.window, 32_768);
+    let mut want = vec![1, 1, 8, 10];
+    want.extend(be(our_tsval(&s)));
+    want.extend(be(PTS));
+    assert_eq!(a.opt_bytes, want);
+    let info = s.ep.info(id).unwrap();
+    assert_eq!(info.state, State::Established);
+    assert_eq!(info.snd_wnd, 1000 << 7);
+    assert_eq!(info.srtt, Some(Duration::from_millis(20)));
+}
+
+#[test]
+fn syn_sent_rejects_bad_ack_with_rst() {
+    let mut s = Scripted::new(EndpointConfig::default());
+    let id = s.ep.connect(s.now, s.local, s.peer).unwrap();
+    let iss = s.out1().seq.0;
+    s.send(Seg::new(SYNACK, PISS, iss + 100));
+    let r = s.out1();
+    assert_eq!(r.flags, RST);
+    assert_eq!(r.seq.0, iss + 100);
+    assert_eq!(s.state(id), State::SynSent);
+    // RST with an acceptable ACK resets.
+    s.send(Seg::new(TcpFlags(RST.0 | ACK.0), 0, iss + 1));
+    assert_eq!(s.take_events(), vec![Event::Reset(id, s.tuple())]);
+}
+
+#[test]
+fn syn_retransmits_with_doubling_rto_then_gives_up() {
+    let cfg = EndpointConfig {
+        syn_retries: 3,
+        ..EndpointConfig::default()
+    };
+    let mut s = Scripted::new(cfg);
+    let id = s.ep.connect(s.now, s.local, s.peer).unwrap();
+    let first = s.out1();
+    let mut gaps = Vec::new();
+    for _ in 0..3 {
+        gaps.push(s.next_timer());
+        let o = s.out1();
+        assert_eq!(o.flags, SYN);
+        assert_eq!(o.seq, first.seq);
+        // Each retransmission carries a fresh TSval.
+        assert_eq!(o.opts.timestamp.unwrap().tsval, our_tsval(&s));
+    }
+    assert_eq!(
+        gaps,
+        vec![
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(4)
+        ]
+    );
+    assert_eq!(s.next_timer(), Duration::from_secs(8));
+    s.assert_silent();
+    assert_eq!(s.take_events(), vec![Event::Reset(id, s.tuple())]);
+    assert_eq!(s.ep.stats().rto, 3);
+}
+
+#[test]
+fn syn_received_answers_retransmitted_syn_and_retransmits_syn_ack() {
+    let mut s = server(EndpointConfig::default());
+    s.send(Seg::new(SYN, PISS, 0));
+    let a = s.out1();
+    s.send(Seg::new(SYN, PISS, 0));
+    let b = s.out1();
+    assert_eq!((b.flags, b.seq, b.ack), (SYNACK, a.seq, a.ack));
+    // Unanswered: retransmitted after the initial RTO.
+    assert_eq!(s.next_timer(), Duration::from_secs(1));
+    let c = s.out1();
+    assert_eq!((c.flags, c.seq), (SYNACK, a.seq));
+    assert_eq!(s.ep.conn_count(), 1);
+}
+
+#[test]
+fn syn_received_bad_ack_gets_rst() {
+    let mut s = server(EndpointConfig::default());
+    s.send(Seg::new(SYN, PISS, 0));
+    let iss = s.out1().seq.0;
+    s.send(Seg::new(ACK, PISS + 1, iss + 7));
+    let r = s.out1();
+    assert_eq!((r.flags, r.seq.0, r.window), (RST, iss + 7, 0));
+    assert!(r.opt_bytes.is_empty());
+}
+
+#[test]
+fn rst_exact_resets_established() {
+    let mut s = server(EndpointConfig::default());
+    let (id, _) = accept_plain(&mut s);
+    s.send(Seg::new(RST, PISS + 1, 0));
+    assert_eq!(s.take_events(), vec![Event::Reset(id, s.tuple())]);
+    s.assert_silent();
+    assert_eq!(
+        s.ep.write(id, b"x"),
+        Err(sluice_netstack::tcp::TcpError::Reset)
+    );
+    s.ep.close(id).unwrap();
+    assert_eq!(s.ep.conn_count(), 0);
+    assert_eq!(s.ep.mem_in_use(), 0);
+}
+
+#[test]
+fn rst_out_of_window_is_dropped_silently() {
+    let mut s = server(EndpointConfig::default());
+    let (id, _) = accept_plain(&mut s);
+    s.send(Seg::new(RST, PISS + 1 + 10_000_000, 0));
+    s.send(Seg::new(RST, PISS, 0));
+    s.assert_silent();
+    assert!(s.take_events().is_empty());
+    assert_eq!(s.state(id), State::Established);
+    assert_eq!(s.ep.stats().challenge_acks_sent, 0);
+}
+
+#[test]
+fn out_of_window_data_is_answered_with_an_ack_and_dropped() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    // Old data (already "received": below RCV.NXT).
+    s.send(Seg::new(PSHACK, PISS + 1 - 100, iss + 1).data(&[1; 50]));
+    let a = s.out1();
+    assert_eq!((a.flags, a.seq.0, a.ack.0), (ACK, iss + 1, PISS + 1));
+    // Beyond the window.
+    s.send(Seg::new(PSHACK, PISS + 1 + 1_000_000, iss + 1).data(&[1; 50]));
+    let a = s.out1();
+    assert_eq!((a.flags, a.ack.0), (ACK, PISS + 1));
+    assert_eq!(s.ep.info(id).unwrap().recv_queued, 0);
+    assert!(s.ep.stats().dup_segments >= 1);
+}
+
+#[test]
+fn paws_drops_old_timestamp_and_acks() {
+    let cfg = EndpointConfig {
+        sack: false,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    let (id, iss, _) = accept_with(&mut s, full_syn_opts(), ts(PTS + 10, 0));
+    // TS.Recent is PTS+10 now; PTS+5 is older: dropped, ACKed.
+    s.send(
+        Seg::new(PSHACK, PISS + 1, iss + 1)
+            .opts(ts(PTS + 5, 0))
+            .data(b"old"),
+    );
+    let a = s.out1();
+    assert_eq!((a.flags, a.ack.0), (ACK, PISS + 1));
+    let mut want = vec![1, 1, 8, 10];
+    want.extend(be(our_tsval(&s)));
+    want.extend(be(PTS + 10));
+    assert_eq!(a.opt_bytes, want);
+    assert_eq!(s.ep.info(id).unwrap().bytes_received, 0);
+    assert_eq!(s.ep.stats().paws_drops, 1);
+}
+
+#[test]
+fn peer_close_then_our_close_last_ack() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    s.send(Seg::new(FIN, PISS + 1, iss + 1));
+    assert_eq!(s.take_events(), vec![Event::PeerFinished(id)]);
+    let a = s.out1();
+    assert_eq!((a.flags, a.seq.0, a.ack.0), (ACK, iss + 1, PISS + 2));
+    assert_eq!(s.state(id), State::CloseWait);
+    s.ep.close(id).unwrap();
+    let f = s.out1();
+    assert_eq!((f.flags, f.seq.0, f.ack.0), (FIN, iss + 1, PISS + 2));
+    assert_eq!(s.ep.conn_count(), 1);
+    s.send(Seg::new(ACK, PISS + 2, iss + 2));
+    s.assert_silent();
+    assert_eq!(s.ep.conn_count(), 0);
+    assert_eq!(s.ep.time_wait_count(), 0);
+    assert_eq!(s.ep.mem_in_use(), 0);
+}
+
+#[test]
+fn our_close_fin_wait_then_time_wait_and_expiry() {
+    let cfg = EndpointConfig {
+        time_wait: Duration::from_secs(60),
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    let (id, iss) = accept_plain(&mut s);
+    s.ep.shutdown(id).unwrap();
+    let f = s.out1();
+    assert_eq!((f.flags, f.seq.0, f.ack.0), (FIN, iss + 1, PISS + 1));
+    assert_eq!(s.state(id), State::FinWait1);
+    s.send(Seg::new(ACK, PISS + 1, iss + 2));
+    s.assert_silent();
+    assert_eq!(s.state(id), State::FinWait2);
+    // Half-close: the peer may still send (FIN-WAIT-2 receives).
+    s.send(Seg::new(FIN, PISS + 1, iss + 2));
+    let ev = s.take_events();
+    assert_eq!(
+        ev,
+        vec![Event::PeerFinished(id), Event::Closed(id, s.tuple())]
+    );
+    let a = s.out1();
+    assert_eq!((a.flags, a.seq.0, a.ack.0), (ACK, iss + 2, PISS + 2));
+    assert_eq!(s.ep.time_wait_count(), 1);
+    s.ep.close(id).unwrap();
+    assert_eq!(s.ep.conn_count(), 0);
+    // A retransmitted FIN in TIME_WAIT is ACKed again.
+    s.now += Duration::from_secs(1);
+    s.send(Seg::new(FIN, PISS + 1, iss + 2));
+    let a = s.out1();
+    assert_eq!((a.flags, a.seq.0, a.ack.0), (ACK, iss + 2, PISS + 2));
+    // 2·MSL after entry the entry goes.
+    s.advance(Duration::from_secs(58));
+    assert_eq!(s.ep.time_wait_count(), 1);
+    s.advance(Duration::from_secs(1));
+    assert_eq!(s.ep.time_wait_count(), 0);
+    assert_eq!(s.ep.poll_timeout(), None);
+}
+
+#[test]
+fn simultaneous_close_goes_through_closing() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    s.ep.shutdown(id).unwrap();
+    let f = s.out1();
+    assert_eq!(f.flags, FIN);
+    // The peer's FIN crosses ours (it has not seen our FIN).
+    s.send(Seg::new(FIN, PISS + 1, iss + 1));
+    assert_eq!(s.state(id), State::Closing);
+    let a = s.out1();
+    assert_eq!((a.flags, a.seq.0, a.ack.0), (ACK, iss + 2, PISS + 2));
+    s.send(Seg::new(ACK, PISS + 2, iss + 2));
+    assert_eq!(s.ep.time_wait_count(), 1);
+    let ev = s.take_events();
+    assert!(ev.contains(&Event::Closed(id, s.tuple())), "{ev:?}");
+}
+
+#[test]
+fn syn_in_time_wait_with_newer_timestamp_reopens() {
+    let cfg = EndpointConfig {
+        sack: false,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    let (id, iss, _) = accept_with(&mut s, full_syn_opts(), ts(PTS + 1, 0));
+    s.ep.shutdown(id).unwrap();
+    let _ = s.out1();
+    s.send(Seg::new(FIN, PISS + 1, iss + 2).opts(ts(PTS + 2, 0)));
+    let _ = s.out();
+    assert_eq!(s.ep.time_wait_count(), 1);
+    s.ep.close(id).unwrap();
+    s.now += Duration::from_secs(1);
+    s.send(Seg::new(SYN, PISS + 100_000, 0).opts(TcpOptions {
+        timestamp: Some(TcpTimestamp {
+            tsval: PTS + 1000,
+            tsecr: 0,
+        }),
+        ..full_syn_opts()
+    }));
+    let o = s.out1();
+    assert_eq!((o.flags, o.ack.0), (SYNACK, PISS + 100_001));
+    assert_eq!(s.ep.time_wait_count(), 0);
+    assert_eq!(s.ep.stats().time_wait_reuse, 1);
+}
+
+/// One Reset event for the embryo's 4-tuple, its handle already invalid.
+fn assert_embryo_reset(s: &mut Scripted) {
+    match s.take_events().as_slice() {
+        [Event::Reset(id, t)] => {
+            assert_eq!(*t, s.tuple());
+            assert!(s.ep.info(*id).is_err());
+            assert!(s.ep.close(*id).is_err());
+        }
+        e => panic!("expected one Reset, got {e:?}"),
+    }
+}
+
+#[test]
+fn rst_exact_in_syn_received_drops_the_embryo() {
+    let mut s = server(EndpointConfig::default());
+    s.send(Seg::new(SYN, PISS, 0));
+    let _ = s.out1();
+    assert_eq!(s.ep.conn_count(), 1);
+    s.send(Seg::new(RST, PISS + 1, 0));
+    s.assert_silent();
+    // The application never saw it: nothing left to release, but the
+    // Reset event carries the 4-tuple for the poll loop's directory.
+    assert_embryo_reset(&mut s);
+    assert_eq!(s.ep.conn_count(), 0);
+    assert_eq!(s.ep.poll_timeout(), None);
+}
+
+#[test]
+fn unanswered_syn_ack_gives_up_and_frees_the_embryo() {
+    let cfg = EndpointConfig {
+        syn_retries: 2,
+        backlog: 1,
+        syn_cookies: false,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    s.send(Seg::new(SYN, PISS, 0));
+    let _ = s.out1();
+    assert_eq!(s.next_timer(), Duration::from_secs(1));
+    assert_eq!(s.out1().flags, SYNACK);
+    assert_eq!(s.next_timer(), Duration::from_secs(2));
+    assert_eq!(s.out1().flags, SYNACK);
+    assert_eq!(s.next_timer(), Duration::from_secs(4));
+    s.assert_silent();
+    assert_embryo_reset(&mut s);
+    assert_eq!(s.ep.conn_count(), 0);
+    // The backlog slot is free again: a new SYN gets a SYN-ACK.
+    s.peer.set_port(40_001);
+    s.send(Seg::new(SYN, PISS, 0));
+    assert_eq!(s.out1().flags, SYNACK);
+}
+
+#[test]
+fn fin_carried_with_data_is_consumed_at_once() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    s.send(Seg::new(TcpFlags(FIN.0 | TcpFlags::PSH.0), PISS + 1, iss + 1).data(b"last words"));
+    assert_eq!(
+        s.take_events(),
+        vec![Event::Readable(id), Event::PeerFinished(id)]
+    );
+    let a = s.out1();
+    // The ACK covers the data and the FIN.
+    assert_eq!(
+        (a.flags, a.seq.0, a.ack.0),
+        (ACK, iss + 1, PISS + 1 + 10 + 1)
+    );
+    assert_eq!(s.state(id), State::CloseWait);
+    let mut buf = [0u8; 32];
+    assert_eq!(s.ep.read(id, &mut buf), Ok(10));
+    assert_eq!(&buf[..10], b"last words");
+}
+
+#[test]
+fn pure_ack_after_rto_carries_snd_max_not_the_rolled_back_snd_nxt() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    assert_eq!(s.ep.write(id, &[7u8; 3 * 1460]), Ok(3 * 1460));
+    let segs = s.out();
+    assert_eq!(segs.len(), 3);
+    // RTO: go back to SND.UNA, one segment (cwnd is 1 MSS now).
+    s.next_timer();
+    let r = s.out1();
+    assert_eq!((r.seq.0, r.payload.len()), (iss + 1, 1460));
+    // The peer's data (nothing acknowledged) gets a delayed pure ACK. Its
+    // sequence number must be the highest sent: the peer may already hold
+    // everything up to it, and would find a lower one unacceptable
+    // (RFC 9293 §3.10.7.4), drop it and answer with its own ACK.
+    s.send(Seg::new(PSHACK, PISS + 1, iss + 1).data(b"0123456789"));
+    s.advance(Duration::from_millis(40));
+    let a = s.out1();
+    assert_eq!(a.flags, ACK);
+    assert!(a.payload.is_empty());
+    assert_eq!((a.seq.0, a.ack.0), (iss + 1 + 3 * 1460, PISS + 11));
+}
+
+// ---- RFC 5961 ---------------------------------------------------------------
+
+/// The challenge ACK of an established plain connection.
+fn assert_challenge_ack(o: &Out, iss: u32) {
+    assert_eq!((o.flags, o.seq.0, o.ack.0), (ACK, iss + 1, PISS + 1));
+    assert!(o.payload.is_empty() && o.opt_bytes.is_empty());
+}
+
+#[test]
+fn rst_in_window_not_exact_gets_challenge_ack() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    s.send(Seg::new(RST, PISS + 1 + 100, 0));
+    assert_challenge_ack(&s.out1(), iss);
+    assert_eq!(s.state(id), State::Established);
+    assert_eq!(s.ep.stats().challenge_acks_sent, 1);
+    assert!(s.take_events().is_empty());
+}
+
+#[test]
+fn syn_in_established_gets_challenge_ack() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    // Any sequence number, in window or not (RFC 5961 §4.2).
+    s.send(Seg::new(SYN, PISS + 1 + 5, 0));
+    assert_challenge_ack(&s.out1(), iss);
+    s.send(Seg::new(SYN, PISS - 70_000, 0));
+    assert_challenge_ack(&s.out1(), iss);
+    assert_eq!(s.state(id), State::Established);
+}
+
+#[test]
+fn data_with_unsent_ack_gets_challenge_ack_and_is_dropped() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    s.send(Seg::new(PSHACK, PISS + 1, iss + 1000).data(b"blind"));
+    assert_challenge_ack(&s.out1(), iss);
+    assert_eq!(s.ep.info(id).unwrap().bytes_received, 0);
+    assert_eq!(s.ep.stats().bad_acks, 1);
+    // Too old an ACK (below SND.UNA - MAX.SND.WND) likewise (RFC 5961 §5.2).
+    s.send(Seg::new(PSHACK, PISS + 1, iss.wrapping_sub(200_000)).data(b"blind"));
+    assert_challenge_ack(&s.out1(), iss);
+    assert_eq!(s.ep.info(id).unwrap().bytes_received, 0);
+}
+
+#[test]
+fn challenge_acks_are_rate_limited() {
+    let cfg = EndpointConfig {
+        challenge_ack_rate: 1,
+        challenge_ack_burst: 2,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    let (_, iss) = accept_plain(&mut s);
+    for i in 0..5 {
+        s.send(Seg::new(RST, PISS + 10 + i, 0));
+    }
+    let v = s.out();
+    assert_eq!(v.len(), 1, "challenge ACKs coalesce per connection: {v:?}");
+    assert_challenge_ack(&v[0], iss);
+    assert_eq!(s.ep.stats().challenge_acks_sent, 2);
+    assert_eq!(s.ep.stats().challenge_acks_suppressed, 3);
+    // A second later the bucket has a token again.
+    s.advance(Duration::from_secs(1));
+    s.send(Seg::new(RST, PISS + 50, 0));
+    assert_challenge_ack(&s.out1(), iss);
+}
+
+// ---- data, ACKs, SACK -------------------------------------------------------
+
+#[test]
+fn delayed_ack_fires_after_the_configured_delay_or_on_the_second_segment() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    s.send(Seg::new(PSHACK, PISS + 1, iss + 1).data(&[1; 100]));
+    s.assert_silent();
+    s.advance(Duration::from_millis(39));
+    s.assert_silent();
+    s.advance(Duration::from_millis(1));
+    let a = s.out1();
+    assert_eq!((a.flags, a.seq.0, a.ack.0), (ACK, iss + 1, PISS + 101));
+    // Every second full segment is ACKed at once (RFC 9293 §3.8.6.3).
+    s.send(Seg::new(PSHACK, PISS + 101, iss + 1).data(&[2; 1460]));
+    s.assert_silent();
+    s.send(Seg::new(PSHACK, PISS + 1561, iss + 1).data(&[3; 1460]));
+    let a = s.out1();
+    assert_eq!(a.ack.0, PISS + 3021);
+    let mut buf = vec![0u8; 4000];
+    assert_eq!(s.ep.read(id, &mut buf), Ok(3020));
+    assert_eq!(&buf[..100], &[1; 100][..]);
+    assert_eq!(&buf[1560..3020], &[3; 1460][..]);
+}
+
+#[test]
+fn established_data_and_ack_byte_exact() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    assert_eq!(s.ep.write(id, b"hello"), Ok(5));
+    let d = s.out1();
+    assert_eq!(
+        (d.flags, d.seq.0, d.ack.0, d.window),
+        (PSHACK, iss + 1, PISS + 1, 65_535)
+    );
+    assert_eq!(d.payload, b"hello");
+    assert!(d.opt_bytes.is_empty());
+    s.send(Seg::new(ACK, PISS + 1, iss + 6));
+    s.assert_silent();
+    let info = s.ep.info(id).unwrap();
+    assert_eq!((info.bytes_acked, info.send_queued), (5, 0));
+    assert_eq!(s.ep.poll_timeout(), None);
+}
+
+fn sack_blocks(blocks: &[(u32, u32)]) -> TcpOptions {
+    let mut o = TcpOptions::default();
+    for &(l, r) in blocks {
+        o.sack_blocks
+            .push((
+                sluice_netstack::wire::SeqNumber(l),
+                sluice_netstack::wire::SeqNumber(r),
+            ))
+            .unwrap();
+    }
+    o
+}
+
+#[test]
+fn out_of_order_data_is_acked_at_once_with_sack_blocks_most_recent_first() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss, _) = accept_with(&mut s, full_syn_opts(), ts(PTS + 1, 0));
+    let base = PISS + 1;
+    s.send(
+        Seg::new(PSHACK, base + 1000, iss + 1)
+            .opts(ts(PTS + 2, 0))
+            .data(&[9; 100]),
+    );
+    let a = s.out1();
+    assert_eq!((a.flags, a.ack.0), (ACK, base));
+    // TS.Recent did not move (the segment is above Last.ACK.sent).
+    let mut want = vec![1, 1, 8, 10];
+    want.extend(be(our_tsval(&s)));
+    want.extend(be(PTS + 1));
+    want.extend([1, 1, 5, 10]);
+    want.extend(be(base + 1000));
+    want.extend(be(base + 1100));
+    assert_eq!(a.opt_bytes, want);
+    s.send(
+        Seg::new(PSHACK, base + 2000, iss + 1)
+            .opts(ts(PTS + 3, 0))
+            .data(&[8; 100]),
+    );
+    let a = s.out1();
+    assert_eq!(
+        a.opts
+            .sack_blocks
+            .as_slice()
+            .iter()
+            .map(|b| (b.0 .0, b.1 .0))
+            .collect::<Vec<_>>(),
+        vec![(base + 2000, base + 2100), (base + 1000, base + 1100)]
+    );
+    // Filling the first hole advances RCV.NXT over the first block.
+    s.send(
+        Seg::new(PSHACK, base, iss + 1)
+            .opts(ts(PTS + 4, 0))
+            .data(&[7; 1000]),
+    );
+    let a = s.out1();
+    assert_eq!(a.ack.0, base + 1100);
+    assert_eq!(
+        a.opts
+            .sack_blocks
+            .as_slice()
+            .iter()
+            .map(|b| (b.0 .0, b.1 .0))
+            .collect::<Vec<_>>(),
+        vec![(base + 2000, base + 2100)]
+    );
+    assert_eq!(s.ep.info(id).unwrap().recv_queued, 1100);
+    assert!(s.ep.stats().ooo_segments >= 2);
+}
+
+#[test]
+fn sack_from_peer_drives_retransmission_of_the_hole_only() {
+    let cfg = EndpointConfig {
+        timestamps: false,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    let syn = TcpOptions {
+        mss: Some(1000),
+        sack_permitted: true,
+        ..TcpOptions::default()
+    };
+    let (id, iss, _) = accept_with(&mut s, syn, TcpOptions::default());
+    assert_eq!(s.ep.write(id, &[5u8; 5000]), Ok(5000));
+    let segs = s.out();
+    assert_eq!(segs.len(), 5);
+    let d = iss + 1;
+    // The first segment is lost; the peer SACKs the other four.
+    let o = sack_blocks(&[(d + 1000, d + 5000)]);
+    s.send(Seg::new(ACK, PISS + 1, d).opts(o));
+    let v = s.out();
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_eq!((v[0].seq.0, v[0].payload.len()), (d, 1000));
+    assert_eq!(s.ep.stats().fast_retransmits, 1);
+    s.send(Seg::new(ACK, PISS + 1, d + 5000));
+    s.assert_silent();
+    assert_eq!(s.ep.info(id).unwrap().bytes_acked, 5000);
+}
+
+#[test]
+fn fast_retransmit_on_third_duplicate_ack() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    assert_eq!(s.ep.write(id, &[4u8; 5 * 1460]), Ok(5 * 1460));
+    assert_eq!(s.out().len(), 5);
+    let d = iss + 1;
+    s.send(Seg::new(ACK, PISS + 1, d));
+    s.assert_silent();
+    s.send(Seg::new(ACK, PISS + 1, d));
+    s.assert_silent();
+    s.send(Seg::new(ACK, PISS + 1, d));
+    let r = s.out1();
+    assert_eq!((r.flags, r.seq.0, r.payload.len()), (PSHACK, d, 1460));
+    assert_eq!(s.ep.stats().fast_retransmits, 1);
+    let info = s.ep.info(id).unwrap();
+    assert!(info.ssthresh < 10 * 1460, "{info:?}");
+}
+
+#[test]
+fn data_rto_backs_off_exponentially() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    assert_eq!(s.ep.write(id, b"payload"), Ok(7));
+    let first = s.out1();
+    let mut gaps = Vec::new();
+    for _ in 0..4 {
+        gaps.push(s.next_timer());
+        let r = s.out1();
+        assert_eq!((r.seq, r.payload.clone()), (first.seq, b"payload".to_vec()));
+    }
+    let ms = |m| Duration::from_millis(m);
+    assert_eq!(gaps, vec![ms(200), ms(400), ms(800), ms(1600)]);
+    assert_eq!(s.ep.stats().rto, 4);
+    // An ACK resets the backoff.
+    s.send(Seg::new(ACK, PISS + 1, iss + 8));
+    assert_eq!(s.ep.info(id).unwrap().rto, ms(200));
+}
+
+#[test]
+fn zero_window_probes_back_off_and_stop_when_the_window_opens() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    s.send(Seg::new(ACK, PISS + 1, iss + 1).window(0));
+    assert_eq!(s.ep.write(id, b"stuck"), Ok(5));
+    s.assert_silent();
+    assert_eq!(s.next_timer(), Duration::from_millis(200));
+    let p = s.out1();
+    // A probe: one byte below SND.UNA, no data (the Linux style).
+    assert_eq!((p.flags, p.seq.0, p.ack.0), (ACK, iss, PISS + 1));
+    assert!(p.payload.is_empty());
+    s.send(Seg::new(ACK, PISS + 1, iss + 1).window(0));
+    assert_eq!(s.next_timer(), Duration::from_millis(400));
+    assert_eq!(s.out1().seq.0, iss);
+    assert_eq!(s.ep.stats().zero_window_probes, 2);
+    s.send(Seg::new(ACK, PISS + 1, iss + 1).window(1000));
+    let d = s.out1();
+    assert_eq!((d.seq.0, d.payload.as_slice()), (iss + 1, &b"stuck"[..]));
+}
+
+#[test]
+fn keepalive_probes_then_reset() {
+    let cfg = EndpointConfig {
+        keepalive: Some(sluice_netstack::tcp::Keepalive {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(2),
+            count: 2,
+        }),
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    let (id, iss) = accept_plain(&mut s);
+    assert_eq!(s.next_timer(), Duration::from_secs(10));
+    let p = s.out1();
+    assert_eq!((p.flags, p.seq.0, p.ack.0), (ACK, iss, PISS + 1));
+    assert_eq!(s.next_timer(), Duration::from_secs(2));
+    assert_eq!(s.out1().seq.0, iss);
+    // An answer restarts the idle timer.
+    s.send(Seg::new(ACK, PISS + 1, iss + 1));
+    assert_eq!(s.next_timer(), Duration::from_secs(10));
+    let _ = s.out1();
+    assert_eq!(s.next_timer(), Duration::from_secs(2));
+    let _ = s.out1();
+    assert_eq!(s.next_timer(), Duration::from_secs(2));
+    let r = s.out1();
+    assert_eq!(
+        (r.flags, r.seq.0, r.ack.0),
+        (TcpFlags(RST.0 | ACK.0), iss + 1, PISS + 1)
+    );
+    assert_eq!(s.take_events(), vec![Event::Reset(id, s.tuple())]);
+    assert_eq!(s.ep.stats().keepalive_timeouts, 1);
+}
+
+// ---- SYN cookies ------------------------------------------------------------
+
+#[test]
+fn syn_cookies_when_backlog_full_and_cookie_ack_restores_options() {
+    let cfg = EndpointConfig {
+        backlog: 1,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    s.send(Seg::new(SYN, PISS, 0));
+    assert_eq!(s.out1().flags, SYNACK);
+    assert_eq!(s.ep.conn_count(), 1);
+    // The backlog is full: the next SYN gets a cookie, no state.
+    s.peer.set_port(40_001);
+    s.send(Seg::new(SYN, PISS, 0).opts(full_syn_opts()));
+    let c = s.out1();
+    assert_eq!((c.flags, c.ack.0, c.window), (SYNACK, PISS + 1, 65_535));
+    assert_eq!(s.ep.conn_count(), 1);
+    assert_eq!(s.ep.stats().cookies_sent, 1);
+    let t = c.opts.timestamp.unwrap();
+    let mut want = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
+    want.extend(be(t.tsval));
+    want.extend(be(PTS));
+    want.extend([1, 3, 3, 3]);
+    assert_eq!(c.opt_bytes, want);
+    // A forged ACK is rejected with a RST.
+    s.send(Seg::new(ACK, PISS + 1, c.seq.0.wrapping_add(77)).opts(ts(PTS + 1, t.tsval)));
+    assert_eq!(s.out1().flags, RST);
+    assert_eq!(s.ep.stats().cookies_rejected, 1);
+    assert_eq!(s.ep.conn_count(), 1);
+    // The real ACK makes an ESTABLISHED connection with the SYN's options.
+    s.send(Seg::new(ACK, PISS + 1, c.seq.0 + 1).opts(ts(PTS + 1, t.tsval)));
+    let id = match s.take_events().as_slice() {
+        [Event::Accepted(id)] => *id,
+        e => panic!("{e:?}"),
+    };
+    assert_eq!(s.ep.stats().cookies_accepted, 1);
+    let info = s.ep.info(id).unwrap();
+    assert_eq!(info.state, State::Established);
+    assert!(info.timestamps && info.sack);
+    assert_eq!((info.snd_wscale, info.rcv_wscale), (7, 3));
+    // The cookie's MSS table has 1400: exact, less 12 bytes of timestamps.
+    assert_eq!(info.mss, 1400 - 12);
+    // And it carries data.
+    s.send(
+        Seg::new(PSHACK, PISS + 1, c.seq.0 + 1)
+            .opts(ts(PTS + 2, t.tsval))
+            .data(b"hi"),
+    );
+    assert_eq!(s.ep.info(id).unwrap().recv_queued, 2);
+}
+
+#[test]
+fn backlog_full_without_cookies_drops_syn() {
+    let cfg = EndpointConfig {
+        backlog: 1,
+        syn_cookies: false,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    s.send(Seg::new(SYN, PISS, 0));
+    let _ = s.out1();
+    s.peer.set_port(40_001);
+    s.send(Seg::new(SYN, PISS, 0));
+    s.assert_silent();
+    assert_eq!(s.ep.stats().backlog_drops, 1);
+}
+
+// ---- memory -----------------------------------------------------------------
+
+#[test]
+fn memory_budget_caps_writes_and_the_offered_window() {
+    let cfg = EndpointConfig {
+        memory_budget: 16 * 1024,
+        chunk_size: 4096,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    let (id, _) = accept_plain(&mut s);
+    let n = s.ep.write(id, &[0u8; 100_000]).unwrap();
+    assert!(n <= 16 * 1024, "{n}");
+    assert!(s.ep.mem_in_use() <= 16 * 1024);
+    // With the pool full, no window is offered beyond what it can hold.
+    let _ = s.out();
+    assert!(s.ep.info(id).unwrap().rcv_wnd <= 16 * 1024);
+}
+
+#[test]
+fn unanswered_zero_window_probes_end_the_connection() {
+    let cfg = EndpointConfig {
+        max_retries: 3,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    let (id, iss) = accept_plain(&mut s);
+    s.send(Seg::new(ACK, PISS + 1, iss + 1).window(0));
+    assert_eq!(s.ep.write(id, b"stuck"), Ok(5));
+    // Answered probes go on as long as the peer answers.
+    for _ in 0..6 {
+        s.next_timer();
+        assert_eq!(s.out1().seq.0, iss);
+        s.send(Seg::new(ACK, PISS + 1, iss + 1).window(0));
+    }
+    assert_eq!(s.state(id), State::Established);
+    // Unanswered: after max_retries probes, a RST and a Reset event.
+    for _ in 0..3 {
+        s.next_timer();
+        assert_eq!(s.out1().seq.0, iss);
+    }
+    s.next_timer();
+    let r = s.out1();
+    assert_eq!(
+        (r.flags, r.seq.0, r.ack.0),
+        (TcpFlags(RST.0 | ACK.0), iss + 1, PISS + 1)
+    );
+    assert_eq!(s.take_events(), vec![Event::Reset(id, s.tuple())]);
+    s.ep.close(id).unwrap();
+    assert_eq!(s.ep.conn_count(), 0);
+    assert_eq!(s.ep.mem_in_use(), 0);
+}
