@@ -949,6 +949,23 @@ fn memory_budget_caps_writes_and_the_offered_window() {
 }
 
 #[test]
+fn a_write_that_fills_the_send_buffer_exactly_gets_writable_when_acked() {
+    let cfg = EndpointConfig {
+        send_buffer: 4 * 1400,
+        ..EndpointConfig::default()
+    };
+    let mut s = server(cfg);
+    let (id, iss) = accept_plain(&mut s);
+    assert_eq!(s.ep.write(id, &[7u8; 4 * 1400]), Ok(4 * 1400));
+    let sent = s.out();
+    assert!(!sent.is_empty());
+    let acked: u32 = sent.iter().map(|o| o.payload.len() as u32).sum();
+    s.take_events();
+    s.send(Seg::new(ACK, PISS + 1, iss + 1 + acked));
+    assert_eq!(s.take_events(), vec![Event::Writable(id)]);
+}
+
+#[test]
 fn unanswered_zero_window_probes_end_the_connection() {
     let cfg = EndpointConfig {
         max_retries: 3,

@@ -669,7 +669,9 @@ impl Conn {
             return Err(TcpError::InvalidState);
         }
         let n = self.send.write(ctx.pool, data);
-        if n < data.len() {
+        // A write that exactly fills the buffer blocks too: the writer may
+        // wait for room without ever seeing a short write.
+        if n < data.len() || self.send.free_space() == 0 {
             self.write_blocked = true;
         }
         if n > 0 && self.snd_max == self.snd_una {
