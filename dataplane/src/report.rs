@@ -26,6 +26,7 @@ pub fn interval_report(
                 "type": "interval",
                 "elapsed_s": elapsed.as_secs_f64(),
                 "queues": queues_json(labels, now),
+                "total": sum(now),
                 "xdp": xdp.map(xdp_json),
             });
             format!("{v}\n")
@@ -55,8 +56,7 @@ pub fn final_report(
             t
         }
         StatsFormat::Json => {
-            let mut total = Counters::default();
-            counters.iter().for_each(|c| total.add(c));
+            let total = sum(counters);
             let v = json!({
                 "type": "final",
                 "queues": queues_json(labels, counters),
@@ -70,6 +70,12 @@ pub fn final_report(
         }
     };
     emit(&text);
+}
+
+fn sum(counters: &[Counters]) -> Counters {
+    let mut total = Counters::default();
+    counters.iter().for_each(|c| total.add(c));
+    total
 }
 
 fn emit(text: &str) {

@@ -965,6 +965,50 @@ fn a_write_that_fills_the_send_buffer_exactly_gets_writable_when_acked() {
     assert_eq!(s.take_events(), vec![Event::Writable(id)]);
 }
 
+/// A peer that sends up to the furthest edge it was offered (Linux does,
+/// having sent before a later ACK rounds the scaled window down) into an
+/// application that never reads: every byte inside an offered edge is
+/// taken, the edge shown moves left by less than one scale unit, and a
+/// pure ACK carrying the peer's next sequence is still processed at a
+/// zero window.
+#[test]
+fn bytes_inside_any_offered_edge_are_taken_at_a_closing_scaled_window() {
+    let mut s = server(EndpointConfig::default());
+    let syn = TcpOptions {
+        mss: Some(1400),
+        window_scale: Some(7),
+        ..TcpOptions::default()
+    };
+    let (id, iss, synack) = accept_with(&mut s, syn, TcpOptions::default());
+    let shift = synack.opts.window_scale.expect("window scaling offered");
+    assert!(shift > 0);
+    let mut furthest = u32::from(synack.window);
+    let mut sent = 0u32;
+    for _ in 0..1000 {
+        let len = 1001.min(furthest - sent);
+        if len == 0 {
+            break;
+        }
+        s.send(Seg::new(PSHACK, PISS + 1 + sent, iss + 1).data(&vec![9u8; len as usize]));
+        sent += len;
+        s.advance(Duration::from_millis(50));
+        for o in s.out() {
+            let acked = o.ack.0.wrapping_sub(PISS + 1);
+            assert_eq!(acked, sent, "bytes inside an offered edge were dropped");
+            let edge = acked + (u32::from(o.window) << shift);
+            assert!(edge + (1 << shift) > furthest, "{edge} vs {furthest}");
+            furthest = furthest.max(edge);
+        }
+    }
+    assert_eq!(furthest, sent, "the window never closed");
+    // Our data, then the peer's ACK of it at a zero window.
+    assert_eq!(s.ep.write(id, b"reply"), Ok(5));
+    let d = s.out1();
+    assert_eq!(d.window, 0);
+    s.send(Seg::new(ACK, PISS + 1 + sent, iss + 6));
+    assert_eq!(s.ep.info(id).unwrap().send_queued, 0, "the ACK was dropped");
+}
+
 #[test]
 fn unanswered_zero_window_probes_end_the_connection() {
     let cfg = EndpointConfig {

@@ -1351,11 +1351,17 @@ impl Conn {
 
     fn window_field(&mut self, ctx: &Ctx<'_>, syn: bool) -> u16 {
         let est = self.recv_window_estimate(ctx) as u64;
-        let edge = (self.rcv_nxt_data + est).max(self.rcv_adv);
-        let wnd = edge - self.rcv_nxt_data;
+        let offered = self.rcv_adv.saturating_sub(self.rcv_nxt_data);
         let shift = if syn { 0 } else { self.rcv_wscale };
-        let field = (wnd >> shift).min(65_535);
-        self.rcv_adv = self.rcv_nxt_data + (field << shift);
+        // A scaled window rounds down, so the edge it shows can sit up to
+        // 2^shift - 1 bytes left of one offered before. The peer may have
+        // sent up to that earlier edge already (Linux does, and then its
+        // ACKs carry a sequence past RCV.NXT), so `rcv_adv` keeps the
+        // furthest edge offered and segments are accepted up to it. Each
+        // offer rounds down from free space, so that edge never passes
+        // what the buffer holds.
+        let field = (est.max(offered) >> shift).min(65_535);
+        self.rcv_adv = self.rcv_adv.max(self.rcv_nxt_data + (field << shift));
         field as u16
     }
 
