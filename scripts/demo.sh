@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The README's demo: sluice echoing under load on the namespace topology,
-# with live counters, as a new user would try it.
+# The README's demo: sluice echoing under load and serving HTTP on the
+# namespace topology, with live counters, as a new user would try it.
 #
 #   sudo scripts/demo.sh            # about a minute after the build
 #
 # Installs what is missing, builds, brings up the one-arm topology (prefix
 # "sldemo", 2 queues), starts sluice-dataplane in the gateway namespace on
-# both queues, then from the client namespace: ping, a UDP client, the AF_XDP
-# generator with live progress, a burst of malformed frames; then SIGTERM,
+# both queues, then from the client namespace: ping, a UDP client, curl and
+# wrk over the userspace TCP stack, the AF_XDP generator with live progress, a burst of malformed frames; then SIGTERM,
 # the final counters, and proof that nothing is left attached or pinned.
 # Everything it starts is stopped by PID and the topology is removed on
 # exit, also on failure or Ctrl-C.
@@ -39,12 +39,12 @@ step "topology: namespaces $P-{client,gw,backend,br,rgen,rdut}, 2 queues per vet
 on_exit "$B/sluice-bench" topo down --prefix "$P"
 "$B/sluice-bench" topo up --prefix "$P" --queues 2
 
-step "sluice-dataplane on $GW/gw0, queues 0-1, UDP echo on $VIP4:7 and [$VIP6]:7"
+step "sluice-dataplane on $GW/gw0, queues 0-1, UDP echo on :7 and HTTP/1.1 on :80 of $VIP4 and [$VIP6]"
 DP_LOG=$(mktemp)
 on_exit rm -f "$DP_LOG"
 ip netns exec "$GW" "$B/sluice-dataplane" --iface gw0 --queues 0-1 \
 	--udp-echo "$VIP4:7" --udp-echo "[$VIP6]:7" --pin-dir "$PIN" \
-	--stats-interval 2 >"$DP_LOG" 2>&1 &
+	--http "$VIP4:80" --http "[$VIP6]:80" --stats-interval 2 >"$DP_LOG" 2>&1 &
 DP=$!
 on_exit stop_pid "$DP"
 tail -f "$DP_LOG" --pid "$DP" | sed -u 's/^/  [gateway] /' &
@@ -67,6 +67,12 @@ ip netns exec "$CLIENT" ping -6 -c 3 -i 0.2 "$VIP6"
 
 step "a kernel UDP client: nc"
 echo "hello from the Linux stack" | ip netns exec "$CLIENT" nc -u -w 1 "$VIP4" 7
+
+step "HTTP/1.1 over sluice's userspace TCP: curl (both families), 100 MB checked, wrk"
+ip netns exec "$CLIENT" curl -sS --fail "http://$VIP4/health"
+ip netns exec "$CLIENT" curl -sS --fail -6 "http://[$VIP6]/health"
+ip netns exec "$CLIENT" sh -c "curl -sS --fail http://$VIP4/bytes/100000000 | wc -c"
+ip netns exec "$CLIENT" wrk -t1 -c32 -d3s "http://$VIP4/bytes/64"
 
 # On this 2-core machine the generator's and the gateway's loops share the
 # cores, and on veth each side's receive path runs on the other's core:

@@ -509,3 +509,113 @@ fn http_timeouts_close_idle_and_stalled_connections() {
     assert_eq!(u(&t["http_timeouts"]), 2, "{t}");
     assert_eq!(u(&t["http_4xx"]), 1, "{t}");
 }
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `sh -c script` in namespace `ns`: its stdout, or a panic with stderr.
+fn sh_in(ns: &str, script: &str) -> String {
+    let out = netns::command(ns, "sh")
+        .args(["-c", script])
+        .output()
+        .expect("running sh");
+    assert!(
+        out.status.success(),
+        "`{script}` failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// 100 MB down and 100 MB up through curl, hashed on the fly, at each
+/// random loss rate in each direction: the chaos XDP program drops on the
+/// client's ingress (our segments) and on the bridge port's ingress (the
+/// client's segments), port 80 only so ARP/ND are spared.
+fn hundred_megabytes_each_way_at_loss(rates: &[f64]) {
+    use sluice_bpf::{ppm_from_percent, Chaos, ChaosConfig, ChaosCounter, ChaosOptions, XdpMode};
+    const SIZE: u64 = 100_000_000;
+    let topo = Topo::up("loss", 1);
+    let client = topo.client();
+    let br = topo.topo.bridge_ns();
+    let upload = std::env::temp_dir().join(format!("sluice-loss-{}", std::process::id()));
+    let data: Vec<u8> = (0..SIZE).map(|i| (i * 31 % 255) as u8).collect();
+    std::fs::write(&upload, &data).unwrap();
+    let upload_sha = hex(&sha256(&data));
+    drop(data);
+    let download_sha = hex(&pattern_sha256(SIZE));
+
+    for &percent in rates {
+        let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 1, &[]));
+        let cfg = ChaosConfig {
+            drop_ppm: ppm_from_percent(percent).unwrap(),
+            port: Some(80),
+            ..ChaosConfig::default()
+        };
+        let on = |iface: &str, ns: &str| {
+            let opts = ChaosOptions {
+                mode: XdpMode::Native,
+                dup_hook: false,
+                netns: Some(ns.to_string()),
+            };
+            Chaos::attach_with(iface, &cfg, &opts).expect("attaching chaos")
+        };
+        let down_loss = on(ifname::CLIENT, &client);
+        let up_loss = on(ifname::BR_CLIENT, &br);
+
+        let got = sh_in(
+            &client,
+            &format!("curl -sS --fail --max-time 300 http://198.18.0.100/bytes/{SIZE} | sha256sum"),
+        );
+        assert!(
+            got.starts_with(&download_sha),
+            "download at {percent}%: {got}"
+        );
+        let got = sh_in(
+            &client,
+            &format!(
+                "curl -sS --fail --max-time 300 -H 'Expect:' --data-binary @{} \
+                 http://[2001:2::100]/echo | sha256sum",
+                upload.display()
+            ),
+        );
+        assert!(got.starts_with(&upload_sha), "upload at {percent}%: {got}");
+
+        let dropped_down = down_loss.counters().unwrap().packets(ChaosCounter::Dropped);
+        let dropped_up = up_loss.counters().unwrap().packets(ChaosCounter::Dropped);
+        drop(down_loss);
+        drop(up_loss);
+        wait_until_idle(&dp, Duration::from_secs(10));
+        let fin = stop_clean(&mut dp);
+        let t = &fin["total"];
+        eprintln!(
+            "{percent}% loss: chaos dropped {dropped_down} of ours, {dropped_up} of the client's; \
+             retransmits {}, rto {}, fast {}, ooo {}",
+            t["tcp_retransmits"], t["tcp_rto"], t["tcp_fast_retransmits"], t["tcp_ooo_segments"]
+        );
+        if percent == 0.0 {
+            assert_eq!((dropped_down, dropped_up), (0, 0));
+        } else {
+            assert!(dropped_down > 0 && dropped_up > 0, "chaos dropped nothing");
+            assert!(u(&t["tcp_retransmits"]) > 0, "{t}");
+            assert!(u(&t["tcp_ooo_segments"]) > 0, "{t}");
+        }
+        assert_eq!(u(&t["http_2xx"]), 2, "{t}");
+    }
+    std::fs::remove_file(&upload).unwrap();
+}
+
+#[test]
+fn hundred_megabytes_each_way_at_zero_and_one_percent_loss() {
+    hundred_megabytes_each_way_at_loss(&[0.0, 1.0]);
+}
+
+/// Known bug (docs/tcp.md, open items): with 5% loss in both directions at
+/// once, one run in a few returned a 100 MB echo whose hash differs; each
+/// direction alone passes. Run with `--ignored` while fixing it.
+#[test]
+#[ignore = "known bug: echo hash differs at 5% loss both ways (docs/tcp.md)"]
+fn hundred_megabytes_each_way_at_five_percent_loss() {
+    hundred_megabytes_each_way_at_loss(&[5.0]);
+}
