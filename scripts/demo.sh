@@ -68,7 +68,7 @@ ip netns exec "$CLIENT" ping -6 -c 3 -i 0.2 "$VIP6"
 step "a kernel UDP client: nc"
 echo "hello from the Linux stack" | ip netns exec "$CLIENT" nc -u -w 1 "$VIP4" 7
 
-step "HTTP/1.1 over sluice's userspace TCP: curl (both families), 100 MB checked, wrk"
+step "HTTP/1.1 over sluice's userspace TCP: curl (both families), a 100 MB download, wrk"
 ip netns exec "$CLIENT" curl -sS --fail "http://$VIP4/health"
 ip netns exec "$CLIENT" curl -sS --fail -6 "http://[$VIP6]/health"
 ip netns exec "$CLIENT" sh -c "curl -sS --fail http://$VIP4/bytes/100000000 | wc -c"
