@@ -116,6 +116,10 @@ counters! {
     tcp_rto,
     /// TCP: fast retransmits (duplicate ACKs or SACK).
     tcp_fast_retransmits,
+    /// TCP: retransmissions found lost again and resent before the RTO.
+    tcp_lost_retransmits,
+    /// TCP: tail loss probes (no ACK for two smoothed RTTs).
+    tcp_tail_loss_probes,
     /// TCP: SYN-ACKs carrying a SYN cookie.
     tcp_cookies_sent,
     /// TCP: connections rebuilt from a valid cookie.

@@ -768,6 +768,200 @@ fn sack_from_peer_drives_retransmission_of_the_hole_only() {
     assert_eq!(s.ep.info(id).unwrap().bytes_acked, 5000);
 }
 
+/// A SACK handshake without timestamps, MSS 1000, then 1000 bytes sent
+/// and acknowledged. The handshake's RTT is the minimum, 5 ms, so RACK's
+/// reordering window is 1.25 ms.
+fn accept_sack_with_rtt(s: &mut Scripted) -> (ConnId, u32) {
+    let syn = TcpOptions {
+        mss: Some(1000),
+        sack_permitted: true,
+        ..TcpOptions::default()
+    };
+    let (id, iss, _) = accept_with(s, syn, TcpOptions::default());
+    assert_eq!(s.ep.write(id, &[1u8; 1000]), Ok(1000));
+    s.out1();
+    s.advance(Duration::from_millis(10));
+    s.send(Seg::new(ACK, PISS + 1, iss + 1001));
+    s.assert_silent();
+    (id, iss)
+}
+
+fn no_ts() -> EndpointConfig {
+    EndpointConfig {
+        timestamps: false,
+        ..EndpointConfig::default()
+    }
+}
+
+#[test]
+fn sack_on_a_data_segment_starts_recovery() {
+    let mut s = server(no_ts());
+    let (id, iss) = accept_sack_with_rtt(&mut s);
+    assert_eq!(s.ep.write(id, &[5u8; 4000]), Ok(4000));
+    assert_eq!(s.out().len(), 4);
+    let d = iss + 1001;
+    // The peer is sending too: its SACK rides on data, so it is never a
+    // duplicate ACK, and still shows the first segment lost.
+    let o = sack_blocks(&[(d + 1000, d + 4000)]);
+    s.send(Seg::new(PSHACK, PISS + 1, d).data(b"hello").opts(o));
+    let v = s.out();
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_eq!(
+        (v[0].seq.0, v[0].ack.0, v[0].payload.len()),
+        (d, PISS + 6, 1000)
+    );
+    assert_eq!(s.ep.stats().fast_retransmits, 1);
+}
+
+#[test]
+fn one_sacked_segment_retransmits_snd_una_after_a_quarter_rtt() {
+    let mut s = server(no_ts());
+    let (id, iss) = accept_sack_with_rtt(&mut s);
+    assert_eq!(s.ep.write(id, &[6u8; 2000]), Ok(2000));
+    assert_eq!(s.out().len(), 2);
+    let d = iss + 1001;
+    // Two segments in flight: never three duplicate ACKs, and one SACKed
+    // segment is not IsLost. RACK: the later segment arrived, so after the
+    // reordering window the first is lost.
+    s.advance(Duration::from_millis(10));
+    s.send(Seg::new(ACK, PISS + 1, d).opts(sack_blocks(&[(d + 1000, d + 2000)])));
+    s.assert_silent();
+    assert_eq!(s.next_timer(), Duration::from_micros(1250));
+    let r = s.out1();
+    assert_eq!((r.seq.0, r.payload.len()), (d, 1000));
+    assert_eq!(s.ep.stats().fast_retransmits, 1);
+    assert_eq!(s.ep.stats().rto, 0);
+}
+
+#[test]
+fn a_lost_retransmission_is_sent_again_once_later_data_is_sacked() {
+    let mut s = server(no_ts());
+    let (id, iss) = accept_sack_with_rtt(&mut s);
+    assert_eq!(s.ep.write(id, &[7u8; 5000]), Ok(5000));
+    assert_eq!(s.out().len(), 5);
+    let d = iss + 1001;
+    s.advance(Duration::from_millis(10));
+    s.send(Seg::new(ACK, PISS + 1, d).opts(sack_blocks(&[(d + 1000, d + 5000)])));
+    let r = s.out1();
+    assert_eq!((r.seq.0, r.payload.len()), (d, 1000));
+    // New data goes out after the retransmission ...
+    assert_eq!(s.ep.write(id, &[8u8; 1000]), Ok(1000));
+    let n = s.out1();
+    assert_eq!((n.seq.0, n.payload.len()), (d + 5000, 1000));
+    // ... and arrives while the retransmission does not: it is lost too.
+    s.advance(Duration::from_millis(13));
+    s.send(Seg::new(ACK, PISS + 1, d).opts(sack_blocks(&[(d + 1000, d + 6000)])));
+    let r = s.out1();
+    assert_eq!((r.seq.0, r.payload.len(), r.payload[0]), (d, 1000, 7));
+    let st = s.ep.stats();
+    assert_eq!(
+        (st.lost_retransmits, st.fast_retransmits, st.rto),
+        (1, 1, 0)
+    );
+    s.send(Seg::new(ACK, PISS + 1, d + 6000));
+    s.assert_silent();
+    assert_eq!(s.ep.info(id).unwrap().bytes_acked, 7000);
+}
+
+#[test]
+fn a_tail_loss_probe_draws_the_sack_that_repairs_the_tail_before_the_rto() {
+    let mut s = server(no_ts());
+    let (id, iss) = accept_sack_with_rtt(&mut s);
+    assert_eq!(s.ep.write(id, &[3u8; 3000]), Ok(3000));
+    assert_eq!(s.out().len(), 3);
+    let d = iss + 1001;
+    // The last two segments are lost: nothing above SND.UNA to SACK.
+    s.advance(Duration::from_millis(5));
+    s.send(Seg::new(ACK, PISS + 1, d + 1000));
+    s.assert_silent();
+    // No ACK for two SRTTs: the probe resends the last segment.
+    let waited = s.next_timer();
+    assert!(waited < Duration::from_millis(200), "{waited:?}");
+    let p = s.out1();
+    assert_eq!((p.seq.0, p.payload.len()), (d + 2000, 1000));
+    // Its SACK shows the hole; after the reordering window it is resent.
+    s.send(Seg::new(ACK, PISS + 1, d + 1000).opts(sack_blocks(&[(d + 2000, d + 3000)])));
+    s.assert_silent();
+    assert_eq!(s.next_timer(), Duration::from_micros(1250));
+    let r = s.out1();
+    assert_eq!((r.seq.0, r.payload.len()), (d + 1000, 1000));
+    s.send(Seg::new(ACK, PISS + 1, d + 3000));
+    s.assert_silent();
+    let st = s.ep.stats();
+    assert_eq!(
+        (st.tail_loss_probes, st.fast_retransmits, st.rto),
+        (1, 1, 0)
+    );
+}
+
+#[test]
+fn after_an_rto_only_the_holes_are_sent_again() {
+    let mut s = server(no_ts());
+    let syn = TcpOptions {
+        mss: Some(1000),
+        sack_permitted: true,
+        ..TcpOptions::default()
+    };
+    let (id, iss, _) = accept_with(&mut s, syn, TcpOptions::default());
+    assert_eq!(s.ep.write(id, &[9u8; 5000]), Ok(5000));
+    assert_eq!(s.out().len(), 5);
+    let d = iss + 1;
+    // Every ACK is lost. After two SRTTs (the handshake's 5 ms) the tail
+    // loss probe resends the last segment; its ACK is lost too, and the
+    // RTO fires.
+    assert_eq!(s.next_timer(), Duration::from_millis(10));
+    let p = s.out1();
+    assert_eq!((p.seq.0, p.payload.len()), (d + 4000, 1000));
+    assert_eq!(s.ep.stats().tail_loss_probes, 1);
+    assert_eq!(s.next_timer(), Duration::from_millis(190));
+    let r = s.out1();
+    assert_eq!((r.seq.0, r.payload.len()), (d, 1000));
+    assert_eq!(s.ep.stats().rto, 1);
+    // The peer held 1000..2000 and 3000..4000 and now 0..1000: the holes
+    // left are 2000..3000 and 4000..5000, and only those go again, not
+    // the SACKed 3000..4000 (going back to SND.UNA would send it).
+    s.send(Seg::new(ACK, PISS + 1, d + 2000).opts(sack_blocks(&[(d + 3000, d + 4000)])));
+    let v: Vec<(u32, usize)> = s.out().iter().map(|o| (o.seq.0, o.payload.len())).collect();
+    assert_eq!(v, vec![(d + 2000, 1000), (d + 4000, 1000)]);
+    s.send(Seg::new(ACK, PISS + 1, d + 5000));
+    s.assert_silent();
+    assert_eq!(s.ep.info(id).unwrap().bytes_acked, 5000);
+}
+
+#[test]
+fn sack_blocks_come_out_of_the_payload_not_on_top_of_the_mss() {
+    let mut s = server(EndpointConfig::default());
+    let (id, iss, _) = accept_with(&mut s, full_syn_opts(), ts(PTS + 1, 0));
+    let base = PISS + 1;
+    // Three holes in what the peer sends: our segments carry three SACK
+    // blocks (28 bytes) besides the timestamp (12).
+    for (i, k) in [1000u32, 2000, 3000].iter().enumerate() {
+        s.send(
+            Seg::new(PSHACK, base + k, iss + 1)
+                .opts(ts(PTS + 2 + i as u32, 0))
+                .data(&[9; 100]),
+        );
+    }
+    s.out();
+    assert_eq!(s.ep.write(id, &[4u8; 4000]), Ok(4000));
+    let segs = s.out();
+    let mut sent = 0;
+    for o in &segs {
+        assert_eq!(o.opts.sack_blocks.as_slice().len(), 3);
+        assert_eq!(o.opt_bytes.len(), 40);
+        // The peer's MSS (1400) bounds data plus options (RFC 6691).
+        assert!(
+            o.payload.len() + o.opt_bytes.len() <= 1400,
+            "{} bytes of data with {} of options",
+            o.payload.len(),
+            o.opt_bytes.len()
+        );
+        sent += o.payload.len();
+    }
+    assert_eq!(segs[0].payload.len(), 1360);
+    assert_eq!(sent, 4000);
+}
+
 #[test]
 fn fast_retransmit_on_third_duplicate_ack() {
     let mut s = server(EndpointConfig::default());

@@ -7,6 +7,7 @@
 
 use core::net::SocketAddr;
 use core::time::Duration;
+use std::collections::VecDeque;
 
 use super::assembler::Assembler;
 use super::cc::{CongestionControl, Controller};
@@ -24,6 +25,14 @@ use crate::wire::{SackBlocks, SeqNumber, TcpFlags, TcpOptions, TcpTimestamp};
 
 /// Duplicate ACKs (or SACKed segments) that signal a loss.
 pub const DUPTHRESH: u32 = 3;
+/// Retransmissions in flight watched for being lost again (older ones
+/// fall back on the RTO).
+const REXMIT_RECORDS: usize = 32;
+/// RFC 8985 §7.2 WCDelAckT: a lone segment's ACK may be delayed this long.
+const TLP_DELAYED_ACK_ALLOWANCE: Duration = Duration::from_millis(200);
+/// Floor of the probe timeout: on a LAN 2·SRTT is microseconds, less than
+/// a peer's batching and scheduling delays (Linux adds 2 jiffies).
+const TLP_MIN: Duration = Duration::from_millis(2);
 /// Default MSS when the peer sends none (RFC 9293 §3.7.1, RFC 8200 §5).
 const DEFAULT_MSS_V4: u32 = 536;
 const DEFAULT_MSS_V6: u32 = 1220;
@@ -147,12 +156,35 @@ pub struct Conn {
     sb: Scoreboard,
     dupacks: u32,
     in_recovery: bool,
+    /// The recovery was entered by an RTO with SACK (RFC 6675 §5.1): every
+    /// hole below `recover` is lost, and cwnd grows by slow start.
+    loss_recovery: bool,
     recover: u64,
     rexmit_una: bool,
     rtt_timing: Option<(u64, Time)>,
+    /// SACK recovery's retransmissions still in flight, oldest first.
+    rexmits: VecDeque<RexmitRecord>,
+    /// Ordinal of the next retransmission, and of the latest one delivered.
+    rexmit_seq: u64,
+    rexmit_delivered: u64,
+    /// RACK for first transmissions (RFC 8985 §6.2, with sequence order
+    /// as send order): every hole below this offset is lost, because data
+    /// sent after it was SACKed at least a reordering window ago.
+    rack_lost_below: u64,
+    /// The highest SACKed offset not yet a reordering window old, and
+    /// when it was first seen.
+    rack_pending: Option<(u64, Time)>,
+    /// A tail loss probe is due to go out (RFC 8985 §7), and whether this
+    /// flight had its probe already (one per flight: then the RTO).
+    tlp_pending: bool,
+    tlp_sent: bool,
 
     // Timers.
     rto_at: Option<Time>,
+    /// When a retransmission that later data overtook may be judged lost.
+    reorder_at: Option<Time>,
+    /// The probe timeout: no ACK for two SRTTs, send a tail loss probe.
+    tlp_at: Option<Time>,
     delack_at: Option<Time>,
     persist_at: Option<Time>,
     keepalive_at: Option<Time>,
@@ -229,10 +261,20 @@ impl Conn {
             sb: Scoreboard::new(cfg.max_sack_ranges),
             dupacks: 0,
             in_recovery: false,
+            loss_recovery: false,
             recover: 0,
             rexmit_una: false,
             rtt_timing: None,
+            rexmits: VecDeque::new(),
+            rexmit_seq: 0,
+            rexmit_delivered: 0,
+            rack_lost_below: 0,
+            rack_pending: None,
+            tlp_pending: false,
+            tlp_sent: false,
             rto_at: None,
+            reorder_at: None,
+            tlp_at: None,
             delack_at: None,
             persist_at: None,
             keepalive_at: None,
@@ -439,6 +481,8 @@ impl Conn {
 
     pub fn next_deadline(&self) -> Option<Time> {
         let mut t = min_opt(self.rto_at, self.delack_at);
+        t = min_opt(t, self.reorder_at);
+        t = min_opt(t, self.tlp_at);
         t = min_opt(t, self.persist_at);
         t = min_opt(t, self.keepalive_at);
         min_opt(t, self.fw2_at)
@@ -457,6 +501,31 @@ impl Conn {
 
     fn arm_rto(&mut self, now: Time) {
         self.rto_at = Some(now + self.rtt.rto());
+    }
+
+    /// (Re)arm the probe timeout while data is in flight outside recovery
+    /// (RFC 8985 §7.2): 2·SRTT, plus the peer's delayed-ACK allowance for
+    /// a lone segment, never later than the RTO. Without SACK a probe
+    /// would not show which segment was lost, and the RTO handles it.
+    fn arm_tlp(&mut self, now: Time) {
+        self.tlp_at = None;
+        let Some(srtt) = self.rtt.srtt() else { return };
+        if !self.sack_enabled
+            || self.in_recovery
+            || self.tlp_sent
+            || self.snd_max <= self.snd_una
+            || !self.is_synchronized()
+        {
+            return;
+        }
+        let mut pto = (srtt * 2).max(TLP_MIN);
+        if self.snd_max - self.snd_una <= u64::from(self.mss) {
+            pto += TLP_DELAYED_ACK_ALLOWANCE;
+        }
+        let at = now + pto;
+        if self.rto_at.is_none_or(|rto| at < rto) {
+            self.tlp_at = Some(at);
+        }
     }
 
     /// Keep the persist timer consistent with the send state.
@@ -489,6 +558,20 @@ impl Conn {
             if self.state == State::FinWait2 {
                 self.enter_closed(false);
                 return;
+            }
+        }
+        if due(self.tlp_at, now) {
+            self.tlp_at = None;
+            if self.is_synchronized() && !self.in_recovery && self.snd_max > self.snd_una {
+                self.tlp_pending = true;
+                self.tlp_sent = true;
+                ctx.stats.tail_loss_probes += 1;
+            }
+        }
+        if due(self.reorder_at, now) {
+            self.reorder_at = None;
+            if self.is_synchronized() {
+                self.rack_step(ctx);
             }
         }
         if due(self.rto_at, now) {
@@ -571,12 +654,31 @@ impl Conn {
                     self.cc.on_rto(now, self.in_flight());
                 }
                 self.sb.on_rto();
-                self.in_recovery = false;
+                self.rexmits.clear();
+                self.reorder_at = None;
+                self.tlp_at = None;
+                self.tlp_pending = false;
+                // No probes while the RTO's recovery runs (until new ACKs).
+                self.tlp_sent = true;
+                self.rack_pending = None;
                 self.recover = self.snd_max;
                 self.dupacks = 0;
                 self.rexmit_una = false;
-                self.snd_nxt = self.snd_una;
                 self.rtt_timing = None;
+                // With SACK, refill only the holes (and keep detecting lost
+                // retransmissions) instead of going back to SND.UNA: at a
+                // few percent loss, going back over the whole window loses
+                // one of its segments nearly every time, and each of those
+                // waited for another RTO. A second timeout in a row goes
+                // back to SND.UNA over everything, SACKed or not, in case
+                // the peer discarded what it SACKed (RFC 2018 §8). A sent
+                // FIN is left to the go-back path, which resends it.
+                let fin_sent = self.fin_rel().is_some_and(|f| self.snd_max > f);
+                self.loss_recovery = self.sack_enabled && !fin_sent && self.rtt.backoffs() == 0;
+                self.in_recovery = self.loss_recovery;
+                if !self.loss_recovery {
+                    self.snd_nxt = self.snd_una;
+                }
                 self.rtt.backoff();
                 self.arm_rto(now);
             }
@@ -619,6 +721,8 @@ impl Conn {
 
     fn clear_timers(&mut self) {
         self.rto_at = None;
+        self.reorder_at = None;
+        self.tlp_at = None;
         self.delack_at = None;
         self.persist_at = None;
         self.keepalive_at = None;
@@ -925,8 +1029,17 @@ impl Conn {
                     || (seg.seq + (seg_len - 1)).in_window(rcv_nxt, rcv_nxt + wnd)
             }
         };
-        // With a zero window, still take the ACK of a segment at RCV.NXT.
-        let ack_only = !acceptable && wnd == 0 && seg.seq == rcv_nxt;
+        // A segment that starts exactly at the right edge carries a valid
+        // ACK, as Linux's tcp_sequence has it (SEG.SEQ up to RCV.NXT +
+        // RCV.WND inclusive): a peer that filled our window and lost some
+        // of it sends its pure ACKs with that sequence number, and dropping
+        // them dropped every ACK of our data until the holes were filled,
+        // so our own retransmissions timed out. A zero-length one is
+        // acceptable; one with data (also at RCV.NXT into a zero window)
+        // gives its ACK, and its data is dropped and answered.
+        let at_edge = seg.seq == rcv_nxt + wnd;
+        let acceptable = acceptable || (seg_len == 0 && at_edge);
+        let ack_only = !acceptable && at_edge;
         if !acceptable && !ack_only {
             if seg_len > 0 && seg.seq.distance(rcv_nxt) < 0 {
                 ctx.stats.dup_segments += 1;
@@ -1171,30 +1284,150 @@ impl Conn {
             sack_changed = upd.sack_changed;
         }
 
-        if ack_rel > self.snd_una {
+        let new_ack = ack_rel > self.snd_una;
+        if new_ack {
             self.on_new_ack(ctx, seg, ack_rel);
-        } else if self.snd_max > self.snd_una
+        }
+        let dupack = !new_ack
+            && self.snd_max > self.snd_una
             && seg.payload.is_empty()
             && !seg.flags.fin()
-            && (new_wnd == old_wnd || sack_changed)
-        {
+            && (new_wnd == old_wnd || sack_changed);
+        if dupack {
             // Duplicate ACK (RFC 5681 §2, RFC 6675 §2).
             self.dupacks = self.dupacks.saturating_add(1);
-            let lost = self.sack_enabled && self.sb.is_lost(self.snd_una, self.mss, DUPTHRESH);
-            if !self.in_recovery
-                && (self.dupacks >= DUPTHRESH || lost)
-                && self.snd_una >= self.recover
-            {
-                self.in_recovery = true;
-                self.recover = self.snd_max;
-                self.cc.on_congestion_event(now, self.in_flight());
-                self.rexmit_una = true;
-                self.rtt_timing = None;
-                ctx.stats.fast_retransmits += 1;
-            }
+        }
+        self.rack_step(ctx);
+        if dupack && self.dupacks >= DUPTHRESH {
+            self.maybe_enter_recovery(ctx, true);
         }
         self.update_persist(now);
         true
+    }
+
+    /// RACK's loss detection (RFC 8985 §6.2) after an ACK or when the
+    /// reordering window of an earlier one has passed: mark holes and
+    /// retransmissions lost, start recovery, and time the next look.
+    fn rack_step(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        let mut wait = None;
+        if let (true, Some(min_rtt)) = (self.sack_enabled, self.rtt.min_rtt()) {
+            let reo_wnd = min_rtt / 4;
+            if let Some((hs, seen)) = self.rack_pending {
+                if now >= seen + reo_wnd {
+                    self.rack_lost_below = self.rack_lost_below.max(hs);
+                    self.rack_pending = None;
+                }
+            }
+            if let Some(hs) = self.sb.highest_sacked() {
+                if hs > self.rack_lost_below && self.rack_pending.is_none() {
+                    if reo_wnd.is_zero() {
+                        self.rack_lost_below = hs;
+                    } else {
+                        self.rack_pending = Some((hs, now));
+                    }
+                }
+            }
+            wait = self.rack_pending.map(|(_, seen)| seen + reo_wnd);
+        }
+        if !self.rexmits.is_empty() {
+            wait = min_opt(wait, self.detect_lost_retransmissions(ctx));
+        }
+        self.reorder_at = wait;
+        self.maybe_enter_recovery(ctx, false);
+    }
+
+    /// Fast retransmit and recovery when the loss of SND.UNA shows: three
+    /// duplicate ACKs, or with SACK (on any ACK: a peer that is sending
+    /// too piggybacks its ACKs on data, and those are never duplicate
+    /// ACKs) RFC 6675's IsLost, or RACK's rule: data sent after SND.UNA
+    /// was SACKed a reordering window ago. At a few percent loss the
+    /// window is a handful of segments, too few for IsLost, and without
+    /// RACK's rule each such loss waited for the RTO.
+    fn maybe_enter_recovery(&mut self, ctx: &mut Ctx<'_>, three_dupacks: bool) {
+        if self.in_recovery || self.snd_max <= self.snd_una || self.snd_una < self.recover {
+            return;
+        }
+        let now = ctx.now;
+        let lost = self.sack_enabled
+            && (self.rack_lost_below > self.snd_una
+                || self.sb.is_lost(self.snd_una, self.mss, DUPTHRESH));
+        if three_dupacks || lost {
+            self.in_recovery = true;
+            self.tlp_at = None;
+            self.tlp_pending = false;
+            self.recover = self.snd_max;
+            self.cc.on_congestion_event(now, self.in_flight());
+            self.rexmit_una = true;
+            self.rtt_timing = None;
+            ctx.stats.fast_retransmits += 1;
+        }
+    }
+
+    /// Watch a retransmission sent in SACK recovery.
+    fn record_retransmission(&mut self, now: Time, start: u64, end: u64) {
+        // A range sent again replaces its older record.
+        self.rexmits.retain(|r| r.end <= start || r.start >= end);
+        if self.rexmits.len() >= REXMIT_RECORDS {
+            self.rexmits.pop_front();
+        }
+        if self.rexmits.capacity() == 0 {
+            // First retransmission: sized once, never grows after this.
+            self.rexmits.reserve_exact(REXMIT_RECORDS);
+        }
+        self.rexmit_seq += 1;
+        self.rexmits.push_back(RexmitRecord {
+            start,
+            end,
+            sent_at: now,
+            snd_max_at: self.snd_max,
+            seq: self.rexmit_seq,
+        });
+    }
+
+    /// RACK's rule (RFC 8985 §6.2) for retransmissions: one is lost when
+    /// data sent after it was delivered and it was not, once it has had
+    /// a quarter of the minimum RTT more than that data to arrive. RFC
+    /// 6675 alone cannot see these losses (the range is below HighRxt),
+    /// so each of them cost an RTO.
+    fn detect_lost_retransmissions(&mut self, ctx: &mut Ctx<'_>) -> Option<Time> {
+        let una = self.snd_una;
+        // Delivered: cumulatively ACKed or SACKed whole.
+        let mut delivered = self.rexmit_delivered;
+        let sb = &self.sb;
+        self.rexmits.retain(|r| {
+            let from = r.start.max(una);
+            let done = from >= r.end || sb.sacked_bytes_in(from, r.end) == r.end - from;
+            if done {
+                delivered = delivered.max(r.seq);
+            }
+            !done
+        });
+        self.rexmit_delivered = delivered;
+        let highest_sacked = self.sb.highest_sacked().unwrap_or(0);
+        let now = ctx.now;
+        let min_rtt = self.rtt.min_rtt().unwrap_or(Duration::ZERO);
+        let reo_wnd = min_rtt / 4;
+        let una = self.snd_una;
+        let sb = &mut self.sb;
+        let mut lost = 0;
+        let mut wait = None;
+        self.rexmits.retain(|r| {
+            if delivered <= r.seq && highest_sacked <= r.snd_max_at {
+                return true;
+            }
+            let at = r.sent_at + min_rtt + reo_wnd;
+            if now < at {
+                // Overtaken, but it may only be reordered: look again then.
+                wait = min_opt(wait, Some(at));
+                return true;
+            }
+            sb.mark_relost(r.start.max(una), r.end);
+            lost += 1;
+            false
+        });
+        ctx.stats.lost_retransmits += lost;
+        wait
     }
 
     fn on_new_ack(&mut self, ctx: &mut Ctx<'_>, seg: &Segment<'_>, ack_rel: u64) {
@@ -1229,16 +1462,23 @@ impl Conn {
             self.rtt.on_sample(s);
         }
         self.dupacks = 0;
+        let was_loss_recovery = self.loss_recovery;
         if self.in_recovery {
             if self.snd_una >= self.recover {
                 self.in_recovery = false;
+                self.loss_recovery = false;
                 self.rexmit_una = false;
-                self.cc.on_recovery_end(now);
+                if !was_loss_recovery {
+                    self.cc.on_recovery_end(now);
+                }
             } else if !self.sack_enabled {
                 // NewReno partial ACK (RFC 6582 §3.2 step 3).
                 self.rexmit_una = true;
             }
-        } else {
+        }
+        if !self.in_recovery || was_loss_recovery {
+            // After an RTO the window grows by slow start while the holes
+            // are refilled (the controller left recovery at the RTO).
             let acked32 = acked.min(u64::from(u32::MAX)) as u32;
             self.cc.on_ack(now, acked32, in_flight_before, sample);
         }
@@ -1247,6 +1487,10 @@ impl Conn {
         } else {
             self.rto_at = None;
         }
+        // A new flight: it gets its own probe.
+        self.tlp_sent = false;
+        self.tlp_pending = false;
+        self.arm_tlp(now);
         if self.write_blocked && self.send.free_space() > 0 {
             self.write_blocked = false;
             self.events |= EV_WRITABLE;
@@ -1301,20 +1545,45 @@ impl Conn {
         let data_end = self.data_end();
         let cwnd = u64::from(self.cc.window());
         let wnd_edge = self.snd_una + u64::from(self.snd_wnd);
+        if self.tlp_pending {
+            // The probe (RFC 8985 §7.3): new data if the peer's window
+            // takes it, else the last segment again; cwnd does not apply.
+            let room = wnd_edge
+                .saturating_sub(self.snd_nxt)
+                .min(data_end.saturating_sub(self.snd_nxt));
+            if self.snd_nxt == self.snd_max && room > 0 {
+                return Some((self.snd_nxt, room.min(mss) as u32, false));
+            }
+            let end = self.snd_max.min(data_end);
+            let start = end.saturating_sub(mss).max(self.snd_una).max(1);
+            if start < end {
+                return Some((start, (end - start) as u32, true));
+            }
+        }
         if self.rexmit_una && self.snd_max > self.snd_una && self.snd_una < data_end {
             let len = mss.min(data_end - self.snd_una);
             return Some((self.snd_una, len as u32, true));
         }
         if self.in_recovery && self.sack_enabled {
+            let lost_below = if self.loss_recovery {
+                self.recover.max(self.rack_lost_below)
+            } else {
+                self.rack_lost_below
+            };
             let pipe = self
                 .sb
-                .pipe(self.snd_una, self.snd_max, self.mss, DUPTHRESH);
+                .pipe(self.snd_una, self.snd_max, self.mss, DUPTHRESH, lost_below);
             if pipe >= cwnd {
                 return None;
             }
-            let (start, len) =
-                self.sb
-                    .next_seg(self.snd_una, self.snd_max, data_end, self.mss, DUPTHRESH)?;
+            let (start, len) = self.sb.next_seg(
+                self.snd_una,
+                self.snd_max,
+                data_end,
+                self.mss,
+                DUPTHRESH,
+                lost_below,
+            )?;
             let len = u64::from(len).min(mss);
             if start < self.snd_max {
                 let len = len.min(data_end.saturating_sub(start));
@@ -1465,7 +1734,21 @@ impl Conn {
         }
         let opts = self.base_options(now);
         let opts_len = opts.buffer_len();
-        let cap = buf.len().saturating_sub(ip_hlen + 20 + opts_len);
+        // The peer's MSS bounds data plus options (RFC 6691, RFC 9293
+        // §3.7.1): `mss` already leaves room for the timestamp, so SACK
+        // blocks come out of the payload. Without this a full segment with
+        // three SACK blocks was 28 bytes over the path MTU, and the link
+        // dropped it: every full segment we sent while holding the peer's
+        // out-of-order data.
+        let ts_room = if self.ts_enabled {
+            TS_OPT_LEN as usize
+        } else {
+            0
+        };
+        let cap = buf
+            .len()
+            .saturating_sub(ip_hlen + 20 + opts_len)
+            .min((self.mss as usize + ts_room).saturating_sub(opts_len));
 
         let mut seq_rel = self.snd_nxt;
         let mut payload: Option<(u64, u32, bool)> = None;
@@ -1473,6 +1756,7 @@ impl Conn {
         let mut probe = false;
         if self.is_synchronized() {
             if let Some(p) = self.pick_data(cap) {
+                self.tlp_pending = false;
                 payload = Some(p);
                 seq_rel = p.0;
                 if let Some(f) = self.fin_rel() {
@@ -1547,6 +1831,7 @@ impl Conn {
                 ctx.stats.retransmits += 1;
                 if self.sack_enabled && self.in_recovery {
                     self.sb.mark_retransmitted(seq_rel, seg_end);
+                    self.record_retransmission(now, seq_rel, seg_end);
                 }
                 if matches!(self.rtt_timing, Some((at, _)) if at > seq_rel) {
                     self.rtt_timing = None;
@@ -1564,12 +1849,25 @@ impl Conn {
             if self.rto_at.is_none() {
                 self.arm_rto(now);
             }
+            self.arm_tlp(now);
             self.last_send = now;
             self.persist_at = None;
         }
         self.update_persist(now);
         Some(tx)
     }
+}
+
+/// One retransmission sent in SACK recovery, watched for being lost too.
+#[derive(Clone, Copy, Debug)]
+struct RexmitRecord {
+    start: u64,
+    end: u64,
+    sent_at: Time,
+    /// SND.MAX when it was sent: data at or above was first sent later.
+    snd_max_at: u64,
+    /// Ordinal among retransmissions.
+    seq: u64,
 }
 
 fn rexmit_una_done(c: &Conn, seq_rel: u64) -> bool {

@@ -9,6 +9,14 @@
 //!
 //! HighRxt is kept as the end (exclusive) of the highest retransmitted
 //! range; "S1 <= HighRxt" of RFC 6675 is `s < high_rxt` here.
+//!
+//! Two additions to RFC 6675, both about losses it cannot see:
+//! - `lost_below`: after an RTO every hole below the RTO's SND.MAX is
+//!   lost (RFC 6675 §5.1 keeps the SACK information), so NextSeg refills
+//!   the holes only, not the whole window again.
+//! - re-lost ranges: a retransmission the connection judged lost (data
+//!   sent after it was SACKed, RACK's rule, RFC 8985 §6.2) goes out again
+//!   before anything else, although it sits below HighRxt.
 
 /// What one ACK changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,6 +38,9 @@ pub struct Scoreboard {
     bytes: u64,
     /// End of the highest retransmitted range (0: none since the last RTO).
     high_rxt: u64,
+    /// Retransmitted ranges judged lost again, sorted, disjoint, below
+    /// `high_rxt`; at most `max_ranges` (more wait for the RTO).
+    relost: Vec<(u64, u64)>,
 }
 
 impl Scoreboard {
@@ -39,6 +50,7 @@ impl Scoreboard {
             ranges: Vec::with_capacity(max_ranges),
             bytes: 0,
             high_rxt: 0,
+            relost: Vec::new(),
         }
     }
 
@@ -69,6 +81,10 @@ impl Scoreboard {
 
     /// Forget everything below `una`.
     fn trim(&mut self, una: u64) {
+        self.relost.retain_mut(|r| {
+            r.0 = r.0.max(una);
+            r.0 < r.1
+        });
         let n = self.ranges.partition_point(|r| r.1 <= una);
         for r in &self.ranges[..n] {
             self.bytes -= r.1 - r.0;
@@ -117,6 +133,11 @@ impl Scoreboard {
     }
 
     /// SACKed bytes in `[a, b)`.
+    pub fn sacked_bytes_in(&self, a: u64, b: u64) -> u64 {
+        self.sacked_in(a, b)
+    }
+
+    /// SACKed bytes in `[a, b)`.
     fn sacked_in(&self, a: u64, b: u64) -> u64 {
         self.ranges
             .iter()
@@ -161,7 +182,8 @@ impl Scoreboard {
 
     /// RFC 6675 NextSeg (rules 1–3): the next range to send in recovery,
     /// `(start, len)`, len ≤ mss; `nxt` is SND.NXT, `end` is the end of the
-    /// data the application has written.
+    /// data the application has written. Every hole below `lost_below` is
+    /// lost (after an RTO; 0 otherwise). Re-lost ranges come first.
     ///
     /// Rule 1 and 3 ranges stop short of the next SACKed byte; rule 2 does
     /// not look at the peer's window (the caller does). Rule 4 is not used.
@@ -172,12 +194,22 @@ impl Scoreboard {
         end: u64,
         mss: u32,
         dupthresh: u32,
+        lost_below: u64,
     ) -> Option<(u64, u32)> {
         let mss = mss.max(1);
+        let seg = |s: u64, e: u64| (s, (e - s).min(u64::from(mss)) as u32);
+        for &(rs, re) in &self.relost {
+            let (s, hole_end) = self.hole_at(rs.max(una));
+            if s < re {
+                return Some(seg(s, hole_end.min(re)));
+            }
+        }
         // (1.a): above HighRxt; (1.b): below the highest SACKed byte.
         let (s2, hole_end) = self.hole_at(una.max(self.high_rxt));
+        if s2 < lost_below {
+            return Some(seg(s2, hole_end.min(lost_below)));
+        }
         let candidate = self.ranges.last().is_some_and(|last| s2 < last.0);
-        let seg = |s: u64, e: u64| (s, (e - s).min(u64::from(mss)) as u32);
         // IsLost only gets weaker going up, so the first candidate decides.
         if candidate && self.is_lost(s2, mss, dupthresh) {
             return Some(seg(s2, hole_end));
@@ -191,17 +223,92 @@ impl Scoreboard {
         None
     }
 
-    /// Remember that `[start, end)` was retransmitted (HighRxt, for pipe).
+    /// Remember that `[start, end)` was retransmitted (HighRxt, for pipe);
+    /// it is no longer re-lost.
     pub fn mark_retransmitted(&mut self, start: u64, end: u64) {
-        if start < end {
-            self.high_rxt = self.high_rxt.max(end);
+        if start >= end {
+            return;
         }
+        self.high_rxt = self.high_rxt.max(end);
+        if self.relost.is_empty() {
+            return;
+        }
+        // Cut [start, end) out of the re-lost ranges (a range may split).
+        let mut i = 0;
+        while i < self.relost.len() {
+            let (rs, re) = self.relost[i];
+            if re <= start || rs >= end {
+                i += 1;
+                continue;
+            }
+            match (rs < start, re > end) {
+                (true, true) => {
+                    self.relost[i] = (rs, start);
+                    if self.relost.len() < self.max_ranges {
+                        self.relost.insert(i + 1, (end, re));
+                    }
+                    i += 2;
+                }
+                (true, false) => {
+                    self.relost[i].1 = start;
+                    i += 1;
+                }
+                (false, true) => {
+                    self.relost[i].0 = end;
+                    i += 1;
+                }
+                (false, false) => {
+                    self.relost.remove(i);
+                }
+            }
+        }
+    }
+
+    /// A retransmission of `[start, end)` is lost too: send it again first.
+    /// Ignored (the RTO recovers it) when `max_ranges` are already held.
+    pub fn mark_relost(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let lo = self.relost.partition_point(|r| r.1 < start);
+        let hi = self.relost.partition_point(|r| r.0 <= end);
+        if lo == hi {
+            if self.relost.len() >= self.max_ranges {
+                return;
+            }
+            if self.relost.capacity() == 0 {
+                // First use on this connection; never grows after this.
+                self.relost.reserve_exact(self.max_ranges);
+            }
+            self.relost.insert(lo, (start, end));
+            return;
+        }
+        let s = start.min(self.relost[lo].0);
+        let e = end.max(self.relost[hi - 1].1);
+        self.relost[lo] = (s, e);
+        self.relost.drain(lo + 1..hi);
+    }
+
+    /// Bytes in re-lost ranges not SACKed, within `[a, b)`.
+    fn relost_unsacked(&self, a: u64, b: u64) -> u64 {
+        self.relost
+            .iter()
+            .map(|&(s, e)| {
+                let (s, e) = (s.max(a), e.min(b));
+                if s < e {
+                    (e - s) - self.sacked_in(s, e)
+                } else {
+                    0
+                }
+            })
+            .sum()
     }
 
     /// RFC 6675 SetPipe: bytes considered in flight. Every un-SACKed byte
     /// of `[una, nxt)` counts once if not lost and once more if
-    /// retransmitted.
-    pub fn pipe(&self, una: u64, nxt: u64, mss: u32, dupthresh: u32) -> u64 {
+    /// retransmitted (and that retransmission not judged lost). Every
+    /// byte below `lost_below` is lost (see [`Scoreboard::next_seg`]).
+    pub fn pipe(&self, una: u64, nxt: u64, mss: u32, dupthresh: u32, lost_below: u64) -> u64 {
         if nxt <= una {
             return 0;
         }
@@ -222,13 +329,16 @@ impl Scoreboard {
                 0
             }
         };
-        unsacked(lo, nxt) + unsacked(una, self.high_rxt.min(nxt))
+        let lo = lo.max(lost_below.min(nxt));
+        let rxt_end = self.high_rxt.min(nxt);
+        unsacked(lo, nxt) + unsacked(una, rxt_end) - self.relost_unsacked(una, rxt_end)
     }
 
     /// After an RTO (RFC 6675 §5.1): forget retransmission marks; keep or
     /// drop SACK information as the RFC allows (we keep it).
     pub fn on_rto(&mut self) {
         self.high_rxt = 0;
+        self.relost.clear();
     }
 
     pub fn sacked_bytes(&self) -> u64 {
@@ -335,25 +445,90 @@ mod tests {
         let mut sb = Scoreboard::new(8);
         // una 0, nxt 1000; 100..400 SACKed: 0..100 lost.
         sb.on_ack(0, &[(100, 400)], 1000);
-        assert_eq!(sb.next_seg(0, 1000, 2000, mss, 3), Some((0, 100)));
+        assert_eq!(sb.next_seg(0, 1000, 2000, mss, 3, 0), Some((0, 100)));
         sb.mark_retransmitted(0, 100);
         // Rule 1 has nothing more below the SACKed data: rule 2, new data.
-        assert_eq!(sb.next_seg(0, 1000, 2000, mss, 3), Some((1000, 100)));
-        assert_eq!(sb.next_seg(0, 1000, 1050, mss, 3), Some((1000, 50)));
+        assert_eq!(sb.next_seg(0, 1000, 2000, mss, 3, 0), Some((1000, 100)));
+        assert_eq!(sb.next_seg(0, 1000, 1050, mss, 3, 0), Some((1000, 50)));
         // No new data: rule 3 has no candidate below HighSACK either.
-        assert_eq!(sb.next_seg(0, 1000, 1000, mss, 3), None);
+        assert_eq!(sb.next_seg(0, 1000, 1000, mss, 3, 0), None);
 
         // A hole that is not lost: rule 2 first, rule 3 without new data.
         let mut sb = Scoreboard::new(8);
         sb.on_ack(0, &[(150, 200)], 1000);
-        assert_eq!(sb.next_seg(0, 1000, 2000, mss, 3), Some((1000, 100)));
-        assert_eq!(sb.next_seg(0, 1000, 1000, mss, 3), Some((0, 100)));
+        assert_eq!(sb.next_seg(0, 1000, 2000, mss, 3, 0), Some((1000, 100)));
+        assert_eq!(sb.next_seg(0, 1000, 1000, mss, 3, 0), Some((0, 100)));
         // Rule 1/3 segments stop at the next SACKed byte.
         sb.mark_retransmitted(0, 100);
-        assert_eq!(sb.next_seg(0, 1000, 1000, mss, 3), Some((100, 50)));
+        assert_eq!(sb.next_seg(0, 1000, 1000, mss, 3, 0), Some((100, 50)));
         // After an RTO the marks are gone.
         sb.on_rto();
-        assert_eq!(sb.next_seg(0, 1000, 1000, mss, 3), Some((0, 100)));
+        assert_eq!(sb.next_seg(0, 1000, 1000, mss, 3, 0), Some((0, 100)));
+    }
+
+    #[test]
+    fn after_an_rto_every_hole_below_the_old_flight_is_lost() {
+        let mss = 100;
+        let mut sb = Scoreboard::new(8);
+        // One SACKed block in the middle of a 1000-byte flight: IsLost
+        // holds below it only, but after an RTO the holes on both sides
+        // of it are lost up to the RTO's SND.MAX.
+        sb.on_ack(0, &[(300, 400)], 1000);
+        sb.on_rto();
+        assert_eq!(sb.next_seg(0, 1000, 2000, mss, 3, 1000), Some((0, 100)));
+        sb.mark_retransmitted(0, 300);
+        // Over the SACKed block to the hole above it, not to new data.
+        assert_eq!(sb.next_seg(0, 1000, 2000, mss, 3, 1000), Some((400, 100)));
+        sb.mark_retransmitted(400, 1000);
+        assert_eq!(sb.next_seg(0, 1000, 2000, mss, 3, 1000), Some((1000, 100)));
+        // In flight: the 900 bytes retransmitted, nothing else.
+        assert_eq!(sb.pipe(0, 1000, mss, 3, 1000), 900);
+        // Without the RTO's mark, 400..1000 is not lost and counts too.
+        assert_eq!(sb.pipe(0, 1000, mss, 3, 0), 1800);
+    }
+
+    #[test]
+    fn relost_retransmissions_go_first_and_leave_the_pipe() {
+        let mss = 100;
+        let mut sb = Scoreboard::new(8);
+        sb.on_ack(0, &[(500, 900)], 1000);
+        sb.mark_retransmitted(0, 300);
+        assert_eq!(sb.next_seg(0, 1000, 2000, mss, 3, 0), Some((300, 100)));
+        // 300 retransmitted + 100 above the SACKed block (900..1000).
+        assert_eq!(sb.pipe(0, 1000, mss, 3, 0), 400);
+        // The retransmission of 100..200 is lost again: it goes before
+        // 300..400 and no longer counts as in flight.
+        sb.mark_relost(100, 200);
+        assert_eq!(sb.pipe(0, 1000, mss, 3, 0), 300);
+        assert_eq!(sb.next_seg(0, 1000, 2000, mss, 3, 0), Some((100, 100)));
+        sb.mark_retransmitted(100, 150);
+        assert_eq!(sb.next_seg(0, 1000, 2000, mss, 3, 0), Some((150, 50)));
+        sb.mark_retransmitted(150, 200);
+        assert_eq!(sb.next_seg(0, 1000, 2000, mss, 3, 0), Some((300, 100)));
+        // A re-lost range the peer SACKs meanwhile is skipped, and one
+        // below the cumulative ACK is forgotten.
+        sb.mark_relost(0, 100);
+        sb.mark_relost(200, 250);
+        sb.on_ack(100, &[(200, 250)], 1000);
+        assert_eq!(sb.next_seg(100, 1000, 2000, mss, 3, 0), Some((300, 100)));
+        assert!(sb.relost.iter().all(|r| r.0 >= 100));
+        // An RTO forgets them.
+        sb.mark_relost(100, 200);
+        sb.on_rto();
+        assert!(sb.relost.is_empty());
+    }
+
+    #[test]
+    fn relost_is_bounded_and_merges() {
+        let mut sb = Scoreboard::new(2);
+        sb.mark_relost(10, 20);
+        sb.mark_relost(30, 40);
+        sb.mark_relost(50, 60);
+        assert_eq!(sb.relost, vec![(10, 20), (30, 40)]);
+        sb.mark_relost(15, 35);
+        assert_eq!(sb.relost, vec![(10, 40)]);
+        sb.mark_retransmitted(20, 30);
+        assert_eq!(sb.relost, vec![(10, 20), (30, 40)]);
     }
 
     #[test]
@@ -361,16 +536,16 @@ mod tests {
         let mss = 100;
         let mut sb = Scoreboard::new(8);
         // Nothing SACKed: everything in flight.
-        assert_eq!(sb.pipe(0, 1000, mss, 3), 1000);
-        assert_eq!(sb.pipe(5, 5, mss, 3), 0);
+        assert_eq!(sb.pipe(0, 1000, mss, 3, 0), 1000);
+        assert_eq!(sb.pipe(5, 5, mss, 3, 0), 0);
         // 100..400 SACKed: 0..100 lost (0), 400..1000 not lost (600).
         sb.on_ack(0, &[(100, 400)], 1000);
-        assert_eq!(sb.pipe(0, 1000, mss, 3), 600);
+        assert_eq!(sb.pipe(0, 1000, mss, 3, 0), 600);
         // Retransmitting the lost segment puts it back in the pipe.
         sb.mark_retransmitted(0, 100);
-        assert_eq!(sb.pipe(0, 1000, mss, 3), 700);
+        assert_eq!(sb.pipe(0, 1000, mss, 3, 0), 700);
         sb.on_rto();
-        assert_eq!(sb.pipe(0, 1000, mss, 3), 600);
+        assert_eq!(sb.pipe(0, 1000, mss, 3, 0), 600);
     }
 
     #[derive(Clone, Debug)]
@@ -494,9 +669,9 @@ mod tests {
                     prop_assert_eq!(sb.is_lost(s, mss, dt), m.is_lost(s, mss, dt), "is_lost({})", s);
                 }
                 for end in [nxt, nxt + extra] {
-                    prop_assert_eq!(sb.next_seg(una, nxt, end, mss, dt), m.next_seg(una, nxt, end, mss, dt));
+                    prop_assert_eq!(sb.next_seg(una, nxt, end, mss, dt, 0), m.next_seg(una, nxt, end, mss, dt));
                 }
-                prop_assert_eq!(sb.pipe(una, nxt, mss, dt), m.pipe(una, nxt, mss, dt));
+                prop_assert_eq!(sb.pipe(una, nxt, mss, dt, 0), m.pipe(una, nxt, mss, dt));
             }
         }
 

@@ -309,6 +309,11 @@ pub struct EndpointStats {
     pub retransmits: u64,
     pub rto: u64,
     pub fast_retransmits: u64,
+    /// Retransmissions found lost again (data sent after them was SACKed)
+    /// and sent once more without waiting for the RTO.
+    pub lost_retransmits: u64,
+    /// Tail loss probes sent (RFC 8985 §7): no ACK for two SRTTs.
+    pub tail_loss_probes: u64,
     pub cookies_sent: u64,
     pub cookies_accepted: u64,
     pub cookies_rejected: u64,

@@ -170,6 +170,13 @@ impl Link {
     }
 
     pub fn send(&mut self, now: Time, pkt: Vec<u8>) {
+        // An Ethernet path: the engines' default MSS (1460) fills it
+        // exactly, and options must come out of the payload.
+        assert!(
+            pkt.len() <= 1500,
+            "{}-byte IP packet over a 1500 MTU",
+            pkt.len()
+        );
         self.stats.sent += 1;
         let p = self.params;
         while matches!(self.backlog.front(), Some(&t) if t <= now) {
