@@ -138,7 +138,8 @@ pub struct TcpArgs {
     pub tcp_recv_buffer_kib: u32,
 
     /// Buffer memory all connections of one loop may hold together; when it
-    /// runs out, windows shrink and new data waits.
+    /// runs out, windows shrink and new data waits. Data waiting to be sent
+    /// may take three quarters of it; the rest is kept for received data.
     #[arg(long, default_value_t = 1024, value_name = "MIB",
           value_parser = clap::value_parser!(u32).range(1..=1048576))]
     pub tcp_memory_mib: u32,

@@ -356,13 +356,11 @@ fn memory_budget_one_way_transfers_complete_within_budget() {
     );
 }
 
-/// KNOWN ENGINE LIMITATION (not fixed): with a budget below what the send
-/// buffers alone can take, on both sides, each pool fills with send data
-/// waiting for ACKs of data the other side cannot store (no receive
-/// reservation per connection), and every connection times out. Linux
-/// avoids this with a per-socket minimum (tcp_rmem[0]) under pressure.
+/// A budget below what the send buffers alone can take, on both sides:
+/// without the pool's receive reserve each pool filled with send data
+/// waiting for ACKs of data the other side could not store, and every
+/// connection timed out.
 #[test]
-#[ignore = "engine deadlocks when send buffers exhaust the shared pool on both sides"]
 fn memory_budget_shared_by_many_connections() {
     // 64 connections with 64 KiB buffers each way would need 8 MiB; the
     // budget is 1 MiB. Transfers slow down but complete, and the gauge

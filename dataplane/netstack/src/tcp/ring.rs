@@ -89,6 +89,23 @@ impl ChunkPool {
     fn mask(&self) -> u64 {
         self.chunk_size as u64 - 1
     }
+    /// Bytes of the budget only receive rings may take: a quarter.
+    ///
+    /// Without it, when the send data of many connections fills the pools
+    /// at both ends of bidirectional transfers, neither end can store the
+    /// data whose ACK would free the other's: every connection stalls
+    /// until it times out. With it, received data always finds room, the
+    /// application reads it, its ACK releases send data at the peer. (Linux
+    /// keeps a per-socket minimum, tcp_rmem[0], under memory pressure.)
+    pub fn receive_reserve(&self) -> usize {
+        let r = self.max_bytes / 4;
+        r - r % self.chunk_size
+    }
+    /// Bytes send rings can still take (whole chunks, the receive reserve
+    /// left aside).
+    pub fn available_for_send(&self) -> usize {
+        self.available().saturating_sub(self.receive_reserve())
+    }
     /// A chunk, if the budget allows one more. Its contents are whatever
     /// the previous holder left unless `zeroed`.
     fn alloc(&mut self, zeroed: bool) -> Option<Chunk> {
@@ -154,6 +171,9 @@ impl SendRing {
             let idx = (rel >> pool.shift) as usize;
             let at = (rel & pool.mask()) as usize;
             if idx >= self.chunks.len() {
+                if pool.available_for_send() < cs {
+                    break;
+                }
                 match pool.alloc(false) {
                     Some(c) => self.chunks.push_back(c),
                     None => break,
@@ -551,6 +571,18 @@ mod tests {
     }
 
     #[test]
+    fn send_rings_leave_a_quarter_of_the_budget_to_receive_rings() {
+        let mut p = ChunkPool::new(16, 128); // 8 chunks, 2 reserved
+        assert_eq!(p.receive_reserve(), 32);
+        let mut s = SendRing::new(1000);
+        assert_eq!(s.write(&mut p, &[1; 200]), 96);
+        assert_eq!((p.available(), p.available_for_send()), (32, 0));
+        let mut r = RecvRing::new(1000);
+        assert_eq!(r.write_at(&mut p, 0, &[2; 40]), 32);
+        assert_eq!(p.available(), 0);
+    }
+
+    #[test]
     fn recv_in_order() {
         let mut p = ChunkPool::new(8, 1 << 20);
         let mut r = RecvRing::new(20);
@@ -703,7 +735,8 @@ mod tests {
                                 let end = stream.len() as u64 + w as u64;
                                 prop_assert!(
                                     r.free_space() == 0
-                                        || (p.available() < p.chunk_size() && end.is_multiple_of(cs))
+                                        || (p.available_for_send() < p.chunk_size()
+                                            && end.is_multiple_of(cs))
                                 );
                             }
                             stream.extend_from_slice(&data[..w]);
