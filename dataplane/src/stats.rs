@@ -120,6 +120,8 @@ counters! {
     tcp_lost_retransmits,
     /// TCP: tail loss probes (no ACK for two smoothed RTTs).
     tcp_tail_loss_probes,
+    /// TCP: out-of-window pure ACKs left unanswered (rate limit).
+    tcp_oow_acks_suppressed,
     /// TCP: SYN-ACKs carrying a SYN cookie.
     tcp_cookies_sent,
     /// TCP: connections rebuilt from a valid cookie.

@@ -521,6 +521,7 @@ impl TcpService {
         c.tcp_fast_retransmits = s.fast_retransmits;
         c.tcp_lost_retransmits = s.lost_retransmits;
         c.tcp_tail_loss_probes = s.tail_loss_probes;
+        c.tcp_oow_acks_suppressed = s.oow_acks_suppressed;
         c.tcp_cookies_sent = s.cookies_sent;
         c.tcp_cookies_accepted = s.cookies_accepted;
         c.tcp_challenge_acks = s.challenge_acks_sent;

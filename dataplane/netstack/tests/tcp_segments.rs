@@ -333,6 +333,32 @@ fn out_of_window_data_is_answered_with_an_ack_and_dropped() {
 }
 
 #[test]
+fn out_of_window_pure_acks_are_answered_at_most_every_500_ms() {
+    let mut s = server(EndpointConfig::default());
+    let (_, iss) = accept_plain(&mut s);
+    let far = PISS + 1 + 1_000_000;
+    // A flood of out-of-window pure ACKs gets one answer ...
+    s.send(Seg::new(ACK, far, iss + 1));
+    let a = s.out1();
+    assert_eq!((a.flags, a.seq.0, a.ack.0), (ACK, iss + 1, PISS + 1));
+    for _ in 0..10 {
+        s.send(Seg::new(ACK, far, iss + 1));
+        s.assert_silent();
+    }
+    assert_eq!(s.ep.stats().oow_acks_suppressed, 10);
+    // ... while out-of-window data is always answered ...
+    s.send(Seg::new(PSHACK, far, iss + 1).data(&[1; 10]));
+    assert_eq!(s.out1().ack.0, PISS + 1);
+    // ... and after 500 ms a pure ACK is answered again.
+    s.advance(Duration::from_millis(499));
+    s.send(Seg::new(ACK, far, iss + 1));
+    s.assert_silent();
+    s.advance(Duration::from_millis(1));
+    s.send(Seg::new(ACK, far, iss + 1));
+    assert_eq!(s.out1().ack.0, PISS + 1);
+}
+
+#[test]
 fn paws_drops_old_timestamp_and_acks() {
     let cfg = EndpointConfig {
         sack: false,

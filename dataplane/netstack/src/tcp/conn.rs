@@ -30,6 +30,9 @@ pub const DUPTHRESH: u32 = 3;
 const REXMIT_RECORDS: usize = 32;
 /// RFC 8985 §7.2 WCDelAckT: a lone segment's ACK may be delayed this long.
 const TLP_DELAYED_ACK_ALLOWANCE: Duration = Duration::from_millis(200);
+/// Out-of-window pure ACKs are answered at most this often per connection
+/// (Linux: tcp_invalid_ratelimit), so a flood of them is not reflected.
+const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 /// Floor of the probe timeout: on a LAN 2·SRTT is microseconds, less than
 /// a peer's batching and scheduling delays (Linux adds 2 jiffies).
 const TLP_MIN: Duration = Duration::from_millis(2);
@@ -192,6 +195,8 @@ pub struct Conn {
     persist_backoff: u32,
     /// Zero-window probes sent since the last acceptable ACK.
     probes_unanswered: u32,
+    /// When we last answered an unacceptable zero-length segment.
+    last_oow_ack: Option<Time>,
     ka_probes: u32,
     syn_retries: u32,
 
@@ -281,6 +286,7 @@ impl Conn {
             fw2_at: None,
             persist_backoff: 0,
             probes_unanswered: 0,
+            last_oow_ack: None,
             ka_probes: 0,
             syn_retries: 0,
             ack_now: false,
@@ -1043,6 +1049,18 @@ impl Conn {
         if !acceptable && !ack_only {
             if seg_len > 0 && seg.seq.distance(rcv_nxt) < 0 {
                 ctx.stats.dup_segments += 1;
+            }
+            if seg_len == 0 {
+                // Answered, but rate-limited: a segment carrying data is
+                // always answered (the peer may have missed our ACK).
+                if self
+                    .last_oow_ack
+                    .is_some_and(|t| now.saturating_since(t) < OOW_ACK_INTERVAL)
+                {
+                    ctx.stats.oow_acks_suppressed += 1;
+                    return;
+                }
+                self.last_oow_ack = Some(now);
             }
             self.ack_now = true;
             return;

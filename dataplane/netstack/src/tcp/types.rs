@@ -322,6 +322,8 @@ pub struct EndpointStats {
     pub rst_in: u64,
     pub rst_out: u64,
     pub rst_suppressed: u64,
+    /// Out-of-window pure ACKs left unanswered by the rate limit.
+    pub oow_acks_suppressed: u64,
     pub paws_drops: u64,
     pub bad_acks: u64,
     pub ooo_segments: u64,
