@@ -12,12 +12,14 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-/// (source, object name): the programs, and a foreign one for the attach tests.
+/// (source, object name): the programs, and for the attach tests a foreign
+/// one and the topology's placeholder.
 const PROGRAMS: &[(&str, &str)] = &[
     ("src/bpf/gateway.bpf.c", "gateway"),
     ("src/bpf/reflector.bpf.c", "reflector"),
     ("src/bpf/chaos.bpf.c", "chaos"),
     ("tests/bpf/foreign_pass.bpf.c", "foreign_pass"),
+    ("tests/bpf/sluice_peer.bpf.c", "sluice_peer"),
 ];
 const HEADERS: &[&str] = &[
     "include/sluice_abi.h",

@@ -267,6 +267,9 @@ pub struct Chaos {
     xdp: Option<XdpLink>,
     tcx: Option<TcxLink>,
     lock: Option<InterfaceLock>,
+    /// The topology's XDP_PASS placeholder this replaced, put back on
+    /// teardown (without it XDP_TX toward this interface stops arriving).
+    placeholder: Option<system::DisplacedPlaceholder>,
 }
 
 /// What attaching inside the target namespace produced.
@@ -275,6 +278,7 @@ struct Attached {
     xdp: XdpLink,
     tcx: Option<TcxLink>,
     lock: InterfaceLock,
+    placeholder: Option<system::DisplacedPlaceholder>,
 }
 
 impl Chaos {
@@ -312,6 +316,7 @@ impl Chaos {
             xdp: Some(attached.xdp),
             tcx: attached.tcx,
             lock: Some(attached.lock),
+            placeholder: attached.placeholder,
         })
     }
 
@@ -367,6 +372,21 @@ impl Chaos {
                 first.get_or_insert(e);
             });
         }
+        if let Some(p) = self.placeholder.take() {
+            // Netlink attaches by ifindex: from inside the namespace.
+            let ifindex = self.ifindex;
+            let restored = match &self.netns {
+                None => p.restore(ifindex),
+                Some(ns) => in_netns(ns, || p.restore(ifindex)).and_then(|r| r),
+            };
+            match restored {
+                Ok(()) => tracing::info!("XDP_PASS placeholder restored on {}", self.iface),
+                Err(e) => {
+                    tracing::error!("restoring the XDP_PASS placeholder: {e}");
+                    first.get_or_insert(e);
+                }
+            }
+        }
         self.lock.take();
         first.map_or(Ok(()), Err)
     }
@@ -420,9 +440,16 @@ fn attach_here(program: &ChaosProgram, name: &str, opts: &ChaosOptions) -> Resul
         mac: [0; 6],
         rx_queues: 1,
     };
-    system::clear_stale_xdp(program.prog_fd(), &iface)?;
-    let xdp = XdpLink::attach(program.prog_fd(), ifindex, opts.mode)
-        .map_err(|e| attach_error(name, opts.mode, e))?;
+    let placeholder = system::clear_stale_xdp(program.prog_fd(), &iface)?;
+    let xdp = match XdpLink::attach(program.prog_fd(), ifindex, opts.mode) {
+        Ok(x) => x,
+        Err(e) => {
+            if let Some(p) = &placeholder {
+                let _ = p.restore(ifindex);
+            }
+            return Err(attach_error(name, opts.mode, e));
+        }
+    };
     let tcx = if opts.dup_hook {
         Some(
             TcxLink::attach(program.tc_prog_fd(), ifindex, TcxDirection::Egress).map_err(|e| {
@@ -440,6 +467,7 @@ fn attach_here(program: &ChaosProgram, name: &str, opts: &ChaosOptions) -> Resul
         xdp,
         tcx,
         lock,
+        placeholder,
     })
 }
 

@@ -415,10 +415,32 @@ pub fn attached_programs(
     Ok(found)
 }
 
+/// The topology's XDP_PASS placeholder, detached to make room for one of our
+/// programs: [`DisplacedPlaceholder::restore`] puts it back (from inside the
+/// interface's network namespace).
+#[derive(Debug)]
+pub struct DisplacedPlaceholder {
+    fd: std::os::fd::OwnedFd,
+    mode: XdpAttachKind,
+}
+
+impl DisplacedPlaceholder {
+    pub fn restore(&self, ifindex: u32) -> Result<()> {
+        Xdp::new(self.fd.as_fd())
+            .attach(ifindex as i32, self.mode.flags())
+            .map_err(|e| BpfError::libbpf("re-attaching the XDP_PASS placeholder", e))
+    }
+}
+
 /// Clears the way for attaching: a sluice program attached through netlink
 /// (left by an older or crashed tool) is detached with a warning; a sluice
-/// program held by a live link, or any foreign program, is an error.
-pub fn clear_stale_xdp(any_prog: std::os::fd::BorrowedFd<'_>, iface: &Interface) -> Result<()> {
+/// program held by a live link, or any foreign program, is an error. The
+/// topology's placeholder is detached and returned, to be restored.
+pub fn clear_stale_xdp(
+    any_prog: std::os::fd::BorrowedFd<'_>,
+    iface: &Interface,
+) -> Result<Option<DisplacedPlaceholder>> {
+    let mut displaced = None;
     for p in attached_programs(any_prog.as_fd(), iface.index)? {
         let ours = OUR_PROGRAMS.contains(&p.name.as_str());
         if p.name == PEER_PLACEHOLDER_PROG && !p.via_link {
@@ -427,6 +449,11 @@ pub fn clear_stale_xdp(any_prog: std::os::fd::BorrowedFd<'_>, iface: &Interface)
                 p.prog_id,
                 iface.name
             );
+            // A reference taken before detaching keeps the program alive,
+            // so whoever replaced it can put it back.
+            displaced = libbpf_rs::Program::fd_from_id(p.prog_id)
+                .ok()
+                .map(|fd| DisplacedPlaceholder { fd, mode: p.mode });
             Xdp::new(any_prog)
                 .detach(iface.index as i32, p.mode.flags())
                 .map_err(|e| {
@@ -467,5 +494,5 @@ pub fn clear_stale_xdp(any_prog: std::os::fd::BorrowedFd<'_>, iface: &Interface)
             });
         }
     }
-    Ok(())
+    Ok(displaced)
 }

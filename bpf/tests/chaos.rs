@@ -410,6 +410,45 @@ fn nothing_stays_attached_after_drop_or_panic() {
 }
 
 #[test]
+fn the_topology_placeholder_is_put_back_after_chaos() {
+    const PLACEHOLDER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sluice_peer.bpf.o"));
+    let p = Pair::new("peer");
+    let path = std::env::temp_dir().join(format!("chx-peer-{}.bpf.o", std::process::id()));
+    std::fs::write(&path, PLACEHOLDER).unwrap();
+    let attach = sh(&[
+        "ip",
+        "-n",
+        &p.b,
+        "link",
+        "set",
+        "dev",
+        B_IF,
+        "xdpdrv",
+        "obj",
+        path.to_str().unwrap(),
+        "sec",
+        "xdp",
+    ]);
+    let _ = std::fs::remove_file(&path);
+    drop(attach);
+    let show = || sh(&["ip", "-n", &p.b, "-d", "link", "show", "dev", B_IF]);
+    assert!(show().contains("sluice_peer"), "{}", show());
+    let chaos = p.chaos(&p.b, B_IF, &all_ip_to_b());
+    let ip = show();
+    assert!(
+        ip.contains("sluice_chaos") && !ip.contains("sluice_peer"),
+        "{ip}"
+    );
+    drop(chaos);
+    // Back as it was: the placeholder in native mode, through netlink.
+    let ip = show();
+    assert!(
+        ip.contains("sluice_peer") && !ip.contains("xdpgeneric") && !ip.contains("sluice_chaos"),
+        "{ip}"
+    );
+}
+
+#[test]
 fn unknown_interface_and_namespace_are_named() {
     common::require_root();
     let e = Chaos::attach("chx-nope0", &ChaosConfig::default())
