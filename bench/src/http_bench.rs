@@ -12,6 +12,10 @@
 //!   memory and the kernel's slab are read before and after. The clients'
 //!   kernel sockets are in the slab in both modes, so the difference between
 //!   the modes is the server side.
+//! - `bulk`: one large download through curl at each `--loss` rate, the
+//!   loss made by the chaos XDP program on the generator's interface (it
+//!   drops the server's segments): loss recovery, the server's TCP against
+//!   the kernel's.
 //!
 //! CPU is read as in `run echo` (see [`crate::cpu`]): the server core's
 //! user/system/softirq time, and the server process's own user/system time.
@@ -56,9 +60,16 @@ pub struct HttpBenchArgs {
     /// Response body size: the path is /bytes/N on both servers.
     #[arg(long, default_value_t = 64)]
     pub body: u64,
-    /// Workloads: keepalive, churn, idle.
+    /// Workloads: keepalive, churn, idle, bulk.
     #[arg(long, value_delimiter = ',', default_value = "keepalive,churn,idle")]
     pub workloads: Vec<String>,
+    /// `bulk`: megabytes (10^6 bytes) per download.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub bulk_mb: u64,
+    /// `bulk`: percentages of the server's packets dropped on their way to
+    /// the client, one download each.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,5")]
+    pub loss: Vec<f64>,
     /// Servers to compare: nginx (kernel TCP), sluice.
     #[arg(long, value_delimiter = ',', default_value = "nginx,sluice")]
     pub modes: Vec<String>,
@@ -99,6 +110,12 @@ pub struct HttpMeasurement {
     pub idle_connections: u32,
     pub rss_bytes_per_conn: f64,
     pub slab_bytes_per_conn: f64,
+    /// `bulk` only: the loss applied, the download's wall time and rate,
+    /// and the packets the chaos program dropped.
+    pub loss_percent: f64,
+    pub bulk_seconds: f64,
+    pub bulk_mbytes_per_s: f64,
+    pub chaos_dropped: u64,
 }
 
 /// Latency percentiles and totals from wrk's `--latency` output.
@@ -386,6 +403,96 @@ fn measure_wrk(
     })
 }
 
+/// One download of `--bulk-mb` through curl (pinned to the generator core)
+/// with `loss` percent of the server's packets dropped by the chaos XDP
+/// program on the generator's interface.
+fn measure_bulk(
+    a: &HttpBenchArgs,
+    topo: &Topology,
+    server: &Server,
+    loss: f64,
+) -> Result<HttpMeasurement> {
+    use sluice_bpf::{ppm_from_percent, Chaos, ChaosConfig, ChaosCounter, ChaosOptions, XdpMode};
+    let bytes = a.bulk_mb * 1_000_000;
+    let chaos = if loss > 0.0 {
+        let cfg = ChaosConfig {
+            drop_ppm: ppm_from_percent(loss)?,
+            port: Some(target_addr(&server.mode).port()),
+            ..ChaosConfig::default()
+        };
+        let opts = ChaosOptions {
+            mode: XdpMode::Native,
+            dup_hook: false,
+            netns: Some(topo.rgen_ns()),
+        };
+        Some(Chaos::attach_with(ifname::RGEN, &cfg, &opts).context("attaching chaos to rgen0")?)
+    } else {
+        None
+    };
+    let url = target_url(&server.mode, bytes);
+    let mut curl = netns::command(&topo.rgen_ns(), "taskset");
+    curl.args(["-c", &a.gen_core.to_string(), "curl", "-sS", "--fail"])
+        .args([
+            "--max-time",
+            "600",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+        ])
+        .arg(&url);
+    let cores0 = read_cores()?;
+    let (pu0, ps0) = cpu::process_times(server.pid)?;
+    let started = Instant::now();
+    let out = curl.output().context("running curl")?;
+    let secs = started.elapsed().as_secs_f64();
+    let (pu1, ps1) = cpu::process_times(server.pid)?;
+    let cores1 = read_cores()?;
+    let dropped = match &chaos {
+        Some(c) => c.counters()?.packets(ChaosCounter::Dropped),
+        None => 0,
+    };
+    drop(chaos);
+    if !out.status.success() {
+        bail!(
+            "curl {url} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let got: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    if got != bytes {
+        bail!("curl {url}: {got} bytes, expected {bytes}");
+    }
+    let dut_core = cores1[a.dut_core].delta(&cores0[a.dut_core]);
+    let gen_core = cores1[a.gen_core].delta(&cores0[a.gen_core]);
+    let hz = ticks_per_sec();
+    Ok(HttpMeasurement {
+        mode: server.mode.clone(),
+        workload: format!("bulk {loss}%"),
+        requests: 1,
+        req_per_s: 1.0 / secs,
+        dut_core_us_per_req: dut_core.busy() as f64 / hz * 1e6,
+        dut_core_pct: if dut_core.total() > 0 {
+            dut_core.busy() as f64 * 100.0 / dut_core.total() as f64
+        } else {
+            0.0
+        },
+        proc_user_us_per_req: (pu1 - pu0) * 1e6,
+        proc_sys_us_per_req: (ps1 - ps0) * 1e6,
+        dut_core,
+        gen_core,
+        loss_percent: loss,
+        bulk_seconds: secs,
+        bulk_mbytes_per_s: bytes as f64 / 1e6 / secs,
+        chaos_dropped: dropped,
+        ..Default::default()
+    })
+}
+
 /// Open `n` connections from the generator namespace and hold them while
 /// the server's RSS and the kernel's slab are read.
 fn measure_idle(a: &HttpBenchArgs, topo: &Topology, server: &Server) -> Result<HttpMeasurement> {
@@ -463,9 +570,16 @@ pub fn run(a: &HttpBenchArgs) -> Result<Vec<HttpMeasurement>> {
         bail!("this machine has {ncpu} CPUs");
     }
     for w in &a.workloads {
-        if !["keepalive", "churn", "idle"].contains(&w.as_str()) {
-            bail!("unknown workload {w:?} (keepalive, churn, idle)");
+        if !["keepalive", "churn", "idle", "bulk"].contains(&w.as_str()) {
+            bail!("unknown workload {w:?} (keepalive, churn, idle, bulk)");
         }
+    }
+    for &l in &a.loss {
+        sluice_bpf::ppm_from_percent(l).context("--loss")?;
+    }
+    let bulk = a.workloads.iter().any(|w| w == "bulk");
+    if bulk && Command::new("curl").arg("--version").output().is_err() {
+        bail!("curl is missing: scripts/install-deps.sh installs it");
     }
     let sh = Shell::default();
     if Command::new("wrk").arg("--version").output().is_err() {
@@ -485,6 +599,10 @@ pub fn run(a: &HttpBenchArgs) -> Result<Vec<HttpMeasurement>> {
     let work = std::env::temp_dir().join(format!("sluice-http-bench-{}", std::process::id()));
     fs::create_dir_all(work.join("www/bytes"))?;
     fs::write(work.join(format!("www/bytes/{}", a.body)), pattern(a.body))?;
+    if bulk {
+        let n = a.bulk_mb * 1_000_000;
+        fs::write(work.join(format!("www/bytes/{n}")), pattern(n))?;
+    }
 
     let topo = Topology::new(&a.prefix, 1)?;
     let existed = topo.existing_namespaces()?.len() == topo.namespaces().len();
@@ -493,15 +611,27 @@ pub fn run(a: &HttpBenchArgs) -> Result<Vec<HttpMeasurement>> {
     }
     let result = (|| {
         let mut all = Vec::new();
-        for workload in &a.workloads {
+        // `bulk` runs once per loss rate.
+        let runs: Vec<(&str, f64)> = a
+            .workloads
+            .iter()
+            .flat_map(|w| {
+                if w == "bulk" {
+                    a.loss.iter().map(|&l| ("bulk", l)).collect()
+                } else {
+                    vec![(w.as_str(), 0.0)]
+                }
+            })
+            .collect();
+        for (workload, loss) in runs {
             for mode in &a.modes {
                 let mut reps = Vec::new();
                 for _ in 0..a.repeat.max(1) {
                     let server = Server::start(a, &topo, mode, &bin_dir, &work)?;
-                    let m = if workload == "idle" {
-                        measure_idle(a, &topo, &server)
-                    } else {
-                        measure_wrk(a, &topo, &server, workload)
+                    let m = match workload {
+                        "idle" => measure_idle(a, &topo, &server),
+                        "bulk" => measure_bulk(a, &topo, &server, loss),
+                        _ => measure_wrk(a, &topo, &server, workload),
                     };
                     let stopped = server.stop();
                     let m = m?;
@@ -509,6 +639,14 @@ pub fn run(a: &HttpBenchArgs) -> Result<Vec<HttpMeasurement>> {
                     reps.push(m);
                 }
                 let m = median_by(&mut reps, |m| m.req_per_s + m.rss_bytes_per_conn);
+                if workload == "bulk" {
+                    eprintln!(
+                        "{mode:>6} bulk {loss:>4}%: {:>7.2} s  {:>8.1} MB/s  core {:>5.1}%  chaos dropped {}",
+                        m.bulk_seconds, m.bulk_mbytes_per_s, m.dut_core_pct, m.chaos_dropped
+                    );
+                    all.push(m);
+                    continue;
+                }
                 eprintln!(
                     "{mode:>6} {workload:>9}: {:>9.0} req/s  core {:>5.1}%  {:>6.1} us/req on the server core  p99 {:>8.1} us  idle {:>7.0} B/conn rss + {:>6.0} B/conn slab",
                     m.req_per_s, m.dut_core_pct, m.dut_core_us_per_req, m.latency_p99_us,
@@ -545,7 +683,10 @@ pub fn markdown(ms: &[HttpMeasurement]) -> String {
         "| workload | server | req/s | errors | server core % | server-core us/req | process user us/req | process sys us/req | path us/req | p50 us | p90 us | p99 us | req/s vs nginx | core us/req vs nginx |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    for m in ms.iter().filter(|m| m.workload != "idle") {
+    for m in ms
+        .iter()
+        .filter(|m| m.workload != "idle" && !m.workload.starts_with("bulk"))
+    {
         out.push_str(&format!(
             "| {} | {} | {:.0} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {} | {} |\n",
             m.workload,
@@ -563,6 +704,29 @@ pub fn markdown(ms: &[HttpMeasurement]) -> String {
             ratio(m, |x| x.req_per_s),
             ratio(m, |x| x.dut_core_us_per_req),
         ));
+    }
+    let bulk: Vec<_> = ms
+        .iter()
+        .filter(|m| m.workload.starts_with("bulk"))
+        .collect();
+    if !bulk.is_empty() {
+        out.push_str(
+            "\n| download | loss | server | seconds | MB/s | chaos dropped | server core % | server-core s | MB/s vs nginx |\n|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for m in bulk {
+            out.push_str(&format!(
+                "| {:.0} MB | {}% | {} | {:.2} | {:.1} | {} | {:.1} | {:.2} | {} |\n",
+                m.bulk_mbytes_per_s * m.bulk_seconds,
+                m.loss_percent,
+                m.mode,
+                m.bulk_seconds,
+                m.bulk_mbytes_per_s,
+                m.chaos_dropped,
+                m.dut_core_pct,
+                m.dut_core_us_per_req / 1e6,
+                ratio(m, |x| x.bulk_mbytes_per_s),
+            ));
+        }
     }
     let idle: Vec<_> = ms.iter().filter(|m| m.workload == "idle").collect();
     if !idle.is_empty() {
@@ -605,6 +769,32 @@ Transfer/sec:     12.00MB
 ";
 
     #[test]
+    fn bulk_rows_get_their_own_table_with_ratios_per_loss_rate() {
+        let row = |mode: &str, loss: f64, mbps: f64| HttpMeasurement {
+            mode: mode.into(),
+            workload: format!("bulk {loss}%"),
+            loss_percent: loss,
+            bulk_seconds: 100.0 / mbps,
+            bulk_mbytes_per_s: mbps,
+            ..Default::default()
+        };
+        let md = markdown(&[
+            row("nginx", 1.0, 400.0),
+            row("sluice", 1.0, 200.0),
+            row("nginx", 5.0, 100.0),
+            row("sluice", 5.0, 100.0),
+        ]);
+        assert!(
+            md.contains("| 100 MB | 1% | sluice | 0.50 | 200.0 |"),
+            "{md}"
+        );
+        assert!(md.contains("| 0.50x |"), "{md}");
+        assert!(md.contains("| 5% | sluice | 1.00 | 100.0 |"), "{md}");
+        // Not in the request table.
+        assert!(!md.contains("| bulk"), "{md}");
+    }
+
+    #[test]
     fn wrk_output_parses() {
         let r = parse_wrk(WRK).unwrap();
         assert_eq!(
@@ -632,6 +822,8 @@ Transfer/sec:     12.00MB
             connections: 1,
             body: 64,
             workloads: vec![],
+            bulk_mb: 1,
+            loss: vec![],
             modes: vec![],
             idle_connections: 1,
             repeat: 1,
