@@ -238,6 +238,16 @@ fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbo
     }
     let (mailboxes, postman) =
         handoff::channels(nloops, MAILBOX_CAPACITY).context("creating the handoff mailboxes")?;
+    let mtu = interface_mtu(&args.iface);
+    let mss_fits = usize::from(t.tcp_mss) + 40 <= mtu;
+    if !mss_fits {
+        warn!(
+            mtu,
+            "--tcp-mss {} does not fit the MTU of {} with IPv4 and TCP headers: segments are cut to the MTU",
+            t.tcp_mss,
+            args.iface
+        );
+    }
     let http_config = sluice_http::ServerConfig::default();
     set_http_date(&http_config);
     Ok((
@@ -252,9 +262,25 @@ fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbo
             clock: Clock::new(),
             directory: Arc::new(Directory::default()),
             postman,
+            mtu,
         }),
         mailboxes,
     ))
+}
+
+/// The interface's MTU from sysfs (this process's network namespace);
+/// Ethernet's 1500 if it cannot be read.
+fn interface_mtu(iface: &str) -> usize {
+    match std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu"))
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+    {
+        Some(m) if m >= 576 => m,
+        _ => {
+            warn!("cannot read the MTU of {iface}; assuming 1500");
+            1500
+        }
+    }
 }
 
 /// A flag in seconds where 0 means "never".

@@ -81,6 +81,9 @@ pub struct TcpSetup {
     pub directory: Arc<Directory>,
     pub postman: Postman,
     pub timeouts: HttpTimeouts,
+    /// The interface's MTU: no IP packet the engine builds is longer,
+    /// whatever the MSS (the link would drop it without a word).
+    pub mtu: usize,
 }
 
 /// How long an HTTP connection may make no progress (None: forever).
@@ -130,6 +133,7 @@ pub struct TcpService {
     mailbox: Mailbox,
     http_stats: sluice_http::Stats,
     timeouts: HttpTimeouts,
+    mtu: usize,
     next_sweep: Time,
     http_timeouts: u64,
     /// Scratch for the sweep (kept to avoid an allocation a second).
@@ -173,6 +177,7 @@ impl TcpService {
             mailbox,
             http_stats: Default::default(),
             timeouts: setup.timeouts,
+            mtu: setup.mtu,
             next_sweep: setup.clock.now() + SWEEP_PERIOD,
             http_timeouts: 0,
             expired: Vec::new(),
@@ -486,11 +491,13 @@ impl TcpService {
     pub fn transmit(&mut self, now: Time, xsk: &mut Xsk, c: &mut Counters) -> usize {
         let ep = &mut self.endpoint;
         let neigh = &self.neigh;
+        let mtu = self.mtu;
         let mut no_neighbour = 0u64;
         let queued = xsk.transmit(TX_BUDGET, |frame| {
             let buf = frame.buffer_mut();
+            let ip_end = (ETH_HEADER + mtu).min(buf.len());
             loop {
-                let Some(t) = ep.poll_transmit(now, &mut buf[ETH_HEADER..]) else {
+                let Some(t) = ep.poll_transmit(now, &mut buf[ETH_HEADER..ip_end]) else {
                     return false;
                 };
                 let framed = neigh

@@ -608,6 +608,40 @@ fn hundred_megabytes_each_way_at_loss(tag: &str, rates: &[f64]) {
     std::fs::remove_file(&upload).unwrap();
 }
 
+/// A client on a 9000-byte MTU announces an MSS of 8960; with `--tcp-mss
+/// 4000` we would send 4000-byte segments, but gw0's MTU is 1500: the
+/// segments must be cut to it (the veth drops longer frames silently,
+/// counted only as TX dropped on gw0).
+#[test]
+fn segments_fit_the_interface_mtu_whatever_the_mss() {
+    const SIZE: u64 = 2_000_000;
+    let topo = Topo::up("mtu", 1);
+    let client = topo.client();
+    let br = topo.topo.bridge_ns();
+    sh_in(
+        &client,
+        &format!("ip link set dev {} mtu 9000", ifname::CLIENT),
+    );
+    sh_in(
+        &br,
+        &format!("ip link set dev {} mtu 9000", ifname::BR_CLIENT),
+    );
+    let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 1, &["--tcp-mss", "4000"]));
+    let got = sh_in(
+        &client,
+        &format!("curl -sS --fail --max-time 60 http://198.18.0.100/bytes/{SIZE} | sha256sum"),
+    );
+    assert!(got.starts_with(&hex(&pattern_sha256(SIZE))), "{got}");
+    let fin = stop_clean(&mut dp);
+    assert_eq!(u(&fin["total"]["http_2xx"]), 1, "{fin}");
+    // Nothing was dropped on the way out of gw0.
+    let stats = sh_in(
+        &topo.gw(),
+        &format!("cat /sys/class/net/{}/statistics/tx_dropped", ifname::GW),
+    );
+    assert_eq!(stats.trim(), "0", "gw0 dropped frames on transmit");
+}
+
 #[test]
 fn hundred_megabytes_each_way_at_zero_and_one_percent_loss() {
     hundred_megabytes_each_way_at_loss("loss01", &[0.0, 1.0]);
