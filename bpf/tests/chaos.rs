@@ -415,7 +415,7 @@ fn the_topology_placeholder_is_put_back_after_chaos() {
     let p = Pair::new("peer");
     let path = std::env::temp_dir().join(format!("chx-peer-{}.bpf.o", std::process::id()));
     std::fs::write(&path, PLACEHOLDER).unwrap();
-    let attach = sh(&[
+    sh(&[
         "ip",
         "-n",
         &p.b,
@@ -430,7 +430,6 @@ fn the_topology_placeholder_is_put_back_after_chaos() {
         "xdp",
     ]);
     let _ = std::fs::remove_file(&path);
-    drop(attach);
     let show = || sh(&["ip", "-n", &p.b, "-d", "link", "show", "dev", B_IF]);
     assert!(show().contains("sluice_peer"), "{}", show());
     let chaos = p.chaos(&p.b, B_IF, &all_ip_to_b());

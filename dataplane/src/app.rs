@@ -239,8 +239,7 @@ fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbo
     let (mailboxes, postman) =
         handoff::channels(nloops, MAILBOX_CAPACITY).context("creating the handoff mailboxes")?;
     let mtu = interface_mtu(&args.iface);
-    let mss_fits = usize::from(t.tcp_mss) + 40 <= mtu;
-    if !mss_fits {
+    if usize::from(t.tcp_mss) + 40 > mtu {
         warn!(
             mtu,
             "--tcp-mss {} does not fit the MTU of {} with IPv4 and TCP headers: segments are cut to the MTU",

@@ -765,19 +765,29 @@ fn out_of_order_data_is_acked_at_once_with_sack_blocks_most_recent_first() {
     assert!(s.ep.stats().ooo_segments >= 2);
 }
 
-#[test]
-fn sack_from_peer_drives_retransmission_of_the_hole_only() {
-    let cfg = EndpointConfig {
+fn no_ts() -> EndpointConfig {
+    EndpointConfig {
         timestamps: false,
         ..EndpointConfig::default()
-    };
-    let mut s = server(cfg);
+    }
+}
+
+/// A passive handshake with a peer offering SACK and MSS 1000 (no
+/// timestamps); returns the connection and the engine's ISS.
+fn accept_sack(s: &mut Scripted) -> (ConnId, u32) {
     let syn = TcpOptions {
         mss: Some(1000),
         sack_permitted: true,
         ..TcpOptions::default()
     };
-    let (id, iss, _) = accept_with(&mut s, syn, TcpOptions::default());
+    let (id, iss, _) = accept_with(s, syn, TcpOptions::default());
+    (id, iss)
+}
+
+#[test]
+fn sack_from_peer_drives_retransmission_of_the_hole_only() {
+    let mut s = server(no_ts());
+    let (id, iss) = accept_sack(&mut s);
     assert_eq!(s.ep.write(id, &[5u8; 5000]), Ok(5000));
     let segs = s.out();
     assert_eq!(segs.len(), 5);
@@ -798,25 +808,13 @@ fn sack_from_peer_drives_retransmission_of_the_hole_only() {
 /// and acknowledged. The handshake's RTT is the minimum, 5 ms, so RACK's
 /// reordering window is 1.25 ms.
 fn accept_sack_with_rtt(s: &mut Scripted) -> (ConnId, u32) {
-    let syn = TcpOptions {
-        mss: Some(1000),
-        sack_permitted: true,
-        ..TcpOptions::default()
-    };
-    let (id, iss, _) = accept_with(s, syn, TcpOptions::default());
+    let (id, iss) = accept_sack(s);
     assert_eq!(s.ep.write(id, &[1u8; 1000]), Ok(1000));
     s.out1();
     s.advance(Duration::from_millis(10));
     s.send(Seg::new(ACK, PISS + 1, iss + 1001));
     s.assert_silent();
     (id, iss)
-}
-
-fn no_ts() -> EndpointConfig {
-    EndpointConfig {
-        timestamps: false,
-        ..EndpointConfig::default()
-    }
 }
 
 #[test]
@@ -923,12 +921,7 @@ fn a_tail_loss_probe_draws_the_sack_that_repairs_the_tail_before_the_rto() {
 #[test]
 fn after_an_rto_only_the_holes_are_sent_again() {
     let mut s = server(no_ts());
-    let syn = TcpOptions {
-        mss: Some(1000),
-        sack_permitted: true,
-        ..TcpOptions::default()
-    };
-    let (id, iss, _) = accept_with(&mut s, syn, TcpOptions::default());
+    let (id, iss) = accept_sack(&mut s);
     assert_eq!(s.ep.write(id, &[9u8; 5000]), Ok(5000));
     assert_eq!(s.out().len(), 5);
     let d = iss + 1;

@@ -1415,7 +1415,7 @@ impl Conn {
         let sb = &self.sb;
         self.rexmits.retain(|r| {
             let from = r.start.max(una);
-            let done = from >= r.end || sb.sacked_bytes_in(from, r.end) == r.end - from;
+            let done = from >= r.end || sb.sacked_in(from, r.end) == r.end - from;
             if done {
                 delivered = delivered.max(r.seq);
             }
@@ -1426,7 +1426,6 @@ impl Conn {
         let now = ctx.now;
         let min_rtt = self.rtt.min_rtt().unwrap_or(Duration::ZERO);
         let reo_wnd = min_rtt / 4;
-        let una = self.snd_una;
         let sb = &mut self.sb;
         let mut lost = 0;
         let mut wait = None;

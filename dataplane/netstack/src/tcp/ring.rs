@@ -24,6 +24,16 @@ use std::collections::VecDeque;
 
 type Chunk = Box<[u8]>;
 
+/// Which kind of ring a chunk is for: a send ring's chunk leaves the
+/// receive reserve alone and keeps its old contents (they are overwritten
+/// before being read); a receive ring's may use the whole budget and is
+/// zeroed (see [`RecvRing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holder {
+    Send,
+    Recv,
+}
+
 /// Chunks shared by every connection of one poll loop.
 #[derive(Debug)]
 pub struct ChunkPool {
@@ -106,16 +116,19 @@ impl ChunkPool {
     pub fn available_for_send(&self) -> usize {
         self.available().saturating_sub(self.receive_reserve())
     }
-    /// A chunk, if the budget allows one more. Its contents are whatever
-    /// the previous holder left unless `zeroed`.
-    fn alloc(&mut self, zeroed: bool) -> Option<Chunk> {
-        if self.available() < self.chunk_size {
+    /// A chunk for `holder`, if its share of the budget allows one more.
+    fn alloc(&mut self, holder: Holder) -> Option<Chunk> {
+        let room = match holder {
+            Holder::Send => self.available_for_send(),
+            Holder::Recv => self.available(),
+        };
+        if room < self.chunk_size {
             return None;
         }
         self.in_use += self.chunk_size;
         match self.free.pop() {
             Some(mut c) => {
-                if zeroed {
+                if holder == Holder::Recv {
                     c.fill(0);
                 }
                 Some(c)
@@ -171,10 +184,7 @@ impl SendRing {
             let idx = (rel >> pool.shift) as usize;
             let at = (rel & pool.mask()) as usize;
             if idx >= self.chunks.len() {
-                if pool.available_for_send() < cs {
-                    break;
-                }
-                match pool.alloc(false) {
+                match pool.alloc(Holder::Send) {
                     Some(c) => self.chunks.push_back(c),
                     None => break,
                 }
@@ -338,7 +348,7 @@ impl RecvRing {
             }
             let slot = &mut self.chunks[idx];
             if slot.is_none() {
-                match pool.alloc(true) {
+                match pool.alloc(Holder::Recv) {
                     Some(c) => *slot = Some(c),
                     None => break,
                 }
@@ -484,12 +494,12 @@ mod tests {
         assert_eq!(p.in_use(), 0);
         assert_eq!(ChunkPool::new(0, 10).chunk_size(), 1);
         let mut p = ChunkPool::new(64, 256);
-        let a = p.alloc(false).unwrap();
+        let a = p.alloc(Holder::Recv).unwrap();
         assert_eq!((p.in_use(), p.available()), (64, 192));
-        let b = p.alloc(false).unwrap();
-        let c = p.alloc(false).unwrap();
-        let d = p.alloc(false).unwrap();
-        assert!(p.alloc(false).is_none());
+        let b = p.alloc(Holder::Recv).unwrap();
+        let c = p.alloc(Holder::Recv).unwrap();
+        let d = p.alloc(Holder::Recv).unwrap();
+        assert!(p.alloc(Holder::Recv).is_none());
         assert_eq!(p.available(), 0);
         for x in [a, b, c, d] {
             p.release(x);

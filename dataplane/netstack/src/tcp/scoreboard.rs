@@ -133,12 +133,7 @@ impl Scoreboard {
     }
 
     /// SACKed bytes in `[a, b)`.
-    pub fn sacked_bytes_in(&self, a: u64, b: u64) -> u64 {
-        self.sacked_in(a, b)
-    }
-
-    /// SACKed bytes in `[a, b)`.
-    fn sacked_in(&self, a: u64, b: u64) -> u64 {
+    pub fn sacked_in(&self, a: u64, b: u64) -> u64 {
         self.ranges
             .iter()
             .map(|r| r.1.min(b).saturating_sub(r.0.max(a)))
