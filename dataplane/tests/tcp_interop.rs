@@ -257,6 +257,79 @@ fn thousand_concurrent_connections() {
     assert!(u(&fin["total"]["tcp_accepts"]) >= 1000, "{fin}");
 }
 
+/// Map CPU n to TX queue n on `iface` (XPS), so the queue a frame leaves on
+/// is the CPU that sent it.
+fn xps_one_queue_per_cpu(ns: &str, iface: &str, queues: u32) {
+    let script: String = (0..queues)
+        .map(|q| {
+            format!(
+                "echo {:x} > /sys/class/net/{iface}/queues/tx-{q}/xps_cpus;",
+                1u64 << q
+            )
+        })
+        .collect();
+    let out = netns::command(ns, "sh")
+        .args(["-ec", &script])
+        .output()
+        .expect("running sh");
+    assert!(
+        out.status.success(),
+        "setting XPS on {iface}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A flow that moves to another queue mid-connection (the peer rehashed,
+/// RSS moved it) stays one connection: the loop that does not own it hands
+/// its segments to the owner. XPS on the bridge port toward the gateway
+/// makes the gateway's RX queue the client's CPU (veth delivers TX queue n
+/// to RX queue n, and the bridge forwards on the sending CPU), so a client
+/// that migrates between CPUs moves its flow between the queues.
+#[test]
+fn a_flow_that_moves_between_queues_stays_one_connection() {
+    let topo = Topo::up("move", 2);
+    xps_one_queue_per_cpu(&topo.topo.bridge_ns(), ifname::BR_GW, 2);
+    let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 2, &[]));
+    let upload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 239) as u8).collect();
+    in_client(&topo, || {
+        for to in [vip4(), vip6()] {
+            let on_cpu = |n: usize| {
+                assert!(core_affinity::set_for_current(core_affinity::CoreId {
+                    id: n
+                }))
+            };
+            on_cpu(0);
+            let mut s = connect(to);
+            for i in 0..20 {
+                on_cpu(i % 2);
+                let r = get(&mut s, "/bytes/100000", false);
+                assert_eq!(
+                    (r.status, r.sha256),
+                    (200, pattern_sha256(100_000)),
+                    "request {i} to {to}"
+                );
+            }
+            on_cpu(1);
+            let r = post_echo(&mut s, &upload);
+            assert_eq!(r.sha256, sha256(&upload), "echo to {to}");
+            on_cpu(0);
+            assert_eq!(get(&mut s, "/health", true).status, 200);
+            expect_eof(&mut s);
+        }
+    });
+    wait_until_idle(&dp, Duration::from_secs(10));
+    let fin = stop_clean(&mut dp);
+    let t = &fin["total"];
+    assert_eq!(u(&t["tcp_accepts"]), 2, "one connection per family: {t}");
+    assert!(
+        u(&t["tcp_handoff_in"]) > 0,
+        "the flows never changed queues: {t}"
+    );
+    assert_eq!(u(&t["tcp_handoff_out"]), u(&t["tcp_handoff_in"]), "{t}");
+    assert_eq!(u(&t["tcp_handoff_overflow"]), 0, "{t}");
+    assert_eq!(u(&t["tcp_rst_out"]) + u(&t["tcp_rst_in"]), 0, "{t}");
+}
+
 /// A TCP socket in the current namespace with options set before connect().
 fn socket_with(to: SocketAddr, set: impl FnOnce(std::os::fd::BorrowedFd<'_>)) -> TcpStream {
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage};
