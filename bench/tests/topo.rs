@@ -9,7 +9,7 @@ use serde_json::Value;
 use sluice_bench::exec::Shell;
 use sluice_bench::netns;
 use sluice_bench::topology::{
-    addr, ifname, peer_xdp, Role, Topology, BRIDGE_PORTS, ENDPOINTS, XDP_PEERS,
+    addr, ifname, peer_xdp, rss, Role, Topology, BRIDGE_PORTS, ENDPOINTS, XDP_PEERS,
 };
 
 fn ip_json(ns: &str, args: &[&str]) -> Value {
@@ -114,6 +114,29 @@ fn check_topology(topo: &Topology, queues: u32) {
         assert_eq!(
             (x.mode.as_str(), x.prog_name.as_str()),
             ("drv", peer_xdp::PROG_NAME)
+        );
+    }
+    // RSS emulation on the peers' egress: the flow hash picks the queue.
+    for (role, name) in XDP_PEERS {
+        let filters = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &topo.ns(role),
+                "tc",
+                "filter",
+                "show",
+                "dev",
+                name,
+                "egress",
+            ])
+            .output()
+            .expect("running tc");
+        let filters = String::from_utf8_lossy(&filters.stdout);
+        assert_eq!(
+            filters.contains(rss::PROG_NAME),
+            queues > 1,
+            "{name}: RSS emulation with {queues} queues: {filters}"
         );
     }
     for (role, name) in [(Role::Gateway, ifname::GW), (Role::Rdut, ifname::RDUT)] {

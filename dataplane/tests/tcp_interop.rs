@@ -56,6 +56,23 @@ fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a counter: {v}"))
 }
 
+/// With more than one queue, every loop terminated connections: the
+/// topology spreads flows by hash (its RSS emulation), so a queue that
+/// accepted none would mean the multi-queue path went untested.
+fn every_queue_accepted(fin: &Value, queues: u32) {
+    let per_queue = fin["queues"].as_array().expect("per-queue counters");
+    assert_eq!(per_queue.len(), queues as usize, "{fin}");
+    if queues > 1 {
+        for q in per_queue {
+            assert!(
+                u(&q["tcp_accepts"]) > 0,
+                "queue {} accepted no connection: {q}",
+                q["queue"]
+            );
+        }
+    }
+}
+
 /// Run `f` on a thread inside the client namespace.
 fn in_client<T: Send>(topo: &Topo, f: impl FnOnce() -> T + Send) -> T {
     netns::run_in(&topo.client(), f).expect("entering the client namespace")
@@ -198,6 +215,7 @@ fn serve_http(queues: u32) {
     assert_eq!(u(&t["tcp_tx_no_neighbour"]), 0, "{t}");
     assert_eq!(u(&t["tcp_handoff_overflow"]), 0, "{t}");
     assert_eq!(u(&t["tcp_handoff_out"]), u(&t["tcp_handoff_in"]), "{t}");
+    every_queue_accepted(&fin, queues);
     let _ = live;
     assert!(!xdp_attached(&topo.gw(), ifname::GW));
 }
@@ -255,6 +273,7 @@ fn thousand_concurrent_connections() {
     wait_until_idle(&dp, Duration::from_secs(10));
     let fin = stop_clean(&mut dp);
     assert!(u(&fin["total"]["tcp_accepts"]) >= 1000, "{fin}");
+    every_queue_accepted(&fin, 2);
 }
 
 /// Map CPU n to TX queue n on `iface` (XPS), so the queue a frame leaves on
@@ -281,14 +300,18 @@ fn xps_one_queue_per_cpu(ns: &str, iface: &str, queues: u32) {
 
 /// A flow that moves to another queue mid-connection (the peer rehashed,
 /// RSS moved it) stays one connection: the loop that does not own it hands
-/// its segments to the owner. XPS on the bridge port toward the gateway
-/// makes the gateway's RX queue the client's CPU (veth delivers TX queue n
-/// to RX queue n, and the bridge forwards on the sending CPU), so a client
-/// that migrates between CPUs moves its flow between the queues.
+/// its segments to the owner. Instead of the topology's RSS emulation
+/// (flow hash), XPS on the bridge port toward the gateway makes the
+/// gateway's RX queue the client's CPU (veth delivers TX queue n to RX
+/// queue n, and the bridge forwards on the sending CPU), so a client that
+/// migrates between CPUs moves its flow between the queues.
 #[test]
 fn a_flow_that_moves_between_queues_stays_one_connection() {
     let topo = Topo::up("move", 2);
-    xps_one_queue_per_cpu(&topo.topo.bridge_ns(), ifname::BR_GW, 2);
+    let br = topo.topo.bridge_ns();
+    sluice_bench::topology::rss::detach(&sluice_bench::exec::Shell::default(), &br, ifname::BR_GW)
+        .expect("removing the RSS emulation");
+    xps_one_queue_per_cpu(&br, ifname::BR_GW, 2);
     let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 2, &[]));
     let upload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 239) as u8).collect();
     in_client(&topo, || {

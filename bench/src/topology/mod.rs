@@ -27,10 +27,13 @@
 //! DAD off, loopback up. The peers of the two XDP interfaces (`p-gw`, `rgen0`)
 //! get GRO on and a tiny XDP_PASS program: on veth, an XDP_TX from `gw0`/`rdut0`
 //! is counted as sent but never arrives unless the peer runs an XDP program
-//! of its own (see [`peer_xdp`]).
+//! of its own (see [`peer_xdp`]). With more than one queue, the same peers
+//! get a tc program that spreads flows over the queues by hash, as a NIC's
+//! RSS would (see [`rss`]).
 
 mod down;
 pub mod peer_xdp;
+pub mod rss;
 mod status;
 mod up;
 

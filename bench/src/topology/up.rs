@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::peer_xdp::{self, PeerPassObject};
+use super::rss::{self, RssObject};
 use super::status::{query_links, LinkStatus};
 use super::{
     addr, ifname, require_root, LinkEnd, Role, Topology, BRIDGE_PORTS, ENDPOINTS, VETH_PAIRS,
@@ -41,11 +42,19 @@ impl Topology {
         } else {
             None
         };
+        let rss_obj = if self.queues > 1 {
+            sh.require_tool("clang", "--version")
+                .context("the RSS emulation for more than one queue needs clang")?;
+            sh.require_tool("tc", "-V")?;
+            Some(RssObject::build(sh, self.queues)?)
+        } else {
+            None
+        };
         // Pins made under `ip netns exec` (which remounts /sys) are only
         // shared through a bpffs outside /sys.
         sluice_bpf::system::ensure_shared_bpffs().context("mounting the shared bpffs")?;
         let mut undo = Vec::new();
-        let result = self.build(sh, obj.as_ref(), &mut undo);
+        let result = self.build(sh, obj.as_ref(), rss_obj.as_ref(), &mut undo);
         if let Err(err) = result {
             let summary = rollback(sh, undo);
             return Err(err.context(format!("topo up `{}` failed; {summary}", self.prefix)));
@@ -57,6 +66,7 @@ impl Topology {
         &self,
         sh: &Shell,
         obj: Option<&PeerPassObject>,
+        rss_obj: Option<&RssObject>,
         undo: &mut Vec<Undo>,
     ) -> anyhow::Result<()> {
         for role in Role::ALL {
@@ -133,6 +143,9 @@ impl Topology {
                         x.prog_name, x.prog_id
                     ),
                 }
+            }
+            if let Some(rss_obj) = rss_obj {
+                rss::attach(sh, rss_obj, &ns, ifname)?;
             }
         }
         self.wait_links_up(sh, Duration::from_secs(5))
