@@ -918,6 +918,39 @@ fn a_tail_loss_probe_draws_the_sack_that_repairs_the_tail_before_the_rto() {
     );
 }
 
+/// A receiver that stopped reading holds its window shut and delays its
+/// ACKs (Linux does not ACK at once when its window would not grow). The
+/// sender is held back by that window, not by loss: no probe (Linux arms
+/// none when cwnd has room and data waits), else every delayed ACK draws a
+/// spurious retransmission, reported back as a D-SACK.
+#[test]
+fn no_tail_loss_probe_while_the_peers_window_holds_data_back() {
+    let mut s = server(no_ts());
+    let (id, iss) = accept_sack_with_rtt(&mut s);
+    let d = iss + 1001;
+    s.send(Seg::new(ACK, PISS + 1, d).window(2000));
+    s.assert_silent();
+    assert_eq!(s.ep.write(id, &[4u8; 6000]), Ok(6000));
+    assert_eq!(s.out().len(), 2);
+    // Well past 2·SRTT (20 ms), short of the RTO: nothing is resent.
+    s.advance(Duration::from_millis(60));
+    s.assert_silent();
+    s.send(Seg::new(ACK, PISS + 1, d + 2000).window(2000));
+    assert_eq!(s.out().len(), 2);
+    s.advance(Duration::from_millis(60));
+    s.assert_silent();
+    s.send(Seg::new(ACK, PISS + 1, d + 4000).window(2000));
+    assert_eq!(s.out().len(), 2);
+    // All data sent, the window no longer the limit: the tail is probed
+    // after 2·SRTT (SRTT now includes the delayed ACKs), before the RTO.
+    s.next_timer();
+    assert_eq!(s.out1().seq.0, d + 5000);
+    s.send(Seg::new(ACK, PISS + 1, d + 6000).window(2000));
+    s.assert_silent();
+    let st = s.ep.stats();
+    assert_eq!((st.tail_loss_probes, st.rto, st.retransmits), (1, 0, 1));
+}
+
 #[test]
 fn after_an_rto_only_the_holes_are_sent_again() {
     let mut s = server(no_ts());
@@ -925,14 +958,14 @@ fn after_an_rto_only_the_holes_are_sent_again() {
     assert_eq!(s.ep.write(id, &[9u8; 5000]), Ok(5000));
     assert_eq!(s.out().len(), 5);
     let d = iss + 1;
-    // Every ACK is lost. After two SRTTs (the handshake's 5 ms) the tail
-    // loss probe resends the last segment; its ACK is lost too, and the
-    // RTO fires.
-    assert_eq!(s.next_timer(), Duration::from_millis(10));
+    // Every ACK is lost. After two SRTTs (the handshake's 5 ms) plus 2 ms
+    // the tail loss probe resends the last segment; its ACK is lost too,
+    // and the RTO fires.
+    assert_eq!(s.next_timer(), Duration::from_millis(12));
     let p = s.out1();
     assert_eq!((p.seq.0, p.payload.len()), (d + 4000, 1000));
     assert_eq!(s.ep.stats().tail_loss_probes, 1);
-    assert_eq!(s.next_timer(), Duration::from_millis(190));
+    assert_eq!(s.next_timer(), Duration::from_millis(188));
     let r = s.out1();
     assert_eq!((r.seq.0, r.payload.len()), (d, 1000));
     assert_eq!(s.ep.stats().rto, 1);

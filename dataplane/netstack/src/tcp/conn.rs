@@ -33,9 +33,10 @@ const TLP_DELAYED_ACK_ALLOWANCE: Duration = Duration::from_millis(200);
 /// Out-of-window pure ACKs are answered at most this often per connection
 /// (Linux: tcp_invalid_ratelimit), so a flood of them is not reflected.
 const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
-/// Floor of the probe timeout: on a LAN 2·SRTT is microseconds, less than
-/// a peer's batching and scheduling delays (Linux adds 2 jiffies).
-const TLP_MIN: Duration = Duration::from_millis(2);
+/// Added to 2·SRTT in the probe timeout: on a LAN 2·SRTT is microseconds,
+/// less than a peer's batching and scheduling delays (Linux adds
+/// TCP_TIMEOUT_MIN, 2 jiffies).
+const TLP_SLACK: Duration = Duration::from_millis(2);
 /// Default MSS when the peer sends none (RFC 9293 §3.7.1, RFC 8200 §5).
 const DEFAULT_MSS_V4: u32 = 536;
 const DEFAULT_MSS_V6: u32 = 1220;
@@ -513,19 +514,27 @@ impl Conn {
     /// (RFC 8985 §7.2): 2·SRTT, plus the peer's delayed-ACK allowance for
     /// a lone segment, never later than the RTO. Without SACK a probe
     /// would not show which segment was lost, and the RTO handles it.
+    /// Nor while data waits that cwnd would let out: then the peer's
+    /// window holds it back, and a receiver that stopped reading delays
+    /// its ACKs (its window does not grow), so a probe would only resend
+    /// what it has (Linux: tcp_schedule_loss_probe).
     fn arm_tlp(&mut self, now: Time) {
         self.tlp_at = None;
         let Some(srtt) = self.rtt.srtt() else { return };
+        let in_flight = self.snd_max - self.snd_una;
+        let window_limited =
+            self.snd_nxt < self.data_end() && u64::from(self.cc.window()) > in_flight;
         if !self.sack_enabled
             || self.in_recovery
             || self.tlp_sent
-            || self.snd_max <= self.snd_una
+            || in_flight == 0
+            || window_limited
             || !self.is_synchronized()
         {
             return;
         }
-        let mut pto = (srtt * 2).max(TLP_MIN);
-        if self.snd_max - self.snd_una <= u64::from(self.mss) {
+        let mut pto = srtt * 2 + TLP_SLACK;
+        if in_flight <= u64::from(self.mss) {
             pto += TLP_DELAYED_ACK_ALLOWANCE;
         }
         let at = now + pto;
