@@ -161,6 +161,13 @@ counters! {
     /// HTTP: connections closed (or answered 408) by the idle or request
     /// timeout.
     http_timeouts,
+    /// HTTP: connections the server closed before the peer's FIN: FIN
+    /// after the response, then input read and dropped until the peer's
+    /// FIN (lingering close).
+    http_lingering_closes,
+    /// HTTP: lingering closes ended by the linger limits instead of the
+    /// peer's FIN.
+    http_linger_timeouts,
 }
 
 impl Counters {
@@ -341,7 +348,7 @@ mod tests {
         };
         let f = a.fields();
         assert_eq!(f[0].0, "rx_packets");
-        assert_eq!(f.last().unwrap().0, "http_timeouts");
+        assert_eq!(f.last().unwrap().0, "http_linger_timeouts");
         assert!(f.iter().all(|(_, help, _)| !help.is_empty()));
         let d = a.delta(&b);
         assert_eq!(d.rx_packets, 6);

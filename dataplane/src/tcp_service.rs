@@ -14,6 +14,16 @@
 //! the generator into the engine's send ring, within the send space so a
 //! response is produced only as fast as the peer takes it), and the
 //! engine's packets go out in free UMEM frames behind the learned L2 header.
+//!
+//! When the HTTP server is done with a connection (an error response,
+//! `Connection: close`, a timeout) the service closes it the way nginx's
+//! lingering close does: FIN after the response (a half-close), then
+//! whatever the peer still sends is read and dropped until its FIN, or
+//! until [`LINGER_QUIET`] without input or [`LINGER_TOTAL`] in all, and
+//! only then is the handle released. Releasing it at once would make the
+//! engine answer every later data segment with a RST (as Linux does for a
+//! closed socket), and a RST makes the peer's stack drop the response it
+//! has not read yet.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -100,6 +110,42 @@ pub struct HttpTimeouts {
 /// wheel update on every read and write.
 const SWEEP_PERIOD: Duration = Duration::from_secs(1);
 
+/// A lingering close ends when the peer sent nothing for this long (nginx's
+/// `lingering_timeout`).
+pub const LINGER_QUIET: Duration = Duration::from_secs(5);
+/// ... or this long after it began, whatever the peer sends (nginx's
+/// `lingering_time`).
+pub const LINGER_TOTAL: Duration = Duration::from_secs(30);
+
+/// A connection whose write side is shut: its input is read and dropped
+/// until the peer's FIN or the linger limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Linger {
+    since: Time,
+    last_input: Time,
+}
+
+impl Linger {
+    fn new(now: Time) -> Self {
+        Self {
+            since: now,
+            last_input: now,
+        }
+    }
+
+    /// Input arrived (and was dropped).
+    fn on_input(&mut self, now: Time) {
+        self.last_input = now;
+    }
+
+    /// Quiet for [`LINGER_QUIET`], or lingering for [`LINGER_TOTAL`]:
+    /// release the connection (the engine resets it if more data comes).
+    fn expired(&self, now: Time) -> bool {
+        now.saturating_since(self.last_input) >= LINGER_QUIET
+            || now.saturating_since(self.since) >= LINGER_TOTAL
+    }
+}
+
 struct HttpConn {
     id: ConnId,
     server: ServerConn,
@@ -112,6 +158,9 @@ struct HttpConn {
     eof_delivered: bool,
     /// close() was called: the engine finishes the connection on its own.
     closing: bool,
+    /// The server is done and our FIN is queued; input is dropped until
+    /// the peer's FIN (see [`Linger`]).
+    linger: Option<Linger>,
     /// When bytes last moved either way.
     last_progress: Time,
     /// on_timeout() was delivered; a second expiry aborts.
@@ -136,6 +185,8 @@ pub struct TcpService {
     mtu: usize,
     next_sweep: Time,
     http_timeouts: u64,
+    http_lingering_closes: u64,
+    http_linger_timeouts: u64,
     /// Scratch for the sweep (kept to avoid an allocation a second).
     expired: Vec<ConnId>,
 }
@@ -180,6 +231,8 @@ impl TcpService {
             mtu: setup.mtu,
             next_sweep: setup.clock.now() + SWEEP_PERIOD,
             http_timeouts: 0,
+            http_lingering_closes: 0,
+            http_linger_timeouts: 0,
             expired: Vec::new(),
         })
     }
@@ -317,6 +370,7 @@ impl TcpService {
                         peer_finished: false,
                         eof_delivered: false,
                         closing: false,
+                        linger: None,
                         last_progress: now,
                         timed_out: false,
                     });
@@ -365,13 +419,20 @@ impl TcpService {
     /// Deliver expired HTTP timers: a connection idle between requests past
     /// the idle timeout, or stalled inside a request or response past the
     /// request timeout, gets `on_timeout` (close, or 408 for half a head);
-    /// one that is still stuck a period later is aborted.
+    /// one that is still stuck a period later is aborted. A lingering
+    /// close past its limits is released.
     fn sweep_http_timeouts(&mut self, now: Time) {
         let HttpTimeouts { idle, request } = self.timeouts;
         let mut expired = std::mem::take(&mut self.expired);
         expired.clear();
         for conn in self.conns.iter().flatten() {
             if conn.closing {
+                continue;
+            }
+            if let Some(linger) = conn.linger {
+                if linger.expired(now) {
+                    expired.push(conn.id);
+                }
                 continue;
             }
             let limit = if conn.server.is_idle() { idle } else { request };
@@ -383,6 +444,11 @@ impl TcpService {
             let Some(conn) = self.conn_mut(id) else {
                 continue;
             };
+            if conn.linger.is_some() {
+                self.http_linger_timeouts += 1;
+                self.drain_lingering(id, now, true);
+                continue;
+            }
             if conn.timed_out {
                 conn.closing = true;
                 self.http_timeouts += 1;
@@ -406,6 +472,10 @@ impl TcpService {
             return;
         };
         if conn.id != id || conn.closing {
+            return;
+        }
+        if conn.linger.is_some() {
+            self.drain_lingering(id, now, false);
             return;
         }
         let send_buffer = self.endpoint.config().send_buffer;
@@ -478,9 +548,42 @@ impl TcpService {
             conn.last_progress = now;
         }
         if conn.server.should_close() && conn.pending_out.is_empty() {
-            // FIN after what is queued; the engine reports Closed later.
-            conn.closing = true;
+            // FIN after what is queued, and linger: the peer may still be
+            // sending (the rest of a request we answered early, requests
+            // pipelined behind a `Connection: close`).
             self.http_stats += &conn.server.take_stats();
+            conn.server.release_memory();
+            conn.pending_in = Vec::new();
+            conn.linger = Some(Linger::new(now));
+            if !conn.peer_finished {
+                self.http_lingering_closes += 1;
+            }
+            let _ = ep.shutdown(id);
+            self.drain_lingering(id, now, false);
+        }
+    }
+
+    /// Read and drop a lingering connection's input; release the handle
+    /// once the peer's FIN is reached, or when `expired` (the engine then
+    /// finishes the close on its own and resets the connection if more
+    /// data comes).
+    fn drain_lingering(&mut self, id: ConnId, now: Time, expired: bool) {
+        let slot = id.slot() as usize;
+        let Some(Some(conn)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let Some(linger) = conn.linger.as_mut() else {
+            return;
+        };
+        let ep = &mut self.endpoint;
+        while let Ok(n) = ep.read(id, &mut self.staging) {
+            if n == 0 {
+                break;
+            }
+            linger.on_input(now);
+        }
+        if conn.peer_finished || expired {
+            conn.closing = true;
             let _ = ep.close(id);
             self.conns[slot] = None;
         }
@@ -552,5 +655,35 @@ impl TcpService {
         c.http_4xx = h.status_4xx;
         c.http_5xx = h.status_5xx;
         c.http_timeouts = self.http_timeouts;
+        c.http_lingering_closes = self.http_lingering_closes;
+        c.http_linger_timeouts = self.http_linger_timeouts;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: f64) -> Time {
+        Time::from_nanos((secs * 1e9) as u64)
+    }
+
+    #[test]
+    fn linger_ends_after_quiet_time_without_input() {
+        let l = Linger::new(at(10.0));
+        assert!(!l.expired(at(10.0)));
+        assert!(!l.expired(at(14.9)));
+        assert!(l.expired(at(15.0)));
+    }
+
+    #[test]
+    fn input_restarts_the_quiet_time_but_not_the_total() {
+        let mut l = Linger::new(at(10.0));
+        for t in [14.0, 18.0, 22.0, 26.0, 30.0, 34.0, 38.0] {
+            assert!(!l.expired(at(t)), "at {t}");
+            l.on_input(at(t));
+        }
+        assert!(!l.expired(at(39.9)));
+        assert!(l.expired(at(40.0)));
     }
 }

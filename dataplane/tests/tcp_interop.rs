@@ -606,6 +606,92 @@ fn http_timeouts_close_idle_and_stalled_connections() {
     assert_eq!(u(&t["http_4xx"]), 1, "{t}");
 }
 
+/// An error answered while the request is still arriving (a 431 for a
+/// 100 KB head, a 404 for a POST of megabytes): the server sends the
+/// response and its FIN but keeps reading and dropping what the client
+/// still sends until the client's FIN (a lingering close, like nginx's), so
+/// the client's writes succeed, it reads the whole response and then EOF,
+/// and no RST is sent. `Connection: close`, also with a request pipelined
+/// behind it, ends the same way. Without the lingering close the server
+/// answered every segment after its FIN with a RST: the client's writes
+/// failed (EPIPE, ECONNRESET) and on a lossy path the response was lost.
+#[test]
+fn error_responses_while_the_request_streams_in_end_without_a_reset() {
+    let topo = Topo::up("linger", 1);
+    let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 1, &[]));
+    let more: Vec<u8> = (0..4_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut big_head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    big_head.extend(std::iter::repeat_n(b'h', 100_000));
+    let post = format!(
+        "POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        more.len()
+    );
+    in_client(&topo, || {
+        // (to, request (`more` follows it), status, the client half-closes
+        // before reading)
+        let cases = [
+            (vip4(), &big_head[..], 431, false),
+            (vip6(), &big_head[..], 431, true),
+            (vip4(), post.as_bytes(), 404, false),
+            (vip6(), post.as_bytes(), 404, true),
+        ];
+        for (i, (to, request, status, half_close)) in cases.into_iter().enumerate() {
+            let mut s = connect(to);
+            s.write_all(request)
+                .and_then(|()| s.write_all(&more))
+                .unwrap_or_else(|e| panic!("case {i}: sending after the response: {e}"));
+            if half_close {
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+            }
+            let r = read_response(&mut s);
+            assert_eq!(r.status, status, "case {i}: {}", r.head);
+            assert!(r.head.contains("Connection: close"), "case {i}: {}", r.head);
+            expect_eof(&mut s);
+        }
+        // Connection: close, alone and with a request pipelined behind it.
+        let mut s = connect(vip4());
+        assert_eq!(get(&mut s, "/health", true).status, 200);
+        expect_eof(&mut s);
+        let mut s = connect(vip4());
+        s.write_all(
+            b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n\
+              GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(read_response(&mut s).status, 200);
+        expect_eof(&mut s);
+    });
+    // A client that neither sends nor closes after the response: the
+    // linger ends (LINGER_QUIET) and the server lets go of the handle.
+    let quiet = in_client(&topo, || {
+        let mut s = connect(vip4());
+        s.write_all(&big_head[..20_000]).unwrap();
+        assert_eq!(read_response(&mut s).status, 431);
+        expect_eof(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let r = dp.last_report("interval");
+        if r.is_some_and(|r| u(&r["total"]["http_linger_timeouts"]) == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the linger never ended");
+    }
+    drop(quiet);
+    wait_until_idle(&dp, Duration::from_secs(10));
+    let fin = stop_clean(&mut dp);
+    let t = &fin["total"];
+    assert_eq!(u(&t["http_4xx"]), 5, "{t}");
+    assert_eq!(u(&t["http_lingering_closes"]), 7, "{t}");
+    assert_eq!(u(&t["http_linger_timeouts"]), 1, "{t}");
+    assert_eq!(u(&t["tcp_rst_out"]), 0, "{t}");
+    assert_eq!(u(&t["tcp_rst_in"]), 0, "{t}");
+    assert_eq!(u(&t["tcp_connections"]), 0, "{t}");
+    assert_eq!(u(&t["tcp_mem_bytes"]), 0, "{t}");
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -442,6 +442,59 @@ fn our_close_fin_wait_then_time_wait_and_expiry() {
     assert_eq!(s.ep.poll_timeout(), None);
 }
 
+/// After `shutdown` the receive side stays open (a server's lingering
+/// close relies on it): data the peer sends before and after it
+/// acknowledges our FIN is acknowledged and readable, never reset, and the
+/// peer's FIN then ends the connection in TIME_WAIT. After `close` the
+/// same data is answered with a RST (nobody will read it).
+#[test]
+fn data_after_shutdown_is_received_but_after_close_is_reset() {
+    let no_rst = |o: &[Out]| assert!(o.iter().all(|o| o.flags.0 & RST.0 == 0), "{o:?}");
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    s.ep.shutdown(id).unwrap();
+    assert_eq!(s.out1().flags, FIN);
+    // FIN-WAIT-1: two segments, ACKed at once (every second segment).
+    s.send(Seg::new(PSHACK, PISS + 1, iss + 1).data(&[1; 1000]));
+    s.send(Seg::new(PSHACK, PISS + 1001, iss + 1).data(&[2; 1000]));
+    let o = s.out();
+    no_rst(&o);
+    assert_eq!(o.last().map(|a| a.ack.0), Some(PISS + 2001), "{o:?}");
+    assert_eq!(s.state(id), State::FinWait1);
+    let mut buf = [0u8; 4096];
+    assert_eq!(s.ep.read(id, &mut buf).unwrap(), 2000);
+    // FIN-WAIT-2: the peer acknowledged our FIN and goes on sending.
+    s.send(Seg::new(PSHACK, PISS + 2001, iss + 2).data(&[3; 1000]));
+    s.send(Seg::new(PSHACK, PISS + 3001, iss + 2).data(&[4; 1000]));
+    let o = s.out();
+    no_rst(&o);
+    assert_eq!(o.last().map(|a| a.ack.0), Some(PISS + 4001), "{o:?}");
+    assert_eq!(s.state(id), State::FinWait2);
+    assert_eq!(s.ep.read(id, &mut buf).unwrap(), 2000);
+    s.send(Seg::new(FIN, PISS + 4001, iss + 2));
+    let o = s.out();
+    no_rst(&o);
+    assert_eq!(o.last().map(|a| a.ack.0), Some(PISS + 4002), "{o:?}");
+    let ev = s.take_events();
+    assert!(ev.contains(&Event::PeerFinished(id)), "{ev:?}");
+    assert!(ev.contains(&Event::Closed(id, s.tuple())), "{ev:?}");
+    s.ep.close(id).unwrap();
+    assert_eq!(s.ep.conn_count(), 0);
+    assert_eq!(s.ep.time_wait_count(), 1);
+    assert_eq!(s.ep.mem_in_use(), 0);
+    assert_eq!(s.ep.stats().rst_out, 0);
+
+    let mut s = server(EndpointConfig::default());
+    let (id, iss) = accept_plain(&mut s);
+    s.ep.close(id).unwrap();
+    assert_eq!(s.out1().flags, FIN);
+    s.send(Seg::new(PSHACK, PISS + 1, iss + 2).data(&[1; 1000]));
+    let r = s.out1();
+    assert_eq!((r.flags.0 & RST.0 != 0, r.seq.0), (true, iss + 2), "{r:?}");
+    assert_eq!(s.ep.conn_count(), 0);
+    assert_eq!(s.ep.stats().rst_out, 1);
+}
+
 #[test]
 fn simultaneous_close_goes_through_closing() {
     let mut s = server(EndpointConfig::default());
