@@ -128,7 +128,7 @@ counters! {
     tcp_cookies_accepted,
     /// TCP: RFC 5961 challenge ACKs sent.
     tcp_challenge_acks,
-    /// TCP: RSTs received.
+    /// TCP: RSTs received and accepted (they reset a connection).
     tcp_rst_in,
     /// TCP: RSTs sent.
     tcp_rst_out,

@@ -555,6 +555,9 @@ for x in pkts:
     let fin = stop_clean(&mut dp);
     let t = &fin["total"];
     assert!(u(&t["tcp_challenge_acks"]) >= 2, "no challenge ACKs: {t}");
+    // Both forged RSTs were rejected (one challenged, one out of window):
+    // tcp_rst_in counts accepted RSTs only.
+    assert_eq!(u(&t["tcp_rst_in"]), 0, "a rejected RST was counted: {t}");
     assert_eq!(
         u(&t["http_requests"]),
         2,
