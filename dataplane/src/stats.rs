@@ -196,6 +196,20 @@ impl Counters {
     }
 }
 
+/// The equation [`Counters::balanced`] checks, with every term, and its
+/// verdict.
+pub fn accounting_line(c: &Counters) -> String {
+    format!(
+        "accounting: rx {} + tcp_out {} = tx {} + drops {} + tcp_in {}: {}",
+        c.rx_packets,
+        c.tcp_segments_out,
+        c.tx_packets,
+        c.drops(),
+        c.tcp_segments_in,
+        if c.balanced() { "ok" } else { "MISMATCH" }
+    )
+}
+
 /// A queue as the report shows it.
 #[derive(Clone, Copy, Debug)]
 pub struct QueueLabel {
@@ -309,14 +323,7 @@ pub fn final_table(labels: &[QueueLabel], counters: &[Counters]) -> String {
         .map(|v| format!("{v:.1}"))
         .unwrap_or_else(|| "-".into());
     let _ = writeln!(out, "{:<26} {:>16}", "user_ns_per_packet", user);
-    let _ = writeln!(
-        out,
-        "accounting: rx {} = tx {} + drops {}: {}",
-        total.rx_packets,
-        total.tx_packets,
-        total.drops(),
-        if total.balanced() { "ok" } else { "MISMATCH" }
-    );
+    let _ = writeln!(out, "{}", accounting_line(&total));
     out
 }
 
@@ -372,6 +379,34 @@ mod tests {
             ..Default::default()
         };
         let t = final_table(&[QueueLabel { queue: 0, core: 1 }], &[c]);
-        assert!(t.contains("accounting: rx 3 = tx 2 + drops 1: ok"), "{t}");
+        assert!(
+            t.contains("accounting: rx 3 + tcp_out 0 = tx 2 + drops 1 + tcp_in 0: ok"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn accounting_line_shows_every_term_of_the_check() {
+        // A TCP-serving run: most frames go to the stack, and most frames
+        // sent are ones it filled.
+        let mut c = Counters {
+            rx_packets: 34_306,
+            tcp_segments_in: 34_300,
+            tcp_segments_out: 168_279,
+            tx_packets: 168_285,
+            echoed: 6,
+            ..Default::default()
+        };
+        assert!(c.balanced());
+        assert_eq!(
+            accounting_line(&c),
+            "accounting: rx 34306 + tcp_out 168279 = tx 168285 + drops 0 + tcp_in 34300: ok"
+        );
+        c.drop_no_service = 1;
+        assert!(!c.balanced());
+        assert_eq!(
+            accounting_line(&c),
+            "accounting: rx 34306 + tcp_out 168279 = tx 168285 + drops 1 + tcp_in 34300: MISMATCH"
+        );
     }
 }
