@@ -86,11 +86,12 @@ counters! {
     /// Of busy_ns, nanoseconds inside TX/fill wakeup syscalls (in copy mode
     /// the kernel's transmit path runs there).
     kick_ns,
-    /// Kernel: frames dropped before reaching the socket (XDP_STATISTICS rx_dropped).
+    /// Kernel: frames dropped before reaching the socket, too large or no
+    /// fill frame (XDP_STATISTICS rx_dropped; ring-full drops not included).
     kernel_rx_dropped,
-    /// Kernel: frames dropped because the RX ring was full.
+    /// Kernel: frames dropped because the RX ring was full (rx_ring_full).
     kernel_rx_ring_full,
-    /// Kernel: times the kernel found the fill ring empty.
+    /// Kernel: times the kernel found the fill ring empty (events, not frames).
     kernel_fill_ring_empty,
     /// Kernel: invalid RX descriptors.
     kernel_rx_invalid_descs,
