@@ -159,8 +159,9 @@ counters! {
     http_4xx,
     /// HTTP: 5xx responses.
     http_5xx,
-    /// HTTP: connections closed (or answered 408) by the idle or request
-    /// timeout.
+    /// HTTP: connections that hit the idle or request timeout, counted once
+    /// each at the first expiry (closed or answered 408; a later abort is
+    /// not counted again).
     http_timeouts,
 }
 

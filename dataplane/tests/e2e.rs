@@ -171,9 +171,8 @@ for p in [bad_udp, bad_ip, frag, long_len, short_udp, other_port]:
     // rx_ring_full, not in rx_dropped (given the full struct, as we ask).
     let redirected =
         u(&xdp["redirect_listener"]["packets"]) + u(&xdp["redirect_icmp_echo"]["packets"]);
-    let reached = u(&total["rx_packets"])
-        + u(&total["kernel_rx_dropped"])
-        + u(&total["kernel_rx_ring_full"]);
+    let reached =
+        u(&total["rx_packets"]) + u(&total["kernel_rx_dropped"]) + u(&total["kernel_rx_ring_full"]);
     assert_eq!(
         redirected, reached,
         "redirected frames unaccounted for: {fin}"
