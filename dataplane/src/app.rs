@@ -508,7 +508,10 @@ fn report_until_stopped(
         let snapshot: Vec<Counters> = loops.iter().map(|l| l.shared.snapshot()).collect();
         let xdp = gateway.counters().ok();
         report::interval_report(
-            args.stats_format,
+            report::ReportStyle {
+                format: args.stats_format,
+                tcp: !args.http.is_empty(),
+            },
             now.duration_since(started),
             now.duration_since(last),
             &labels,

@@ -233,13 +233,32 @@ pub fn si(v: f64) -> String {
     format!("{:.2}{}", v / div, suffix)
 }
 
+/// Human-readable bytes: 1536 -> "1.5KiB".
+pub fn bytes(v: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if v < 1024 {
+        return format!("{v}B");
+    }
+    let mut x = v as f64 / 1024.0;
+    let mut unit = 0;
+    while x >= 1024.0 && unit + 1 < UNITS.len() {
+        x /= 1024.0;
+        unit += 1;
+    }
+    format!("{x:.1}{}", UNITS[unit])
+}
+
 /// One interval line per queue (and a total when there are several).
+/// With the TCP stack running (`tcp`), each is followed by an indented
+/// line of what it is doing: the gauges and the rates of accepts, HTTP
+/// requests and retransmissions.
 pub fn interval_lines(
     elapsed: Duration,
     period: Duration,
     labels: &[QueueLabel],
     now: &[Counters],
     before: &[Counters],
+    tcp: bool,
 ) -> String {
     let secs = period.as_secs_f64().max(1e-9);
     let mut out = String::new();
@@ -257,6 +276,9 @@ pub fn interval_lines(
             label.core,
             rate_line(&d, secs)
         );
+        if tcp {
+            let _ = writeln!(out, "{:21}{}", "", tcp_line(n, &d, secs));
+        }
     }
     if labels.len() > 1 {
         let d = total_now.delta(&total_before);
@@ -266,8 +288,24 @@ pub fn interval_lines(
             elapsed.as_secs_f64(),
             rate_line(&d, secs)
         );
+        if tcp {
+            let _ = writeln!(out, "{:21}{}", "", tcp_line(&total_now, &d, secs));
+        }
     }
     out
+}
+
+/// The TCP/HTTP half of an interval: gauges from `now`, rates from `d`.
+fn tcp_line(now: &Counters, d: &Counters, secs: f64) -> String {
+    format!(
+        "tcp conns {:>7}  time_wait {:>7}  mem {:>9}  accepts {:>7}/s  http {:>7}req/s  retx {:>7}/s",
+        now.tcp_connections,
+        now.tcp_time_wait,
+        bytes(now.tcp_mem_bytes),
+        si(d.tcp_accepts as f64 / secs),
+        si(d.http_requests as f64 / secs),
+        si(d.tcp_retransmits as f64 / secs),
+    )
 }
 
 fn rate_line(d: &Counters, secs: f64) -> String {
@@ -370,6 +408,73 @@ mod tests {
         };
         s.publish(&c);
         assert_eq!(s.snapshot(), c);
+    }
+
+    fn two_queues() -> (Vec<QueueLabel>, Vec<Counters>, Vec<Counters>) {
+        let labels = vec![
+            QueueLabel { queue: 0, core: 1 },
+            QueueLabel { queue: 1, core: 2 },
+        ];
+        let before = vec![
+            Counters {
+                rx_packets: 100,
+                tcp_accepts: 10,
+                http_requests: 20,
+                tcp_retransmits: 1,
+                ..Default::default()
+            };
+            2
+        ];
+        let mut now = before.clone();
+        for (i, c) in now.iter_mut().enumerate() {
+            let i = i as u64;
+            c.rx_packets += 1000;
+            c.tx_packets += 2000;
+            c.tcp_accepts += 30 + i;
+            c.http_requests += 500;
+            c.tcp_retransmits += 4;
+            c.tcp_connections = 40 + i;
+            c.tcp_time_wait = 7;
+            c.tcp_mem_bytes = 3 << 20;
+        }
+        (labels, now, before)
+    }
+
+    #[test]
+    fn interval_lines_show_tcp_only_when_it_runs() {
+        let (labels, now, before) = two_queues();
+        let period = Duration::from_secs(2);
+        let elapsed = Duration::from_secs(10);
+        let udp = interval_lines(elapsed, period, &labels, &now, &before, false);
+        assert_eq!(udp.lines().count(), 3, "{udp}");
+        assert!(!udp.contains("tcp"), "{udp}");
+        let t = interval_lines(elapsed, period, &labels, &now, &before, true);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 6, "{t}");
+        // Each rate line is followed by its TCP line, indented under it.
+        assert!(lines[0].starts_with("[   10.0s] q0@cpu1"), "{t}");
+        assert!(lines[1].starts_with(&" ".repeat(21)), "{t}");
+        let q1 = lines[3].split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            q1,
+            "tcp conns 41 time_wait 7 mem 3.0MiB accepts 15.50/s http 250.00req/s retx 2.00/s"
+        );
+        // The total sums the gauges and the rates.
+        assert!(lines[4].contains("total"), "{t}");
+        let total = lines[5].split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            total,
+            "tcp conns 81 time_wait 14 mem 6.0MiB accepts 30.50/s http 500.00req/s retx 4.00/s"
+        );
+    }
+
+    #[test]
+    fn bytes_are_binary_units() {
+        assert_eq!(bytes(0), "0B");
+        assert_eq!(bytes(1023), "1023B");
+        assert_eq!(bytes(1536), "1.5KiB");
+        assert_eq!(bytes(3 << 20), "3.0MiB");
+        assert_eq!(bytes(5 << 30), "5.0GiB");
     }
 
     #[test]
