@@ -150,6 +150,25 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// An error as the one line `main` prints: each cause of the chain after
+/// ": ", unless the text so far already says it. Messages that embed their
+/// source (`... ({source}); use --xdp-mode skb`) would otherwise show it
+/// twice, as anyhow's `{:#}` does.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn build_services(args: &Args) -> Services {
     let mut s = Services::default();
     for addr in &args.udp_echo {
@@ -489,7 +508,10 @@ fn report_until_stopped(
         let snapshot: Vec<Counters> = loops.iter().map(|l| l.shared.snapshot()).collect();
         let xdp = gateway.counters().ok();
         report::interval_report(
-            args.stats_format,
+            report::ReportStyle {
+                format: args.stats_format,
+                tcp: !args.http.is_empty(),
+            },
             now.duration_since(started),
             now.duration_since(last),
             &labels,
@@ -501,4 +523,38 @@ fn report_until_stopped(
         last = now;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the driver of lo does not support native XDP ({source}); use --xdp-mode skb")]
+    struct Embeds {
+        source: std::io::Error,
+    }
+
+    fn eopnotsupp() -> std::io::Error {
+        std::io::Error::from_raw_os_error(95)
+    }
+
+    #[test]
+    fn error_line_says_each_cause_once() {
+        let e = anyhow::Error::new(Embeds {
+            source: eopnotsupp(),
+        });
+        let os = eopnotsupp().to_string();
+        let line = error_line(&e);
+        assert_eq!(line.matches(&os).count(), 1, "{line}");
+        assert_eq!(
+            line,
+            format!("the driver of lo does not support native XDP ({os}); use --xdp-mode skb")
+        );
+        // Causes not yet said are kept, in order.
+        let e = anyhow::Error::new(eopnotsupp()).context("attaching to gw0");
+        assert_eq!(error_line(&e), format!("attaching to gw0: {os}"));
+        let e = e.context("starting");
+        assert_eq!(error_line(&e), format!("starting: attaching to gw0: {os}"));
+    }
 }

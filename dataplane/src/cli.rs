@@ -1,6 +1,6 @@
 //! Command-line flags of `sluice-dataplane` and their validation.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -89,7 +89,7 @@ pub struct Args {
 
     /// UDP echo service on ADDR:PORT (IPv4, or [IPv6]:PORT); repeatable. The
     /// address becomes a VIP: ARP/ND and ICMP echo are answered for it.
-    #[arg(long = "udp-echo", value_name = "ADDR:PORT")]
+    #[arg(long = "udp-echo", value_name = "ADDR:PORT", value_parser = parse_service_addr)]
     pub udp_echo: Vec<SocketAddr>,
 
     /// Do not answer ICMP/ICMPv6 echo requests to VIPs.
@@ -100,7 +100,7 @@ pub struct Args {
     /// TCP stack; repeatable. Routes: GET /bytes/N (N bytes, byte i = i mod
     /// 251), POST /echo (the body back), GET /health. The address becomes a
     /// VIP like --udp-echo's.
-    #[arg(long = "http", value_name = "ADDR:PORT")]
+    #[arg(long = "http", value_name = "ADDR:PORT", value_parser = parse_service_addr)]
     pub http: Vec<SocketAddr>,
 
     /// Close an HTTP keep-alive connection idle this long between requests;
@@ -224,6 +224,81 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+const ADDR_PORT_EXPECTED: &str =
+    "expected ADDR:PORT or [IPv6]:PORT, e.g. 198.18.0.100:80 or [2001:2::100]:80";
+
+/// A service address (`--udp-echo`, `--http`): `IPV4:PORT` or
+/// `[IPV6]:PORT`, port 1-65535. The address becomes a VIP, so it must be
+/// one a peer can send to: no scope id, not unspecified, not multicast.
+/// Each error says what was wrong and what is expected.
+pub fn parse_service_addr(s: &str) -> Result<SocketAddr, String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let Some((host, after)) = rest.split_once(']') else {
+            return Err(format!(
+                "no ']' closes the IPv6 address; {ADDR_PORT_EXPECTED}"
+            ));
+        };
+        let Some(port) = after.strip_prefix(':') else {
+            return Err(if after.is_empty() {
+                format!("missing port; {ADDR_PORT_EXPECTED}")
+            } else {
+                format!("{after:?} after ']' is not ':PORT'; {ADDR_PORT_EXPECTED}")
+            });
+        };
+        if let Some((_, scope)) = host.split_once('%') {
+            return Err(format!(
+                "scope id '%{scope}' not allowed: a VIP is a global address, not bound to one link"
+            ));
+        }
+        let ip: Ipv6Addr = host
+            .parse()
+            .map_err(|_| format!("{host:?} is not an IPv6 address; {ADDR_PORT_EXPECTED}"))?;
+        (IpAddr::V6(ip), port)
+    } else if s.parse::<IpAddr>().is_ok() {
+        let hint = if s.contains(':') {
+            " (an IPv6 address with a port is written in brackets: [ADDR]:PORT)"
+        } else {
+            ""
+        };
+        return Err(format!("missing port{hint}; {ADDR_PORT_EXPECTED}"));
+    } else if let Some((host, port)) = s.rsplit_once(':') {
+        if host.contains(':') {
+            return Err(format!(
+                "an IPv6 address with a port is written in brackets, [ADDR]:PORT; {ADDR_PORT_EXPECTED}"
+            ));
+        }
+        let ip: Ipv4Addr = host
+            .parse()
+            .map_err(|_| format!("{host:?} is not an IPv4 address; {ADDR_PORT_EXPECTED}"))?;
+        (IpAddr::V4(ip), port)
+    } else {
+        return Err(format!("missing port; {ADDR_PORT_EXPECTED}"));
+    };
+    if port.is_empty() {
+        return Err(format!("missing port; {ADDR_PORT_EXPECTED}"));
+    }
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "port {port:?} is not a number; {ADDR_PORT_EXPECTED}"
+        ));
+    }
+    let port = match port.parse::<u16>() {
+        Ok(p) if p > 0 => p,
+        _ => return Err(format!("port {port} out of range: ports are 1-65535")),
+    };
+    if host.is_unspecified() {
+        return Err(format!(
+            "{host} is the unspecified address: a VIP must be an address peers send to"
+        ));
+    }
+    if host.is_multicast() {
+        return Err(format!(
+            "{host} is a multicast address: a VIP must be a unicast address"
+        ));
+    }
+    Ok(SocketAddr::new(host, port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,9 +350,69 @@ mod tests {
             vec!["--iface", "x", "--tcp-mss", "100"],
             vec!["--iface", "x", "--tcp-backlog", "0"],
             vec!["--iface", "x", "--tcp-syn-cookies", "maybe"],
+            vec!["--iface", "x", "--http", "[fe80::1%2]:80"],
         ] {
             let argv = std::iter::once("sluice-dataplane").chain(bad.iter().copied());
             assert!(Args::try_parse_from(argv).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn service_addresses_parse() {
+        for (s, want) in [
+            ("198.18.0.100:80", "198.18.0.100:80"),
+            ("[2001:2::100]:80", "[2001:2::100]:80"),
+            ("10.0.0.1:65535", "10.0.0.1:65535"),
+            ("[::ffff:198.18.0.100]:7", "[::ffff:198.18.0.100]:7"),
+        ] {
+            assert_eq!(parse_service_addr(s), Ok(want.parse().unwrap()), "{s}");
+        }
+    }
+
+    #[test]
+    fn service_address_errors_say_what_is_wrong() {
+        let expected = "expected ADDR:PORT or [IPv6]:PORT";
+        for (s, said) in [
+            ("1.2.3.4", "missing port"),
+            ("1.2.3.4:", "missing port"),
+            ("[2001:2::100]", "missing port"),
+            ("[2001:2::100]:", "missing port"),
+            (
+                "2001:2::100",
+                "missing port (an IPv6 address with a port is written in brackets",
+            ),
+            ("2001:2::100:80", "written in brackets"),
+            ("[::1:80", "no ']' closes the IPv6 address"),
+            ("[::1]80", "\"80\" after ']' is not ':PORT'"),
+            ("[1.2.3.4]:80", "\"1.2.3.4\" is not an IPv6 address"),
+            ("1.2.3:80", "\"1.2.3\" is not an IPv4 address"),
+            ("gateway:80", "\"gateway\" is not an IPv4 address"),
+            ("1.2.3.4:http", "port \"http\" is not a number"),
+            ("", "missing port"),
+        ] {
+            let e = parse_service_addr(s).expect_err(s);
+            assert!(e.contains(said), "{s:?}: {e}");
+            assert!(e.contains(expected), "{s:?}: {e}");
+        }
+        for (s, said) in [
+            (
+                "198.18.0.100:99999",
+                "port 99999 out of range: ports are 1-65535",
+            ),
+            ("198.18.0.100:0", "port 0 out of range"),
+            ("[2001:2::100]:70000", "port 70000 out of range"),
+            (
+                "[fe80::1%2]:80",
+                "scope id '%2' not allowed: a VIP is a global address",
+            ),
+            ("[fe80::1%eth0]:80", "scope id '%eth0' not allowed"),
+            ("0.0.0.0:80", "unspecified"),
+            ("[::]:80", "unspecified"),
+            ("224.0.0.1:80", "multicast"),
+            ("[ff02::1]:80", "multicast"),
+        ] {
+            let e = parse_service_addr(s).expect_err(s);
+            assert!(e.contains(said), "{s:?}: {e}");
         }
     }
 }

@@ -14,7 +14,7 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(e) = app::run(args) {
-        eprintln!("sluice-dataplane: error: {e:#}");
+        eprintln!("sluice-dataplane: error: {}", app::error_line(&e));
         std::process::exit(1);
     }
 }

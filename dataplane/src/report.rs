@@ -10,8 +10,16 @@ use sluice_bpf::{XdpCounter, XdpCounters};
 use crate::cli::StatsFormat;
 use crate::stats::{final_table, interval_lines, Counters, QueueLabel};
 
+/// How interval reports are printed.
+#[derive(Clone, Copy, Debug)]
+pub struct ReportStyle {
+    pub format: StatsFormat,
+    /// The TCP stack runs: the human form adds a TCP line per queue.
+    pub tcp: bool,
+}
+
 pub fn interval_report(
-    format: StatsFormat,
+    style: ReportStyle,
     elapsed: Duration,
     period: Duration,
     labels: &[QueueLabel],
@@ -19,8 +27,8 @@ pub fn interval_report(
     before: &[Counters],
     xdp: Option<&XdpCounters>,
 ) {
-    let text = match format {
-        StatsFormat::Human => interval_lines(elapsed, period, labels, now, before),
+    let text = match style.format {
+        StatsFormat::Human => interval_lines(elapsed, period, labels, now, before, style.tcp),
         StatsFormat::Json => {
             let v = json!({
                 "type": "interval",

@@ -86,11 +86,12 @@ counters! {
     /// Of busy_ns, nanoseconds inside TX/fill wakeup syscalls (in copy mode
     /// the kernel's transmit path runs there).
     kick_ns,
-    /// Kernel: frames dropped before reaching the socket (XDP_STATISTICS rx_dropped).
+    /// Kernel: frames dropped before reaching the socket, too large or no
+    /// fill frame (XDP_STATISTICS rx_dropped; ring-full drops not included).
     kernel_rx_dropped,
-    /// Kernel: frames dropped because the RX ring was full.
+    /// Kernel: frames dropped because the RX ring was full (rx_ring_full).
     kernel_rx_ring_full,
-    /// Kernel: times the kernel found the fill ring empty.
+    /// Kernel: times the kernel found the fill ring empty (events, not frames).
     kernel_fill_ring_empty,
     /// Kernel: invalid RX descriptors.
     kernel_rx_invalid_descs,
@@ -128,7 +129,7 @@ counters! {
     tcp_cookies_accepted,
     /// TCP: RFC 5961 challenge ACKs sent.
     tcp_challenge_acks,
-    /// TCP: RSTs received.
+    /// TCP: RSTs received and accepted (they reset a connection).
     tcp_rst_in,
     /// TCP: RSTs sent.
     tcp_rst_out,
@@ -158,8 +159,9 @@ counters! {
     http_4xx,
     /// HTTP: 5xx responses.
     http_5xx,
-    /// HTTP: connections closed (or answered 408) by the idle or request
-    /// timeout.
+    /// HTTP: connections that hit the idle or request timeout, counted once
+    /// each at the first expiry (closed or answered 408; a later abort is
+    /// not counted again).
     http_timeouts,
     /// HTTP: connections the server closed before the peer's FIN: FIN
     /// after the response, then input read and dropped until the peer's
@@ -203,6 +205,20 @@ impl Counters {
     }
 }
 
+/// The equation [`Counters::balanced`] checks, with every term, and its
+/// verdict.
+pub fn accounting_line(c: &Counters) -> String {
+    format!(
+        "accounting: rx {} + tcp_out {} = tx {} + drops {} + tcp_in {}: {}",
+        c.rx_packets,
+        c.tcp_segments_out,
+        c.tx_packets,
+        c.drops(),
+        c.tcp_segments_in,
+        if c.balanced() { "ok" } else { "MISMATCH" }
+    )
+}
+
 /// A queue as the report shows it.
 #[derive(Clone, Copy, Debug)]
 pub struct QueueLabel {
@@ -224,13 +240,32 @@ pub fn si(v: f64) -> String {
     format!("{:.2}{}", v / div, suffix)
 }
 
+/// Human-readable bytes: 1536 -> "1.5KiB".
+pub fn bytes(v: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if v < 1024 {
+        return format!("{v}B");
+    }
+    let mut x = v as f64 / 1024.0;
+    let mut unit = 0;
+    while x >= 1024.0 && unit + 1 < UNITS.len() {
+        x /= 1024.0;
+        unit += 1;
+    }
+    format!("{x:.1}{}", UNITS[unit])
+}
+
 /// One interval line per queue (and a total when there are several).
+/// With the TCP stack running (`tcp`), each is followed by an indented
+/// line of what it is doing: the gauges and the rates of accepts, HTTP
+/// requests and retransmissions.
 pub fn interval_lines(
     elapsed: Duration,
     period: Duration,
     labels: &[QueueLabel],
     now: &[Counters],
     before: &[Counters],
+    tcp: bool,
 ) -> String {
     let secs = period.as_secs_f64().max(1e-9);
     let mut out = String::new();
@@ -248,6 +283,9 @@ pub fn interval_lines(
             label.core,
             rate_line(&d, secs)
         );
+        if tcp {
+            let _ = writeln!(out, "{:21}{}", "", tcp_line(n, &d, secs));
+        }
     }
     if labels.len() > 1 {
         let d = total_now.delta(&total_before);
@@ -257,8 +295,24 @@ pub fn interval_lines(
             elapsed.as_secs_f64(),
             rate_line(&d, secs)
         );
+        if tcp {
+            let _ = writeln!(out, "{:21}{}", "", tcp_line(&total_now, &d, secs));
+        }
     }
     out
+}
+
+/// The TCP/HTTP half of an interval: gauges from `now`, rates from `d`.
+fn tcp_line(now: &Counters, d: &Counters, secs: f64) -> String {
+    format!(
+        "tcp conns {:>7}  time_wait {:>7}  mem {:>9}  accepts {:>7}/s  http {:>7}req/s  retx {:>7}/s",
+        now.tcp_connections,
+        now.tcp_time_wait,
+        bytes(now.tcp_mem_bytes),
+        si(d.tcp_accepts as f64 / secs),
+        si(d.http_requests as f64 / secs),
+        si(d.tcp_retransmits as f64 / secs),
+    )
 }
 
 fn rate_line(d: &Counters, secs: f64) -> String {
@@ -316,14 +370,7 @@ pub fn final_table(labels: &[QueueLabel], counters: &[Counters]) -> String {
         .map(|v| format!("{v:.1}"))
         .unwrap_or_else(|| "-".into());
     let _ = writeln!(out, "{:<26} {:>16}", "user_ns_per_packet", user);
-    let _ = writeln!(
-        out,
-        "accounting: rx {} = tx {} + drops {}: {}",
-        total.rx_packets,
-        total.tx_packets,
-        total.drops(),
-        if total.balanced() { "ok" } else { "MISMATCH" }
-    );
+    let _ = writeln!(out, "{}", accounting_line(&total));
     out
 }
 
@@ -370,6 +417,73 @@ mod tests {
         assert_eq!(s.snapshot(), c);
     }
 
+    fn two_queues() -> (Vec<QueueLabel>, Vec<Counters>, Vec<Counters>) {
+        let labels = vec![
+            QueueLabel { queue: 0, core: 1 },
+            QueueLabel { queue: 1, core: 2 },
+        ];
+        let before = vec![
+            Counters {
+                rx_packets: 100,
+                tcp_accepts: 10,
+                http_requests: 20,
+                tcp_retransmits: 1,
+                ..Default::default()
+            };
+            2
+        ];
+        let mut now = before.clone();
+        for (i, c) in now.iter_mut().enumerate() {
+            let i = i as u64;
+            c.rx_packets += 1000;
+            c.tx_packets += 2000;
+            c.tcp_accepts += 30 + i;
+            c.http_requests += 500;
+            c.tcp_retransmits += 4;
+            c.tcp_connections = 40 + i;
+            c.tcp_time_wait = 7;
+            c.tcp_mem_bytes = 3 << 20;
+        }
+        (labels, now, before)
+    }
+
+    #[test]
+    fn interval_lines_show_tcp_only_when_it_runs() {
+        let (labels, now, before) = two_queues();
+        let period = Duration::from_secs(2);
+        let elapsed = Duration::from_secs(10);
+        let udp = interval_lines(elapsed, period, &labels, &now, &before, false);
+        assert_eq!(udp.lines().count(), 3, "{udp}");
+        assert!(!udp.contains("tcp"), "{udp}");
+        let t = interval_lines(elapsed, period, &labels, &now, &before, true);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 6, "{t}");
+        // Each rate line is followed by its TCP line, indented under it.
+        assert!(lines[0].starts_with("[   10.0s] q0@cpu1"), "{t}");
+        assert!(lines[1].starts_with(&" ".repeat(21)), "{t}");
+        let q1 = lines[3].split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            q1,
+            "tcp conns 41 time_wait 7 mem 3.0MiB accepts 15.50/s http 250.00req/s retx 2.00/s"
+        );
+        // The total sums the gauges and the rates.
+        assert!(lines[4].contains("total"), "{t}");
+        let total = lines[5].split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            total,
+            "tcp conns 81 time_wait 14 mem 6.0MiB accepts 30.50/s http 500.00req/s retx 4.00/s"
+        );
+    }
+
+    #[test]
+    fn bytes_are_binary_units() {
+        assert_eq!(bytes(0), "0B");
+        assert_eq!(bytes(1023), "1023B");
+        assert_eq!(bytes(1536), "1.5KiB");
+        assert_eq!(bytes(3 << 20), "3.0MiB");
+        assert_eq!(bytes(5 << 30), "5.0GiB");
+    }
+
     #[test]
     fn final_table_reports_balance() {
         let c = Counters {
@@ -379,6 +493,34 @@ mod tests {
             ..Default::default()
         };
         let t = final_table(&[QueueLabel { queue: 0, core: 1 }], &[c]);
-        assert!(t.contains("accounting: rx 3 = tx 2 + drops 1: ok"), "{t}");
+        assert!(
+            t.contains("accounting: rx 3 + tcp_out 0 = tx 2 + drops 1 + tcp_in 0: ok"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn accounting_line_shows_every_term_of_the_check() {
+        // A TCP-serving run: most frames go to the stack, and most frames
+        // sent are ones it filled.
+        let mut c = Counters {
+            rx_packets: 34_306,
+            tcp_segments_in: 34_300,
+            tcp_segments_out: 168_279,
+            tx_packets: 168_285,
+            echoed: 6,
+            ..Default::default()
+        };
+        assert!(c.balanced());
+        assert_eq!(
+            accounting_line(&c),
+            "accounting: rx 34306 + tcp_out 168279 = tx 168285 + drops 0 + tcp_in 34300: ok"
+        );
+        c.drop_no_service = 1;
+        assert!(!c.balanced());
+        assert_eq!(
+            accounting_line(&c),
+            "accounting: rx 34306 + tcp_out 168279 = tx 168285 + drops 1 + tcp_in 34300: MISMATCH"
+        );
     }
 }

@@ -450,8 +450,8 @@ impl TcpService {
                 continue;
             }
             if conn.timed_out {
+                // Counted at the first expiry: one timeout per connection.
                 conn.closing = true;
-                self.http_timeouts += 1;
                 let _ = self.endpoint.abort(id);
                 continue;
             }

@@ -555,6 +555,9 @@ for x in pkts:
     let fin = stop_clean(&mut dp);
     let t = &fin["total"];
     assert!(u(&t["tcp_challenge_acks"]) >= 2, "no challenge ACKs: {t}");
+    // Both forged RSTs were rejected (one challenged, one out of window):
+    // tcp_rst_in counts accepted RSTs only.
+    assert_eq!(u(&t["tcp_rst_in"]), 0, "a rejected RST was counted: {t}");
     assert_eq!(
         u(&t["http_requests"]),
         2,
@@ -578,6 +581,19 @@ fn http_timeouts_close_idle_and_stalled_connections() {
             ],
         ),
     );
+    // A download whose client stops reading (as kill -STOP would): no byte
+    // moves once its receive buffer is full, so the first expiry closes
+    // it gently and the second aborts it. Held open across the waits below.
+    let stalled = in_client(&topo, || {
+        let mut s = connect(vip4());
+        write!(s, "GET /bytes/1000000000 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < 100_000 {
+            got += s.read(&mut buf).unwrap();
+        }
+        s
+    });
     in_client(&topo, || {
         // Idle after a request: the server closes it.
         let mut idle = connect(vip4());
@@ -599,10 +615,13 @@ fn http_timeouts_close_idle_and_stalled_connections() {
             String::from_utf8_lossy(&got)
         );
     });
-    wait_until_idle(&dp, Duration::from_secs(10));
+    wait_until_idle(&dp, Duration::from_secs(15));
+    drop(stalled);
     let fin = stop_clean(&mut dp);
     let t = &fin["total"];
-    assert_eq!(u(&t["http_timeouts"]), 2, "{t}");
+    // Idle, slowloris, stalled download: one each, though the stalled one
+    // expired twice (closed, then aborted).
+    assert_eq!(u(&t["http_timeouts"]), 3, "{t}");
     assert_eq!(u(&t["http_4xx"]), 1, "{t}");
 }
 

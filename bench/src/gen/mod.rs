@@ -411,7 +411,8 @@ fn collect(
         corrupt: total.corrupt,
         foreign: total.foreign,
         tx_ring_full: total.tx_ring_full,
-        sink_kernel_dropped: total.kernel_rx_dropped,
+        // Disjoint in XDP_STATISTICS (full struct): both are frames lost.
+        sink_kernel_dropped: total.kernel_rx_dropped + total.kernel_rx_ring_full,
         sink_fill_ring_empty: total.kernel_fill_ring_empty,
         sink_no_socket: 0,
         tx_pps: total.sent as f64 / secs,

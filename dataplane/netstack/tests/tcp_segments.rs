@@ -225,9 +225,15 @@ fn syn_sent_rejects_bad_ack_with_rst() {
     assert_eq!(r.flags, RST);
     assert_eq!(r.seq.0, iss + 100);
     assert_eq!(s.state(id), State::SynSent);
+    // A RST without an ACK, or with an unacceptable one, is ignored.
+    s.send(Seg::new(RST, 0, 0));
+    s.send(Seg::new(TcpFlags(RST.0 | ACK.0), 0, iss + 100));
+    assert_eq!(s.state(id), State::SynSent);
+    assert_eq!(s.ep.stats().rst_in, 0);
     // RST with an acceptable ACK resets.
     s.send(Seg::new(TcpFlags(RST.0 | ACK.0), 0, iss + 1));
     assert_eq!(s.take_events(), vec![Event::Reset(id, s.tuple())]);
+    assert_eq!(s.ep.stats().rst_in, 1);
 }
 
 #[test]
@@ -295,6 +301,7 @@ fn rst_exact_resets_established() {
     s.send(Seg::new(RST, PISS + 1, 0));
     assert_eq!(s.take_events(), vec![Event::Reset(id, s.tuple())]);
     s.assert_silent();
+    assert_eq!(s.ep.stats().rst_in, 1);
     assert_eq!(
         s.ep.write(id, b"x"),
         Err(sluice_netstack::tcp::TcpError::Reset)
@@ -314,6 +321,8 @@ fn rst_out_of_window_is_dropped_silently() {
     assert!(s.take_events().is_empty());
     assert_eq!(s.state(id), State::Established);
     assert_eq!(s.ep.stats().challenge_acks_sent, 0);
+    // Rejected: `rst_in` counts accepted RSTs only.
+    assert_eq!(s.ep.stats().rst_in, 0);
 }
 
 #[test]
@@ -434,6 +443,11 @@ fn our_close_fin_wait_then_time_wait_and_expiry() {
     s.send(Seg::new(FIN, PISS + 1, iss + 2));
     let a = s.out1();
     assert_eq!((a.flags, a.seq.0, a.ack.0), (ACK, iss + 2, PISS + 2));
+    // A RST does not end TIME_WAIT (RFC 1337), and is not counted as accepted.
+    s.send(Seg::new(RST, PISS + 2, 0));
+    s.assert_silent();
+    assert_eq!(s.ep.time_wait_count(), 1);
+    assert_eq!(s.ep.stats().rst_in, 0);
     // 2·MSL after entry the entry goes.
     s.advance(Duration::from_secs(58));
     assert_eq!(s.ep.time_wait_count(), 1);
@@ -654,6 +668,8 @@ fn rst_in_window_not_exact_gets_challenge_ack() {
     assert_eq!(s.state(id), State::Established);
     assert_eq!(s.ep.stats().challenge_acks_sent, 1);
     assert!(s.take_events().is_empty());
+    // Answered with a challenge ACK, not accepted.
+    assert_eq!(s.ep.stats().rst_in, 0);
 }
 
 #[test]

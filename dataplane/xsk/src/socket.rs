@@ -237,7 +237,9 @@ pub struct XskStats {
 /// Kernel-side counters of the socket (XDP_STATISTICS).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelStats {
-    /// Dropped for reasons other than an invalid descriptor (e.g. no room).
+    /// Dropped for reasons other than an invalid descriptor or a full RX
+    /// ring: too large for a frame, or (copy mode) no frame on the fill ring.
+    /// Disjoint from `rx_ring_full` (the full XDP_STATISTICS struct is read).
     pub rx_dropped: u64,
     pub rx_invalid_descs: u64,
     pub tx_invalid_descs: u64,

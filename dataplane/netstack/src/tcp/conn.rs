@@ -944,8 +944,10 @@ impl Conn {
             return;
         }
         if f.rst() {
-            ctx.stats.rst_in += 1;
+            // Without an ACK it is ignored (RFC 9293 §3.10.7.3); with one,
+            // the ACK was checked above.
             if f.ack() {
+                ctx.stats.rst_in += 1;
                 self.enter_closed(true);
             }
             return;
@@ -999,8 +1001,8 @@ impl Conn {
 
         // RFC 5961 §3: RST.
         if f.rst() {
-            ctx.stats.rst_in += 1;
             if seg.seq == rcv_nxt {
+                ctx.stats.rst_in += 1;
                 // Exact match: the connection is reset (a passive open in
                 // SYN-RECEIVED just goes away; the handle was never seen).
                 self.enter_closed(true);

@@ -499,8 +499,8 @@ impl Endpoint {
             return;
         };
         if seg.flags.rst() {
-            // RFC 1337: a RST does not end TIME_WAIT early.
-            self.stats.rst_in += 1;
+            // RFC 1337: a RST does not end TIME_WAIT early (and is not
+            // counted in `rst_in`, which counts accepted RSTs).
             return;
         }
         let mut paws = false;
@@ -633,7 +633,7 @@ impl Endpoint {
     fn unowned(&mut self, now: Time, tuple: FourTuple, seg: &Segment<'_>) -> Unowned {
         let f = seg.flags;
         if f.rst() {
-            self.stats.rst_in += 1;
+            // No connection to reset: not counted in `rst_in`.
             return Unowned::Dropped;
         }
         if let Some(tw) = self.time_wait.get(&tuple).copied() {

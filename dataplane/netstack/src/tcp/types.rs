@@ -319,6 +319,10 @@ pub struct EndpointStats {
     pub cookies_rejected: u64,
     pub challenge_acks_sent: u64,
     pub challenge_acks_suppressed: u64,
+    /// RSTs accepted: they reset a connection (sequence number exactly
+    /// RCV.NXT, or an acceptable ACK in SYN-SENT). Rejected ones (out of
+    /// window, in window but inexact, in TIME_WAIT, for no connection) are
+    /// not counted; the in-window ones drew a challenge ACK.
     pub rst_in: u64,
     pub rst_out: u64,
     pub rst_suppressed: u64,
