@@ -131,6 +131,9 @@ counters! {
     tcp_challenge_acks,
     /// TCP: RSTs received and accepted (they reset a connection).
     tcp_rst_in,
+    /// TCP: RSTs received that reset nothing (out of window, inexact, in
+    /// TIME_WAIT, for no connection): blind injection shows up here.
+    tcp_rst_ignored,
     /// TCP: RSTs sent.
     tcp_rst_out,
     /// TCP: segments dropped by PAWS (old timestamps).

@@ -636,6 +636,7 @@ impl TcpService {
         c.tcp_cookies_accepted = s.cookies_accepted;
         c.tcp_challenge_acks = s.challenge_acks_sent;
         c.tcp_rst_in = s.rst_in;
+        c.tcp_rst_ignored = s.rst_ignored;
         c.tcp_rst_out = s.rst_out;
         c.tcp_paws_drops = s.paws_drops;
         c.tcp_bad_acks = s.bad_acks;

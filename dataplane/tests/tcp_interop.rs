@@ -558,6 +558,7 @@ for x in pkts:
     // Both forged RSTs were rejected (one challenged, one out of window):
     // tcp_rst_in counts accepted RSTs only.
     assert_eq!(u(&t["tcp_rst_in"]), 0, "a rejected RST was counted: {t}");
+    assert!(u(&t["tcp_rst_ignored"]) >= 2, "forged RSTs not seen: {t}");
     assert_eq!(
         u(&t["http_requests"]),
         2,

@@ -934,7 +934,9 @@ impl Conn {
         if f.ack()
             && (seg.ack.distance(self.iss) <= 0 || seg.ack.distance(self.seq_of(self.snd_max)) > 0)
         {
-            if !f.rst() {
+            if f.rst() {
+                ctx.stats.rst_ignored += 1;
+            } else {
                 ctx.stats.bad_acks += 1;
                 self.rst_out = Some(RstOut {
                     seq: seg.ack,
@@ -949,6 +951,8 @@ impl Conn {
             if f.ack() {
                 ctx.stats.rst_in += 1;
                 self.enter_closed(true);
+            } else {
+                ctx.stats.rst_ignored += 1;
             }
             return;
         }
@@ -1007,7 +1011,10 @@ impl Conn {
                 // SYN-RECEIVED just goes away; the handle was never seen).
                 self.enter_closed(true);
             } else if seg.seq.in_window(rcv_nxt, rcv_nxt + wnd.max(1)) {
+                ctx.stats.rst_ignored += 1;
                 self.challenge_ack(ctx);
+            } else {
+                ctx.stats.rst_ignored += 1;
             }
             return;
         }

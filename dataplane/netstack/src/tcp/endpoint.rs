@@ -499,8 +499,9 @@ impl Endpoint {
             return;
         };
         if seg.flags.rst() {
-            // RFC 1337: a RST does not end TIME_WAIT early (and is not
-            // counted in `rst_in`, which counts accepted RSTs).
+            // RFC 1337: a RST does not end TIME_WAIT early (counted as
+            // ignored, not in `rst_in`).
+            self.stats.rst_ignored += 1;
             return;
         }
         let mut paws = false;
@@ -633,7 +634,8 @@ impl Endpoint {
     fn unowned(&mut self, now: Time, tuple: FourTuple, seg: &Segment<'_>) -> Unowned {
         let f = seg.flags;
         if f.rst() {
-            // No connection to reset: not counted in `rst_in`.
+            // No connection to reset: ignored, not in `rst_in`.
+            self.stats.rst_ignored += 1;
             return Unowned::Dropped;
         }
         if let Some(tw) = self.time_wait.get(&tuple).copied() {

@@ -324,6 +324,10 @@ pub struct EndpointStats {
     /// window, in window but inexact, in TIME_WAIT, for no connection) are
     /// not counted; the in-window ones drew a challenge ACK.
     pub rst_in: u64,
+    /// RSTs that reset nothing: out of window, in window but inexact (a
+    /// challenge ACK went out), without ACK in SYN-SENT, in TIME_WAIT
+    /// (RFC 1337), or for no connection. Blind injection shows up here.
+    pub rst_ignored: u64,
     pub rst_out: u64,
     pub rst_suppressed: u64,
     /// Out-of-window pure ACKs left unanswered by the rate limit.
