@@ -232,6 +232,7 @@ fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbo
     let mut engine = sluice_netstack::tcp::EndpointConfig {
         mss: t.tcp_mss,
         send_buffer: t.tcp_send_buffer_kib as usize * 1024,
+        send_buffer_max: t.tcp_send_buffer_max_kib as usize * 1024,
         recv_buffer: t.tcp_recv_buffer_kib as usize * 1024,
         backlog: t.tcp_backlog,
         syn_cookies: t.tcp_syn_cookies != SynCookiesArg::Never,

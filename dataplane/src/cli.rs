@@ -132,6 +132,14 @@ pub struct TcpArgs {
           value_parser = clap::value_parser!(u32).range(4..=65536))]
     pub tcp_send_buffer_kib: u32,
 
+    /// The most a send buffer grows to: while a connection is held back by
+    /// its send buffer and not by its congestion window, the buffer grows
+    /// to two congestion windows (Linux's send-buffer autotuning). At or
+    /// below --tcp-send-buffer-kib, buffers do not grow.
+    #[arg(long, default_value_t = 4096, value_name = "KIB",
+          value_parser = clap::value_parser!(u32).range(4..=65536))]
+    pub tcp_send_buffer_max_kib: u32,
+
     /// Receive window per connection (window scaling is used above 64 KiB).
     #[arg(long, default_value_t = 256, value_name = "KIB",
           value_parser = clap::value_parser!(u32).range(4..=65536))]

@@ -478,7 +478,6 @@ impl TcpService {
             self.drain_lingering(id, now, false);
             return;
         }
-        let send_buffer = self.endpoint.config().send_buffer;
         let ep = &mut self.endpoint;
         let staging = &mut self.staging;
         loop {
@@ -502,7 +501,7 @@ impl TcpService {
             if conn.pending_out.is_empty() && conn.server.wants_write() {
                 let room = ep
                     .info(id)
-                    .map(|i| send_buffer.saturating_sub(i.send_queued))
+                    .map(|i| i.send_buffer.saturating_sub(i.send_queued))
                     .unwrap_or(0)
                     .min(staging.len());
                 if room > 0 {

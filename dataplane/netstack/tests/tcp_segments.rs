@@ -1357,3 +1357,50 @@ fn unanswered_zero_window_probes_end_the_connection() {
     assert_eq!(s.ep.conn_count(), 0);
     assert_eq!(s.ep.mem_in_use(), 0);
 }
+
+/// A writer held back by its send buffer, not by cwnd (everything it wrote
+/// is sent, the window has room): the buffer grows to two congestion
+/// windows, up to `send_buffer_max` (Linux's tcp_sndbuf_expand).
+#[test]
+fn a_send_buffer_that_holds_the_writer_back_grows_to_two_windows() {
+    let grows = |max: usize| {
+        let mut s = server(EndpointConfig {
+            send_buffer: 4000,
+            send_buffer_max: max,
+            ..no_ts()
+        });
+        let (id, iss) = accept_sack(&mut s);
+        assert_eq!(s.ep.write(id, &[1u8; 10_000]), Ok(4000));
+        assert_eq!(s.out().len(), 4);
+        s.advance(Duration::from_millis(1));
+        s.send(Seg::new(ACK, PISS + 1, iss + 1 + 4000));
+        s.assert_silent();
+        let info = s.ep.info(id).unwrap();
+        (info.send_buffer, info.cwnd as usize)
+    };
+    let (buffer, cwnd) = grows(64_000);
+    assert_eq!(buffer, 2 * cwnd);
+    assert!(buffer > 4000);
+    // Capped by the maximum; none at all when the maximum is the start.
+    assert_eq!(grows(12_000).0, 12_000);
+    assert_eq!(grows(4000).0, 4000);
+}
+
+/// Not when cwnd is what holds the data back: a bigger buffer would only
+/// queue more.
+#[test]
+fn a_send_buffer_does_not_grow_while_cwnd_is_full() {
+    let mut s = server(EndpointConfig {
+        send_buffer: 40_000,
+        send_buffer_max: 1 << 20,
+        ..no_ts()
+    });
+    let (id, iss) = accept_sack(&mut s);
+    assert_eq!(s.ep.write(id, &[1u8; 40_000]), Ok(40_000));
+    let sent = s.out().len();
+    let cwnd = s.ep.info(id).unwrap().cwnd as usize;
+    assert_eq!(sent * 1000, cwnd, "the first flight fills cwnd");
+    s.advance(Duration::from_millis(1));
+    s.send(Seg::new(ACK, PISS + 1, iss + 1 + 1000));
+    assert_eq!(s.ep.info(id).unwrap().send_buffer, 40_000);
+}

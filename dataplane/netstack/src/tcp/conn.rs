@@ -543,6 +543,32 @@ impl Conn {
         }
     }
 
+    /// Send-buffer autotuning (Linux: tcp_sndbuf_expand): when the writer
+    /// was held back by the buffer — everything it held was sent and the
+    /// flight did not fill cwnd — the buffer grows to two congestion
+    /// windows, up to `send_buffer_max`, and not while send buffers have
+    /// used half of their share of the memory budget. Without it, a whole
+    /// buffer in flight waits for a receiver's delayed ACK every round.
+    fn expand_send_buffer(&mut self, ctx: &mut Ctx<'_>, in_flight_before: u32) {
+        let max = ctx.cfg.send_buffer_max;
+        let limit = self.send.limit();
+        if !self.write_blocked
+            || limit >= max
+            || self.snd_nxt < self.data_end()
+            || in_flight_before >= self.cc.window()
+        {
+            return;
+        }
+        let send_share = ctx.pool.max_bytes() - ctx.pool.receive_reserve();
+        if ctx.pool.available_for_send() < send_share / 2 {
+            return;
+        }
+        let want = (2 * self.cc.window() as usize).min(max);
+        if want > limit {
+            self.send.set_limit(want);
+        }
+    }
+
     /// Keep the persist timer consistent with the send state.
     fn update_persist(&mut self, now: Time) {
         let wants = self.is_synchronized()
@@ -895,6 +921,7 @@ impl Conn {
             snd_wscale: self.snd_wscale,
             rcv_wscale: self.rcv_wscale,
             send_queued: self.send.len(),
+            send_buffer: self.send.limit(),
             recv_queued: self.readable(),
         }
     }
@@ -1526,6 +1553,7 @@ impl Conn {
         self.tlp_sent = false;
         self.tlp_pending = false;
         self.arm_tlp(now);
+        self.expand_send_buffer(ctx, in_flight_before);
         if self.write_blocked && self.send.free_space() > 0 {
             self.write_blocked = false;
             self.events |= EV_WRITABLE;

@@ -278,6 +278,10 @@ impl SendRing {
     pub fn limit(&self) -> usize {
         self.limit
     }
+    /// Change the limit (bytes already held stay even above a smaller one).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
     /// Chunks currently held.
     pub fn chunks(&self) -> usize {
         self.chunks.len()

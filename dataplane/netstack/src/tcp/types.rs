@@ -37,9 +37,14 @@ impl Default for Keepalive {
 pub struct EndpointConfig {
     /// MSS we announce over IPv4 (IPv6 announces 20 bytes less).
     pub mss: u16,
-    /// Per-connection send buffer limit, bytes (part of the per-connection
-    /// memory budget).
+    /// Per-connection send buffer, bytes, at the start (part of the
+    /// per-connection memory budget).
     pub send_buffer: usize,
+    /// The most a send buffer grows to (autotuning, as Linux's
+    /// tcp_sndbuf_expand): while the writer is held back by the buffer,
+    /// not by cwnd, the buffer grows to two congestion windows. Equal to
+    /// `send_buffer` (or smaller) turns growth off.
+    pub send_buffer_max: usize,
     /// Per-connection receive buffer limit, bytes (the largest window we
     /// advertise; part of the per-connection memory budget).
     pub recv_buffer: usize,
@@ -107,6 +112,7 @@ impl Default for EndpointConfig {
         Self {
             mss: 1460,
             send_buffer: 256 * 1024,
+            send_buffer_max: 4 * 1024 * 1024,
             recv_buffer: 256 * 1024,
             backlog: 1024,
             syn_cookies: true,
@@ -295,6 +301,9 @@ pub struct ConnInfo {
     pub rcv_wscale: u8,
     /// Bytes written but not yet acknowledged.
     pub send_queued: usize,
+    /// The send buffer's current size (it grows, see
+    /// [`EndpointConfig::send_buffer_max`]).
+    pub send_buffer: usize,
     /// Bytes received in order and not yet read.
     pub recv_queued: usize,
 }
