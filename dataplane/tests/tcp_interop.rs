@@ -110,17 +110,30 @@ fn stop_clean(dp: &mut Dataplane) -> Value {
 
 /// Until the live counters show no connection and no buffer held (bounded).
 fn wait_until_idle(dp: &Dataplane, within: Duration) -> Value {
+    wait_for_totals(dp, within, "connections or buffers still held", |t| {
+        u(&t["tcp_connections"]) == 0 && u(&t["tcp_mem_bytes"]) == 0
+    })
+}
+
+/// Until the live counters' totals satisfy `done` (bounded by `within`);
+/// the report is refreshed every --stats-interval (0.5 s).
+fn wait_for_totals(
+    dp: &Dataplane,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + within;
     loop {
         std::thread::sleep(Duration::from_millis(600));
         let r = dp.last_report("interval").expect("no interval report");
-        let t = &r["total"];
-        if u(&t["tcp_connections"]) == 0 && u(&t["tcp_mem_bytes"]) == 0 {
+        if done(&r["total"]) {
             return r;
         }
         assert!(
             Instant::now() < deadline,
-            "connections or buffers still held after {within:?}: {t}"
+            "{what} after {within:?}: {}",
+            r["total"]
         );
     }
 }
@@ -279,23 +292,15 @@ fn thousand_concurrent_connections() {
 /// Map CPU n to TX queue n on `iface` (XPS), so the queue a frame leaves on
 /// is the CPU that sent it.
 fn xps_one_queue_per_cpu(ns: &str, iface: &str, queues: u32) {
-    let script: String = (0..queues)
+    let script: Vec<String> = (0..queues)
         .map(|q| {
             format!(
-                "echo {:x} > /sys/class/net/{iface}/queues/tx-{q}/xps_cpus;",
+                "echo {:x} > /sys/class/net/{iface}/queues/tx-{q}/xps_cpus",
                 1u64 << q
             )
         })
         .collect();
-    let out = netns::command(ns, "sh")
-        .args(["-ec", &script])
-        .output()
-        .expect("running sh");
-    assert!(
-        out.status.success(),
-        "setting XPS on {iface}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sh_in(ns, &script.join(" && "));
 }
 
 /// A flow that moves to another queue mid-connection (the peer rehashed,
@@ -690,15 +695,12 @@ fn error_responses_while_the_request_streams_in_end_without_a_reset() {
         expect_eof(&mut s);
         s
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let r = dp.last_report("interval");
-        if r.is_some_and(|r| u(&r["total"]["http_linger_timeouts"]) == 1) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the linger never ended");
-    }
+    wait_for_totals(
+        &dp,
+        Duration::from_secs(30),
+        "the linger never ended",
+        |t| u(&t["http_linger_timeouts"]) == 1,
+    );
     drop(quiet);
     wait_until_idle(&dp, Duration::from_secs(10));
     let fin = stop_clean(&mut dp);

@@ -31,6 +31,7 @@
 //! get a tc program that spreads flows over the queues by hash, as a NIC's
 //! RSS would (see [`rss`]).
 
+mod bpf_object;
 mod down;
 pub mod peer_xdp;
 pub mod rss;

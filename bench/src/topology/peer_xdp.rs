@@ -23,12 +23,11 @@
 //! it. The program is built with `clang` from the source below (no headers
 //! needed) into a temporary file.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use anyhow::Context;
 
+use super::bpf_object::TempBpfObject;
 use crate::exec::Shell;
 
 /// Name of the placeholder program as the kernel shows it.
@@ -47,45 +46,19 @@ SEC("xdp") int sluice_peer(struct xdp_md *ctx) { return 2; /* XDP_PASS */ }
 char _license[] SEC("license") = "GPL";
 "#;
 
-/// A compiled placeholder in a temporary directory, removed on drop.
-pub struct PeerPassObject {
-    dir: PathBuf,
-    obj: PathBuf,
-}
+/// The compiled placeholder, in a temporary directory removed on drop.
+pub struct PeerPassObject(TempBpfObject);
 
 impl PeerPassObject {
     /// Compiles [`SOURCE`] with clang.
     pub fn build(sh: &Shell) -> anyhow::Result<Self> {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "sluice-bench-peer-xdp-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let src = dir.join("peer_pass.bpf.c");
-        let obj = dir.join("peer_pass.bpf.o");
-        std::fs::write(&src, SOURCE).with_context(|| format!("writing {}", src.display()))?;
-        let this = Self { dir, obj };
-        sh.run(
-            Command::new("clang")
-                .args(["-O2", "-g", "-target", "bpf", "-c"])
-                .arg(&src)
-                .arg("-o")
-                .arg(&this.obj),
-        )
-        .context("building the XDP_PASS placeholder for the XDP peers (or use --no-peer-xdp)")?;
-        Ok(this)
+        TempBpfObject::build(sh, "peer-pass", SOURCE, &[])
+            .map(Self)
+            .context("building the XDP_PASS placeholder for the XDP peers (or use --no-peer-xdp)")
     }
 
     pub fn path(&self) -> &Path {
-        &self.obj
-    }
-}
-
-impl Drop for PeerPassObject {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.0.path()
     }
 }
 

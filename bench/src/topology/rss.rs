@@ -21,12 +21,11 @@
 //!
 //! Topologies with one queue get no program.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use anyhow::Context;
 
+use super::bpf_object::TempBpfObject;
 use crate::exec::Shell;
 
 /// Name of the program as the kernel shows it.
@@ -48,47 +47,19 @@ SEC("tc") int sluice_rss(struct __sk_buff *skb)
 char _license[] SEC("license") = "GPL";
 "#;
 
-/// The compiled program in a temporary directory, removed on drop.
-pub struct RssObject {
-    dir: PathBuf,
-    obj: PathBuf,
-}
+/// The compiled program, in a temporary directory removed on drop.
+pub struct RssObject(TempBpfObject);
 
 impl RssObject {
     /// Compiles [`SOURCE`] for `queues` queues with clang.
     pub fn build(sh: &Shell, queues: u32) -> anyhow::Result<Self> {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "sluice-bench-rss-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let src = dir.join("rss.bpf.c");
-        let obj = dir.join("rss.bpf.o");
-        std::fs::write(&src, SOURCE).with_context(|| format!("writing {}", src.display()))?;
-        let this = Self { dir, obj };
-        sh.run(
-            Command::new("clang")
-                .args(["-O2", "-g", "-target", "bpf"])
-                .arg(format!("-DQUEUES={queues}"))
-                .arg("-c")
-                .arg(&src)
-                .arg("-o")
-                .arg(&this.obj),
-        )
-        .context("building the RSS emulation program for the XDP peers")?;
-        Ok(this)
+        TempBpfObject::build(sh, "rss", SOURCE, &[format!("-DQUEUES={queues}")])
+            .map(Self)
+            .context("building the RSS emulation program for the XDP peers")
     }
 
     pub fn path(&self) -> &Path {
-        &self.obj
-    }
-}
-
-impl Drop for RssObject {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.0.path()
     }
 }
 
