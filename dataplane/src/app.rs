@@ -19,12 +19,13 @@ use sluice_bpf::{Gateway, GatewayOptions, IdList, Interface, L4Proto, XdpMode};
 use sluice_xsk::{BindMode, Xsk, XskConfig};
 use tracing::{info, warn};
 
+use crate::apps::{AppsSetup, Listener};
 use crate::cli::{Args, BindArg, CongestionArg, SynCookiesArg, XdpModeArg};
 use crate::handoff::{self, Directory, Mailbox};
 use crate::report;
 use crate::services::{Service, Services};
 use crate::stats::{Counters, QueueLabel, SharedCounters};
-use crate::tcp_service::{Clock, HttpTimeouts, TcpService, TcpSetup};
+use crate::tcp_service::{Clock, TcpService, TcpSetup};
 use crate::worker::{self, LoopConfig};
 
 /// Forwarded segments a loop's mailbox holds before the sender drops them.
@@ -119,7 +120,7 @@ pub fn run(args: Args) -> Result<()> {
         "serving; SIGINT or SIGTERM to stop"
     );
 
-    let failure = report_until_stopped(&args, &loops, &gateway, tcp.as_ref(), &stop);
+    let failure = report_until_stopped(&args, &loops, &gateway, &stop);
     stop.store(true, Ordering::Relaxed);
 
     let labels: Vec<QueueLabel> = loops.iter().map(|l| l.label).collect();
@@ -267,17 +268,20 @@ fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbo
             args.iface
         );
     }
-    let http_config = sluice_http::ServerConfig::default();
-    set_http_date(&http_config);
+    let apps = AppsSetup {
+        http: sluice_http::ServerConfig::default(),
+        http_timeouts: sluice_http::Timeouts {
+            idle: secs(args.http_idle_timeout_secs),
+            head: secs(args.http_head_timeout_secs),
+            progress: secs(args.http_request_timeout_secs),
+        },
+    };
+    let listeners = args.http.iter().map(|at| (*at, Listener::Http)).collect();
     Ok((
         Some(TcpSetup {
             engine,
-            http: args.http.clone(),
-            http_config,
-            timeouts: HttpTimeouts {
-                idle: secs(args.http_idle_timeout_secs),
-                request: secs(args.http_request_timeout_secs),
-            },
+            listeners,
+            apps,
             clock: Clock::new(),
             directory: Arc::new(Directory::default()),
             postman,
@@ -305,12 +309,6 @@ fn interface_mtu(iface: &str) -> usize {
 /// A flag in seconds where 0 means "never".
 fn secs(n: u32) -> Option<Duration> {
     (n > 0).then(|| Duration::from_secs(n.into()))
-}
-
-fn set_http_date(cfg: &sluice_http::ServerConfig) {
-    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        cfg.date.set_unix_time(d.as_secs());
-    }
 }
 
 fn select_queues(args: &Args, iface: &Interface) -> Result<Vec<u32>> {
@@ -477,7 +475,6 @@ fn report_until_stopped(
     args: &Args,
     loops: &[Loop],
     gateway: &Gateway,
-    tcp: Option<&TcpSetup>,
     stop: &AtomicBool,
 ) -> Option<anyhow::Error> {
     let started = Instant::now();
@@ -487,10 +484,6 @@ fn report_until_stopped(
     let interval = args.stats_interval();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(REPORTER_TICK);
-        if let Some(tcp) = tcp {
-            // The HTTP Date header: the loops never read the wall clock.
-            set_http_date(&tcp.http_config);
-        }
         if stop.load(Ordering::Relaxed) {
             // Loops finishing now are obeying the stop, not dying.
             break;

@@ -108,9 +108,14 @@ pub struct Args {
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub http_idle_timeout_secs: u32,
 
+    /// A request head must be complete this long after its first byte
+    /// (else 408), however steadily it trickles in (slowloris); like nginx's
+    /// client_header_timeout. 0: never.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub http_head_timeout_secs: u32,
+
     /// Give up on an HTTP connection that moves no bytes for this long inside
-    /// a request or response (a half-sent head gets 408; slowloris, stalled
-    /// readers); 0: never.
+    /// a request or response (a half-sent body, stalled readers); 0: never.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub http_request_timeout_secs: u32,
 

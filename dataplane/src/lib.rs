@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod apps;
 pub mod cli;
 pub mod handoff;
 pub mod neigh;

@@ -162,10 +162,18 @@ counters! {
     http_4xx,
     /// HTTP: 5xx responses.
     http_5xx,
-    /// HTTP: connections that hit the idle or request timeout, counted once
-    /// each at the first expiry (closed or answered 408; a later abort is
-    /// not counted again).
+    /// HTTP: connections that hit a timeout (head, idle or progress),
+    /// counted once each at the first expiry (closed or answered 408; a
+    /// later abort is not counted again).
     http_timeouts,
+    /// HTTP: request heads not complete within --http-head-timeout-secs of
+    /// their first byte (answered 408).
+    http_head_timeouts,
+    /// HTTP: keep-alive connections closed after --http-idle-timeout-secs.
+    http_idle_timeouts,
+    /// HTTP: requests or responses that moved no byte for
+    /// --http-request-timeout-secs.
+    http_progress_timeouts,
     /// HTTP: connections the server closed before the peer's FIN: FIN
     /// after the response, then input read and dropped until the peer's
     /// FIN (lingering close).
@@ -173,6 +181,12 @@ counters! {
     /// HTTP: lingering closes ended by the linger limits instead of the
     /// peer's FIN.
     http_linger_timeouts,
+    /// Apps: connections reset because their app asked (a flood, a
+    /// protocol violation, a timeout the peer ignored).
+    app_aborts,
+    /// Apps gauge: bytes held by the applications' buffers (HTTP, TLS,
+    /// HTTP/2), outside the TCP stream buffers.
+    app_mem_bytes,
 }
 
 impl Counters {
@@ -398,7 +412,7 @@ mod tests {
         };
         let f = a.fields();
         assert_eq!(f[0].0, "rx_packets");
-        assert_eq!(f.last().unwrap().0, "http_linger_timeouts");
+        assert_eq!(f.last().unwrap().0, "app_mem_bytes");
         assert!(f.iter().all(|(_, help, _)| !help.is_empty()));
         let d = a.delta(&b);
         assert_eq!(d.rx_packets, 6);

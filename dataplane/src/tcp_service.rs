@@ -1,6 +1,7 @@
-//! TCP and HTTP/1.1 in a poll loop: the glue between the rings, the
-//! sans-IO TCP engine (`sluice_netstack::tcp`) and the sans-IO HTTP server
-//! (`sluice_http`).
+//! TCP in a poll loop, and the seam to the applications on top of it: the
+//! glue between the rings, the sans-IO TCP engine (`sluice_netstack::tcp`)
+//! and the sans-IO applications (`sluice_app::App`: HTTP/1.1, HTTP/2, TLS
+//! wrapping either), picked per listener by [`crate::apps::LoopApps`].
 //!
 //! Per received TCP frame: verify checksums, learn the peer's L2 header,
 //! hand the segment to the engine. A segment for a flow this loop does not
@@ -9,15 +10,17 @@
 //! otherwise this loop claims it and the engine answers it (a SYN makes a
 //! connection, a cookie ACK rebuilds one, anything else gets a RST).
 //!
-//! After the batch: engine timers, engine events drive the HTTP connections
-//! (bytes from the engine's receive ring into the parser, responses from
-//! the generator into the engine's send ring, within the send space so a
-//! response is produced only as fast as the peer takes it), and the
-//! engine's packets go out in free UMEM frames behind the learned L2 header.
+//! After the batch: engine timers, application timers (one timer wheel
+//! entry per connection, armed at the app's deadline: idle connections
+//! cost no time), engine events drive the apps (bytes from the engine's
+//! receive ring into the app, the app's output into the engine's send ring,
+//! within the send space so output is produced only as fast as the peer
+//! takes it), and the engine's packets go out in free UMEM frames behind
+//! the learned L2 header.
 //!
-//! When the HTTP server is done with a connection (an error response,
-//! `Connection: close`, a timeout) the service closes it the way nginx's
-//! lingering close does: FIN after the response (a half-close), then
+//! When an app is done with a connection (an error response,
+//! `Connection: close`, a timeout, a GOAWAY) the service closes it the way
+//! nginx's lingering close does: FIN after the output (a half-close), then
 //! whatever the peer still sends is read and dropped until its FIN, or
 //! until [`LINGER_QUIET`] without input or [`LINGER_TOTAL`] in all, and
 //! only then is the handle released. Releasing it at once would make the
@@ -29,37 +32,48 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_http::{ServerConfig, ServerConn};
+use sluice_app::{App, Close};
 use sluice_netstack::echo::verify_checksums;
 use sluice_netstack::frame::{classify, Classified, L4};
+use sluice_netstack::tcp::timer_wheel::TimerWheel;
 use sluice_netstack::tcp::tuple::FourTuple;
 use sluice_netstack::tcp::{ConnId, Endpoint, EndpointConfig, Event, Handled, Unowned};
 use sluice_netstack::time::Time;
 use sluice_xsk::Xsk;
 
+use crate::apps::{AppsSetup, Listener, LoopApps};
 use crate::handoff::{Directory, Forwarded, Mailbox, Postman};
 use crate::neigh::{frame_ip_packet, Neighbours, ETH_HEADER};
 use crate::stats::Counters;
 
-/// Bytes moved between the engine and the HTTP server per call.
+/// Bytes moved between the engine and an app per call.
 const STAGING: usize = 64 * 1024;
 /// Most peers whose L2 header a loop remembers.
 const NEIGHBOURS: usize = 65_536;
 /// Most frames the engine may fill per loop iteration.
 const TX_BUDGET: usize = 256;
+/// Granularity of the application timer wheel: app deadlines are seconds
+/// apart, and a deadline never fires early.
+const APP_TICK: Duration = Duration::from_millis(10);
+/// How often each loop refreshes its HTTP `Date` value.
+const DATE_PERIOD: Duration = Duration::from_secs(1);
 
 /// The process-wide clock of the engines: one epoch for every loop, so a
-/// SYN cookie minted by one loop validates on another.
+/// SYN cookie minted by one loop validates on another. The wall-clock time
+/// of the epoch lets a loop derive the `Date` header without a syscall.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     epoch: Instant,
+    epoch_unix: Duration,
 }
 
 impl Clock {
     pub fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-        }
+        let epoch = Instant::now();
+        let epoch_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self { epoch, epoch_unix }
     }
 
     #[inline]
@@ -69,7 +83,12 @@ impl Clock {
 
     /// The Instant a Time stands for (for sleeping until a deadline).
     pub fn instant(&self, t: Time) -> Instant {
-        self.epoch + std::time::Duration::from_nanos(t.as_nanos())
+        self.epoch + Duration::from_nanos(t.as_nanos())
+    }
+
+    /// Seconds since the Unix epoch at `t`.
+    pub fn unix_secs(&self, t: Time) -> u64 {
+        (self.epoch_unix + Duration::from_nanos(t.as_nanos())).as_secs()
     }
 }
 
@@ -80,35 +99,21 @@ impl Default for Clock {
 }
 
 /// What every loop's TCP service is made from.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TcpSetup {
     /// Engine configuration; `core` and `cores` are set per loop.
     pub engine: EndpointConfig,
-    /// HTTP listeners.
-    pub http: Vec<SocketAddr>,
-    pub http_config: ServerConfig,
+    /// Listeners and the application each one serves.
+    pub listeners: Vec<(SocketAddr, Listener)>,
+    /// What the loops build their apps from.
+    pub apps: AppsSetup,
     pub clock: Clock,
     pub directory: Arc<Directory>,
     pub postman: Postman,
-    pub timeouts: HttpTimeouts,
     /// The interface's MTU: no IP packet the engine builds is longer,
     /// whatever the MSS (the link would drop it without a word).
     pub mtu: usize,
 }
-
-/// How long an HTTP connection may make no progress (None: forever).
-#[derive(Clone, Copy, Debug)]
-pub struct HttpTimeouts {
-    /// Between requests (keep-alive).
-    pub idle: Option<Duration>,
-    /// Inside a request or a response: nothing read and nothing written.
-    pub request: Option<Duration>,
-}
-
-/// HTTP timers are swept at this granularity instead of keeping a timer per
-/// connection: one pass over the table a second costs less than a heap or
-/// wheel update on every read and write.
-const SWEEP_PERIOD: Duration = Duration::from_secs(1);
 
 /// A lingering close ends when the peer sent nothing for this long (nginx's
 /// `lingering_timeout`).
@@ -138,57 +143,73 @@ impl Linger {
         self.last_input = now;
     }
 
+    /// When the linger ends if nothing more arrives.
+    fn deadline(&self) -> Time {
+        (self.last_input + LINGER_QUIET).min(self.since + LINGER_TOTAL)
+    }
+
     /// Quiet for [`LINGER_QUIET`], or lingering for [`LINGER_TOTAL`]:
     /// release the connection (the engine resets it if more data comes).
     fn expired(&self, now: Time) -> bool {
-        now.saturating_since(self.last_input) >= LINGER_QUIET
-            || now.saturating_since(self.since) >= LINGER_TOTAL
+        now >= self.deadline()
     }
 }
 
-struct HttpConn {
+/// One accepted connection and the app serving it.
+struct AppConn {
     id: ConnId,
-    server: ServerConn,
-    /// Bytes read from the engine that the server did not take yet.
+    app: Box<dyn App>,
+    /// Bytes read from the engine that the app did not take yet.
     pending_in: Vec<u8>,
-    /// Response bytes the engine did not take yet (its memory budget ran
-    /// out between asking for space and writing).
+    /// App output the engine did not take yet (its memory budget ran out
+    /// between asking for space and writing).
     pending_out: Vec<u8>,
     peer_finished: bool,
     eof_delivered: bool,
-    /// close() was called: the engine finishes the connection on its own.
+    /// close() or abort() was called: the engine finishes on its own.
     closing: bool,
-    /// The server is done and our FIN is queued; input is dropped until
-    /// the peer's FIN (see [`Linger`]).
+    /// The app is done and our FIN is queued; input is dropped until the
+    /// peer's FIN (see [`Linger`]).
     linger: Option<Linger>,
-    /// When bytes last moved either way.
-    last_progress: Time,
-    /// on_timeout() was delivered; a second expiry aborts.
-    timed_out: bool,
+    /// Bytes this connection holds outside the engine (app and pending
+    /// buffers), as last added to [`TcpService::app_mem`].
+    mem: usize,
+}
+
+impl AppConn {
+    fn memory(&self) -> usize {
+        self.app.memory() + self.pending_in.capacity() + self.pending_out.capacity()
+    }
 }
 
 pub struct TcpService {
     core: u16,
     cores: u16,
     endpoint: Endpoint,
-    /// HTTP connections by the engine's slot index.
-    conns: Vec<Option<HttpConn>>,
-    http_config: ServerConfig,
+    /// Connections by the engine's slot index.
+    conns: Vec<Option<AppConn>>,
+    /// Which app each listener serves.
+    listeners: Vec<(SocketAddr, Listener)>,
+    apps: LoopApps,
+    /// One entry per connection slot, armed at its app's (or linger's)
+    /// deadline. Armed lazily: an entry may fire early (the app's deadline
+    /// moved later) and is then re-armed; never late.
+    timers: TimerWheel,
     neigh: Neighbours,
     staging: Box<[u8]>,
     clock: Clock,
     directory: Arc<Directory>,
     postman: Postman,
     mailbox: Mailbox,
-    http_stats: sluice_http::Stats,
-    timeouts: HttpTimeouts,
     mtu: usize,
-    next_sweep: Time,
-    http_timeouts: u64,
+    next_date: Time,
+    /// Bytes every app of this loop holds (the gauge `app_mem_bytes`).
+    app_mem: usize,
     http_lingering_closes: u64,
     http_linger_timeouts: u64,
-    /// Scratch for the sweep (kept to avoid an allocation a second).
-    expired: Vec<ConnId>,
+    app_aborts: u64,
+    /// Scratch for the timer wheel (kept to avoid an allocation).
+    expired: Vec<u32>,
 }
 
 fn ip_of(addr: &[u8; 16], ipv6: bool) -> IpAddr {
@@ -208,31 +229,35 @@ impl TcpService {
         let mut cfg = setup.engine.clone();
         cfg.core = core;
         cfg.cores = cores;
-        let mut endpoint = Endpoint::new(cfg, setup.clock.now());
-        for at in &setup.http {
+        let now = setup.clock.now();
+        let mut endpoint = Endpoint::new(cfg, now);
+        for (at, _) in &setup.listeners {
             endpoint
                 .listen(*at, 0)
                 .map_err(|e| anyhow::anyhow!("listening on {at}: {e}"))?;
         }
+        let apps = LoopApps::new(&setup.apps);
+        apps.date().set_unix_time(setup.clock.unix_secs(now));
         Ok(Self {
             core,
             cores,
             endpoint,
             conns: Vec::new(),
-            http_config: setup.http_config.clone(),
+            listeners: setup.listeners.clone(),
+            apps,
+            timers: TimerWheel::new(now, APP_TICK),
             neigh: Neighbours::new(NEIGHBOURS),
             staging: vec![0u8; STAGING].into_boxed_slice(),
             clock: setup.clock,
             directory: Arc::clone(&setup.directory),
             postman: setup.postman.clone(),
             mailbox,
-            http_stats: Default::default(),
-            timeouts: setup.timeouts,
             mtu: setup.mtu,
-            next_sweep: setup.clock.now() + SWEEP_PERIOD,
-            http_timeouts: 0,
+            next_date: now + DATE_PERIOD,
+            app_mem: 0,
             http_lingering_closes: 0,
             http_linger_timeouts: 0,
+            app_aborts: 0,
             expired: Vec::new(),
         })
     }
@@ -245,14 +270,9 @@ impl TcpService {
         &self.mailbox
     }
 
-    /// The next timer (the engine's or the HTTP sweep), as an Instant.
+    /// The next timer (the engine's or an app's), as an Instant.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let sweep = self
-            .conns
-            .iter()
-            .any(Option::is_some)
-            .then_some(self.next_sweep);
-        let t = match (self.endpoint.poll_timeout(), sweep) {
+        let t = match (self.endpoint.poll_timeout(), self.timers.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -340,7 +360,7 @@ impl TcpService {
         n
     }
 
-    /// Timers, events and the HTTP connections they wake.
+    /// Timers, events and the apps they wake.
     pub fn run_engine(&mut self, now: Time) -> usize {
         if self
             .endpoint
@@ -349,33 +369,15 @@ impl TcpService {
         {
             self.endpoint.handle_timeout(now);
         }
-        if now >= self.next_sweep {
-            self.next_sweep = now + SWEEP_PERIOD;
-            self.sweep_http_timeouts(now);
+        if now >= self.next_date {
+            self.next_date = now + DATE_PERIOD;
+            self.apps.date().set_unix_time(self.clock.unix_secs(now));
         }
-        let mut events = 0;
+        let mut work = self.fire_app_timers(now);
         while let Some(ev) = self.endpoint.poll_event() {
-            events += 1;
+            work += 1;
             match ev {
-                Event::Accepted(id) => {
-                    let slot = id.slot() as usize;
-                    if self.conns.len() <= slot {
-                        self.conns.resize_with(slot + 1, || None);
-                    }
-                    self.conns[slot] = Some(HttpConn {
-                        id,
-                        server: ServerConn::new(&self.http_config),
-                        pending_in: Vec::new(),
-                        pending_out: Vec::new(),
-                        peer_finished: false,
-                        eof_delivered: false,
-                        closing: false,
-                        linger: None,
-                        last_progress: now,
-                        timed_out: false,
-                    });
-                    self.pump(id, now);
-                }
+                Event::Accepted(id) => self.accept(id, now),
                 Event::Connected(_) => {}
                 Event::Readable(id) | Event::Writable(id) => self.pump(id, now),
                 Event::PeerFinished(id) => {
@@ -392,23 +394,50 @@ impl TcpService {
                 }
             }
         }
-        events
+        work
     }
 
-    fn conn_mut(&mut self, id: ConnId) -> Option<&mut HttpConn> {
+    fn accept(&mut self, id: ConnId, now: Time) {
+        let local = self.endpoint.info(id).map(|i| i.tuple.local).ok();
+        let listener = local
+            .and_then(|at| self.listeners.iter().find(|(l, _)| *l == at))
+            .map_or(Listener::Http, |(_, kind)| *kind);
+        let slot = id.slot() as usize;
+        if self.conns.len() <= slot {
+            self.conns.resize_with(slot + 1, || None);
+        }
+        self.conns[slot] = Some(AppConn {
+            id,
+            app: self.apps.make(listener, now),
+            pending_in: Vec::new(),
+            pending_out: Vec::new(),
+            peer_finished: false,
+            eof_delivered: false,
+            closing: false,
+            linger: None,
+            mem: 0,
+        });
+        self.pump(id, now);
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut AppConn> {
         self.conns
             .get_mut(id.slot() as usize)
             .and_then(Option::as_mut)
             .filter(|c| c.id == id)
     }
 
+    /// Drops the app of a connection the engine finished (or that the
+    /// service released), and its timer and memory.
     fn forget(&mut self, id: ConnId) {
-        let Some(entry) = self.conns.get_mut(id.slot() as usize) else {
+        let slot = id.slot() as usize;
+        let Some(entry) = self.conns.get_mut(slot) else {
             return;
         };
         if entry.as_ref().is_some_and(|c| c.id == id) {
-            let mut conn = entry.take().expect("checked above");
-            self.http_stats += &conn.server.take_stats();
+            let conn = entry.take().expect("checked above");
+            self.app_mem -= conn.mem;
+            self.timers.cancel(slot as u32);
             if !conn.closing {
                 // Releases the handle; the engine already finished.
                 let _ = self.endpoint.close(id);
@@ -416,56 +445,43 @@ impl TcpService {
         }
     }
 
-    /// Deliver expired HTTP timers: a connection idle between requests past
-    /// the idle timeout, or stalled inside a request or response past the
-    /// request timeout, gets `on_timeout` (close, or 408 for half a head);
-    /// one that is still stuck a period later is aborted. A lingering
-    /// close past its limits is released.
-    fn sweep_http_timeouts(&mut self, now: Time) {
-        let HttpTimeouts { idle, request } = self.timeouts;
+    /// Deliver expired app and linger timers. An entry that fires before
+    /// the app's current deadline (it moved later since it was armed) is
+    /// re-armed instead.
+    fn fire_app_timers(&mut self, now: Time) -> usize {
         let mut expired = std::mem::take(&mut self.expired);
         expired.clear();
-        for conn in self.conns.iter().flatten() {
+        self.timers.advance(now, &mut expired);
+        let n = expired.len();
+        for &slot in &expired {
+            let Some(Some(conn)) = self.conns.get_mut(slot as usize) else {
+                continue;
+            };
+            let id = conn.id;
             if conn.closing {
                 continue;
             }
             if let Some(linger) = conn.linger {
                 if linger.expired(now) {
-                    expired.push(conn.id);
+                    self.http_linger_timeouts += 1;
+                    self.drain_lingering(id, now, true);
+                } else {
+                    self.timers.set(slot, linger.deadline());
                 }
                 continue;
             }
-            let limit = if conn.server.is_idle() { idle } else { request };
-            if limit.is_some_and(|d| now.saturating_since(conn.last_progress) >= d) {
-                expired.push(conn.id);
+            if conn.app.deadline().is_some_and(|d| d <= now) {
+                conn.app.on_timeout(now);
             }
-        }
-        for &id in &expired {
-            let Some(conn) = self.conn_mut(id) else {
-                continue;
-            };
-            if conn.linger.is_some() {
-                self.http_linger_timeouts += 1;
-                self.drain_lingering(id, now, true);
-                continue;
-            }
-            if conn.timed_out {
-                // Counted at the first expiry: one timeout per connection.
-                conn.closing = true;
-                let _ = self.endpoint.abort(id);
-                continue;
-            }
-            conn.timed_out = true;
-            conn.last_progress = now;
-            conn.server.on_timeout();
-            self.http_timeouts += 1;
             self.pump(id, now);
         }
         self.expired = expired;
+        n
     }
 
-    /// Move bytes both ways between the engine and one HTTP connection until
-    /// neither side can make progress.
+    /// Move bytes both ways between the engine and one app until neither
+    /// side can make progress, then act on what the app wants (close,
+    /// timer, memory).
     fn pump(&mut self, id: ConnId, now: Time) {
         let slot = id.slot() as usize;
         let Some(Some(conn)) = self.conns.get_mut(slot) else {
@@ -481,8 +497,11 @@ impl TcpService {
         let ep = &mut self.endpoint;
         let staging = &mut self.staging;
         loop {
+            if conn.app.close() == Close::Abort {
+                break;
+            }
             let mut progress = false;
-            // Responses first: they free the server to take more requests.
+            // Output first: it frees the app to take more input.
             if !conn.pending_out.is_empty() {
                 match ep.write(id, &conn.pending_out) {
                     Ok(n) if n > 0 => {
@@ -498,14 +517,14 @@ impl TcpService {
                     }
                 }
             }
-            if conn.pending_out.is_empty() && conn.server.wants_write() {
+            if conn.pending_out.is_empty() && conn.app.wants_write() {
                 let room = ep
                     .info(id)
                     .map(|i| i.send_buffer.saturating_sub(i.send_queued))
                     .unwrap_or(0)
                     .min(staging.len());
                 if room > 0 {
-                    let n = conn.server.poll_write(&mut staging[..room]);
+                    let n = conn.app.poll_write(now, &mut staging[..room]);
                     if n > 0 {
                         progress = true;
                         let w = ep.write(id, &staging[..n]).unwrap_or(0);
@@ -515,26 +534,26 @@ impl TcpService {
                     }
                 }
             }
-            // Requests.
+            // Input.
             if !conn.pending_in.is_empty() {
-                let took = conn.server.on_read(&conn.pending_in);
+                let took = conn.app.on_read(now, &conn.pending_in);
                 if took > 0 {
                     conn.pending_in.drain(..took);
                     progress = true;
                 }
             }
-            if conn.pending_in.is_empty() && conn.server.wants_read() {
+            if conn.pending_in.is_empty() && conn.app.wants_read() {
                 match ep.read(id, staging) {
                     Ok(n) if n > 0 => {
                         progress = true;
-                        let took = conn.server.on_read(&staging[..n]);
+                        let took = conn.app.on_read(now, &staging[..n]);
                         if took < n {
                             conn.pending_in.extend_from_slice(&staging[took..n]);
                         }
                     }
                     _ => {
                         if conn.peer_finished && !conn.eof_delivered {
-                            conn.server.on_read_eof();
+                            conn.app.on_read_eof(now);
                             conn.eof_delivered = true;
                             progress = true;
                         }
@@ -544,21 +563,58 @@ impl TcpService {
             if !progress {
                 break;
             }
-            conn.last_progress = now;
         }
-        if conn.server.should_close() && conn.pending_out.is_empty() {
-            // FIN after what is queued, and linger: the peer may still be
-            // sending (the rest of a request we answered early, requests
-            // pipelined behind a `Connection: close`).
-            self.http_stats += &conn.server.take_stats();
-            conn.server.release_memory();
-            conn.pending_in = Vec::new();
-            conn.linger = Some(Linger::new(now));
-            if !conn.peer_finished {
-                self.http_lingering_closes += 1;
+        match conn.app.close() {
+            Close::No => {}
+            Close::Abort if !conn.closing => {
+                conn.closing = true;
+                self.app_aborts += 1;
+                let _ = ep.abort(id);
             }
-            let _ = ep.shutdown(id);
-            self.drain_lingering(id, now, false);
+            Close::Abort => {}
+            Close::Graceful if conn.pending_out.is_empty() && !conn.app.wants_write() => {
+                // FIN after what is queued, and linger: the peer may still
+                // be sending (the rest of a request we answered early,
+                // requests pipelined behind a `Connection: close`).
+                conn.app.release_idle_memory();
+                conn.pending_in = Vec::new();
+                conn.linger = Some(Linger::new(now));
+                if !conn.peer_finished {
+                    self.http_lingering_closes += 1;
+                }
+                let _ = ep.shutdown(id);
+                self.account(slot);
+                self.drain_lingering(id, now, false);
+                return;
+            }
+            Close::Graceful => {}
+        }
+        if conn.app.is_idle() && conn.pending_in.is_empty() && conn.pending_out.is_empty() {
+            // Keep-alive between requests: hold no buffers of our own.
+            conn.pending_in = Vec::new();
+            conn.pending_out = Vec::new();
+        }
+        if !conn.closing {
+            if let Some(d) = conn.app.deadline() {
+                // Lazily: only move an armed entry earlier (see `timers`).
+                if self
+                    .timers
+                    .deadline(slot as u32)
+                    .is_none_or(|armed| d < armed)
+                {
+                    self.timers.set(slot as u32, d);
+                }
+            }
+        }
+        self.account(slot);
+    }
+
+    /// Brings the loop's app memory gauge up to date for one connection.
+    fn account(&mut self, slot: usize) {
+        if let Some(Some(conn)) = self.conns.get_mut(slot) {
+            let now = conn.memory();
+            self.app_mem = self.app_mem - conn.mem + now;
+            conn.mem = now;
         }
     }
 
@@ -584,7 +640,18 @@ impl TcpService {
         if conn.peer_finished || expired {
             conn.closing = true;
             let _ = ep.close(id);
+            self.app_mem -= conn.mem;
             self.conns[slot] = None;
+            self.timers.cancel(slot as u32);
+        } else {
+            let d = linger.deadline();
+            if self
+                .timers
+                .deadline(slot as u32)
+                .is_none_or(|armed| d < armed)
+            {
+                self.timers.set(slot as u32, d);
+            }
         }
     }
 
@@ -621,7 +688,7 @@ impl TcpService {
         queued
     }
 
-    /// Copy the engine's and the HTTP server's counters into `c`.
+    /// Copy the engine's and the apps' counters into `c`.
     pub fn publish(&mut self, c: &mut Counters) {
         let s = self.endpoint.stats();
         c.tcp_accepts = s.accepts;
@@ -646,17 +713,11 @@ impl TcpService {
         c.tcp_connections = self.endpoint.conn_count() as u64;
         c.tcp_time_wait = s.time_wait_entries;
         c.tcp_mem_bytes = s.mem_in_use;
-        let mut h = self.http_stats;
-        for conn in self.conns.iter().flatten() {
-            h += conn.server.stats();
-        }
-        c.http_requests = h.requests;
-        c.http_2xx = h.status_2xx;
-        c.http_4xx = h.status_4xx;
-        c.http_5xx = h.status_5xx;
-        c.http_timeouts = self.http_timeouts;
+        c.app_mem_bytes = self.app_mem as u64;
+        c.app_aborts = self.app_aborts;
         c.http_lingering_closes = self.http_lingering_closes;
         c.http_linger_timeouts = self.http_linger_timeouts;
+        self.apps.publish(c);
     }
 }
 

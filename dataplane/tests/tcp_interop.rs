@@ -584,6 +584,8 @@ fn http_timeouts_close_idle_and_stalled_connections() {
                 "1",
                 "--http-request-timeout-secs",
                 "2",
+                "--http-head-timeout-secs",
+                "3",
             ],
         ),
     );
@@ -620,15 +622,48 @@ fn http_timeouts_close_idle_and_stalled_connections() {
             "{:?}",
             String::from_utf8_lossy(&got)
         );
+        // A head that trickles in, one line a second: it always makes
+        // progress, so only the head's total deadline (3 s) ends it.
+        let mut trickle = connect(vip4());
+        trickle.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
+        trickle
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut eof = false;
+        for line in 0..12 {
+            if trickle
+                .write_all(format!("X-Line-{line}: 1\r\n").as_bytes())
+                .is_err()
+            {
+                break;
+            }
+            let mut buf = [0u8; 4096];
+            match trickle.read(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => {} // a second without an answer: next line
+            }
+        }
+        assert!(
+            got.starts_with(b"HTTP/1.1 408 ") && eof,
+            "a trickled head must be cut off by its deadline: eof {eof}, {:?}",
+            String::from_utf8_lossy(&got)
+        );
     });
     wait_until_idle(&dp, Duration::from_secs(15));
     drop(stalled);
     let fin = stop_clean(&mut dp);
     let t = &fin["total"];
-    // Idle, slowloris, stalled download: one each, though the stalled one
-    // expired twice (closed, then aborted).
-    assert_eq!(u(&t["http_timeouts"]), 3, "{t}");
-    assert_eq!(u(&t["http_4xx"]), 1, "{t}");
+    // Idle, slowloris, trickled head, stalled download: one each, though
+    // the stalled one expired twice (closed, then aborted).
+    assert_eq!(u(&t["http_timeouts"]), 4, "{t}");
+    assert_eq!(u(&t["http_head_timeouts"]), 1, "{t}");
+    assert_eq!(u(&t["http_idle_timeouts"]), 1, "{t}");
+    assert_eq!(u(&t["http_4xx"]), 2, "{t}");
 }
 
 /// An error answered while the request is still arriving (a 431 for a

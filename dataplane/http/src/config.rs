@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use crate::date::SharedDate;
-
 /// Upper bound of [`ServerConfig::max_headers`]: the header slots live on the
 /// stack while a request head is parsed.
 pub const MAX_HEADERS_CAP: usize = 256;
 
-/// Configuration of the HTTP/1.1 server. Cheap to clone (the server name and
-/// the date are shared).
+/// Configuration of the HTTP/1.1 server. Cheap to clone (the server name is
+/// shared). `Send`: one configuration serves every loop; the `Date` value is
+/// per loop ([`crate::ServerConn::with_date`]).
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// Largest request head (request line and header fields, and also the
@@ -38,9 +37,10 @@ pub struct ServerConfig {
     pub echo_buffer_bytes: usize,
     /// Value of the `Server` header; empty: no `Server` header.
     pub server_name: Arc<str>,
-    /// Value of the `Date` header, set by the caller once a second; empty:
-    /// no `Date` header.
-    pub date: SharedDate,
+    /// A fixed `Date` header value for connections made with
+    /// [`crate::ServerConn::new`] (tests); loops hand in their own
+    /// [`sluice_app::LoopDate`] instead. None: no `Date` header.
+    pub fixed_date: Option<[u8; 29]>,
 }
 
 impl Default for ServerConfig {
@@ -55,19 +55,12 @@ impl Default for ServerConfig {
             out_buffer_bytes: 16 * 1024,
             echo_buffer_bytes: 32 * 1024,
             server_name: Arc::from("sluice"),
-            date: SharedDate::new(),
+            fixed_date: None,
         }
     }
 }
 
 impl ServerConfig {
-    /// Sets the `Date` header value (IMF-fixdate, e.g.
-    /// `Thu, 01 Jan 1970 00:00:00 GMT`) for every connection made from this
-    /// configuration or a clone of it. Call it once a second.
-    pub fn set_date(&self, date: &[u8]) {
-        self.date.set(date);
-    }
-
     /// The limits a connection copies, clamped to sane values.
     pub(crate) fn limits(&self) -> Limits {
         Limits {

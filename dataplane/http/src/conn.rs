@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use crate::chunked::{ChunkError, ChunkedDecoder};
 use crate::config::{Limits, ServerConfig};
-use crate::date::SharedDate;
 use crate::head::{self, BodyKind, Head, Method, Parsed, Route};
 use crate::stats::Stats;
+use sluice_app::LoopDate;
 
 /// `PATTERN[i] == i % 251`: `/bytes/N` bodies are copied out of it.
 const PATTERN_LEN: usize = 251 * 65;
@@ -70,7 +70,7 @@ enum Active {
 pub struct ServerConn {
     lim: Limits,
     server: Arc<str>,
-    date: SharedDate,
+    date: LoopDate,
     /// A request head that arrived in pieces (never holds body bytes).
     inbuf: Vec<u8>,
     /// Offset of the first LF in `inbuf`, once one arrived.
@@ -99,13 +99,23 @@ pub struct ServerConn {
 }
 
 impl ServerConn {
-    /// A connection with the limits, server name and date source of `cfg`.
-    /// Allocates nothing until bytes arrive.
+    /// A connection with the limits and server name of `cfg`, and its
+    /// fixed `Date` value if any. Allocates nothing until bytes arrive.
     pub fn new(cfg: &ServerConfig) -> Self {
+        let date = LoopDate::new();
+        if let Some(d) = cfg.fixed_date {
+            date.set(d);
+        }
+        Self::with_date(cfg, date)
+    }
+
+    /// A connection whose `Date` header copies the loop's `date` (set by
+    /// the loop once a second).
+    pub fn with_date(cfg: &ServerConfig, date: LoopDate) -> Self {
         ServerConn {
             lim: cfg.limits(),
             server: cfg.server_name.clone(),
-            date: cfg.date.clone(),
+            date,
             inbuf: Vec::new(),
             inbuf_line_end: None,
             phase: Phase::Head,
@@ -376,6 +386,21 @@ impl ServerConn {
             && self.active == Active::None
             && self.out_pos == self.out.len()
             && !self.no_more_requests
+    }
+
+    /// Part of a request head has arrived, not all of it: the head deadline
+    /// runs.
+    pub fn head_pending(&self) -> bool {
+        self.phase == Phase::Head && !self.inbuf.is_empty() && !self.no_more_requests
+    }
+
+    /// Read no further request (a drain): the connection closes once the
+    /// requests already read are answered.
+    pub fn stop_taking_requests(&mut self) {
+        if self.phase == Phase::Head {
+            self.clear_inbuf();
+        }
+        self.no_more_requests = true;
     }
 
     /// Counters of this connection.
@@ -831,7 +856,11 @@ impl ServerConn {
             o.extend_from_slice(self.server.as_bytes());
             o.extend_from_slice(b"\r\n");
         }
-        self.date.write_header(o);
+        if let Some(d) = self.date.get() {
+            o.extend_from_slice(b"Date: ");
+            o.extend_from_slice(&d);
+            o.extend_from_slice(b"\r\n");
+        }
         o.extend_from_slice(b"Content-Type: ");
         o.extend_from_slice(content_type);
         o.extend_from_slice(b"\r\n");

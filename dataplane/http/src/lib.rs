@@ -4,7 +4,7 @@
 //! loop feeds it the bytes its TCP stack received ([`ServerConn::on_read`],
 //! [`ServerConn::on_read_eof`]) and drains the response bytes it produces
 //! ([`ServerConn::poll_write`]). It never does I/O, never reads a clock (the
-//! `Date` header value is handed in through [`SharedDate`]) and, once its
+//! `Date` header value is handed in through the loop's [`LoopDate`]) and, once its
 //! buffers have grown to their working size, allocates nothing per request.
 //!
 //! Built-in direct-response routes (docs/http.md):
@@ -14,8 +14,10 @@
 //!
 //! ```
 //! use sluice_http::{ServerConfig, ServerConn};
-//! let cfg = ServerConfig::default();
-//! cfg.set_date(b"Thu, 01 Jan 1970 00:00:00 GMT");
+//! let cfg = ServerConfig {
+//!     fixed_date: Some(*b"Thu, 01 Jan 1970 00:00:00 GMT"),
+//!     ..ServerConfig::default()
+//! };
 //! let mut conn = ServerConn::new(&cfg);
 //! let mut rx: Vec<u8> = b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
 //! let mut tx = Vec::new();
@@ -34,18 +36,19 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod app;
 mod chunked;
 mod config;
 mod conn;
-mod date;
 mod head;
 mod stats;
 #[doc(hidden)]
 pub mod testing;
 
+pub use app::{Http1App, Timeouts};
 pub use config::ServerConfig;
 pub use conn::ServerConn;
-pub use date::{format_http_date, SharedDate};
+pub use sluice_app::{format_http_date, LoopDate};
 pub use stats::Stats;
 
 /// The byte at offset `i` of a `/bytes/N` response body.

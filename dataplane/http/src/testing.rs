@@ -75,9 +75,9 @@ pub fn exercise(data: &[u8]) {
         pipeline_depth: [1, 32][usize::from(settings.0 >> 6 & 1)],
         out_buffer_bytes: [1, 16 * 1024][usize::from(settings.0 >> 7)],
         echo_buffer_bytes: [1, 3, 100, 32 * 1024][usize::from(settings.1 & 3)],
+        fixed_date: Some(*b"Thu, 01 Jan 1970 00:00:00 GMT"),
         ..ServerConfig::default()
     };
-    cfg.set_date(b"Thu, 01 Jan 1970 00:00:00 GMT");
     let out_size = [1, 2, 5, 17, 256, 4096, 65536, 3][usize::from(settings.1 >> 2 & 7)];
     let mem_bound = cfg.max_header_bytes
         + cfg.out_buffer_bytes

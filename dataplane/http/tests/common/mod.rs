@@ -6,9 +6,10 @@ use sluice_http::{ServerConfig, ServerConn};
 pub const DATE: &str = "Thu, 01 Jan 1970 00:00:00 GMT";
 
 pub fn cfg() -> ServerConfig {
-    let c = ServerConfig::default();
-    c.set_date(DATE.as_bytes());
-    c
+    ServerConfig {
+        fixed_date: Some(*b"Thu, 01 Jan 1970 00:00:00 GMT"),
+        ..ServerConfig::default()
+    }
 }
 
 /// Feeds `input` in pieces at `splits` (offsets), draining output through a
