@@ -91,6 +91,7 @@ pub fn run(args: Args) -> Result<()> {
         batch: args.batch as usize,
         busy_poll: args.busy_poll,
         poll_timeout: args.poll_timeout(),
+        drain_timeout: Duration::from_secs(args.drain_timeout_secs.into()),
     };
     let (loops, start_error) = start_loops(
         &gateway,

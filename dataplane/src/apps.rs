@@ -228,7 +228,7 @@ mod tests {
     /// Records what it is given; `kind` says which maker built it.
     struct Recorder {
         kind: &'static str,
-        log: Rc<RefCell<Vec<(&'static str, Vec<u8>)>>>,
+        log: Log,
         eof: bool,
     }
 

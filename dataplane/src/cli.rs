@@ -108,6 +108,13 @@ pub struct Args {
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub http_idle_timeout_secs: u32,
 
+    /// On SIGINT/SIGTERM, how long open TCP connections get to finish: new
+    /// connections are refused, HTTP/2 connections get GOAWAY, HTTP/1.1
+    /// ones close after the request in flight; what is left at the end is
+    /// reset. A second signal exits at once. 0: stop at once.
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub drain_timeout_secs: u32,
+
     /// A request head must be complete this long after its first byte
     /// (else 408), however steadily it trickles in (slowloris); like nginx's
     /// client_header_timeout. 0: never.

@@ -208,6 +208,8 @@ pub struct TcpService {
     http_lingering_closes: u64,
     http_linger_timeouts: u64,
     app_aborts: u64,
+    /// Connections with an app.
+    live: usize,
     /// Scratch for the timer wheel (kept to avoid an allocation).
     expired: Vec<u32>,
 }
@@ -258,6 +260,7 @@ impl TcpService {
             http_lingering_closes: 0,
             http_linger_timeouts: 0,
             app_aborts: 0,
+            live: 0,
             expired: Vec::new(),
         })
     }
@@ -360,6 +363,35 @@ impl TcpService {
         n
     }
 
+    /// Connections with an app (not yet released).
+    pub fn live_connections(&self) -> usize {
+        self.live
+    }
+
+    /// SIGTERM: refuse new connections (the listeners close, so SYNs get a
+    /// RST) and ask every app to finish what is in flight.
+    pub fn begin_drain(&mut self, now: Time) {
+        for (at, _) in &self.listeners {
+            let _ = self.endpoint.unlisten(*at);
+        }
+        let ids: Vec<ConnId> = self.conns.iter().flatten().map(|c| c.id).collect();
+        for id in ids {
+            if let Some(conn) = self.conn_mut(id) {
+                conn.app.drain(now);
+            }
+            self.pump(id, now);
+        }
+    }
+
+    /// Reset every connection still open (the end of a drain).
+    pub fn abort_all(&mut self) {
+        let ids: Vec<ConnId> = self.conns.iter().flatten().map(|c| c.id).collect();
+        for id in ids {
+            let _ = self.endpoint.abort(id);
+            self.forget(id);
+        }
+    }
+
     /// Timers, events and the apps they wake.
     pub fn run_engine(&mut self, now: Time) -> usize {
         if self
@@ -406,6 +438,7 @@ impl TcpService {
         if self.conns.len() <= slot {
             self.conns.resize_with(slot + 1, || None);
         }
+        self.live += 1;
         self.conns[slot] = Some(AppConn {
             id,
             app: self.apps.make(listener, now),
@@ -436,6 +469,7 @@ impl TcpService {
         };
         if entry.as_ref().is_some_and(|c| c.id == id) {
             let conn = entry.take().expect("checked above");
+            self.live -= 1;
             self.app_mem -= conn.mem;
             self.timers.cancel(slot as u32);
             if !conn.closing {
@@ -641,6 +675,7 @@ impl TcpService {
             conn.closing = true;
             let _ = ep.close(id);
             self.app_mem -= conn.mem;
+            self.live -= 1;
             self.conns[slot] = None;
             self.timers.cancel(slot as u32);
         } else {

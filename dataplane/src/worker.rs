@@ -37,6 +37,10 @@ pub struct LoopConfig {
     pub batch: usize,
     pub busy_poll: bool,
     pub poll_timeout: Duration,
+    /// On stop, how long open connections get to finish (HTTP/2 GOAWAY,
+    /// HTTP/1.1 `Connection: close` after the request in flight); zero:
+    /// stop at once.
+    pub drain_timeout: Duration,
 }
 
 /// Run until `stop` is set; returns the final counters.
@@ -50,7 +54,31 @@ pub fn run(
 ) -> Counters {
     let mut c = Counters::default();
     let mut last_kernel_read = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            let Some(tcp) = tcp.as_deref_mut() else {
+                break;
+            };
+            let now = tcp.now();
+            match drain_until {
+                None if !cfg.drain_timeout.is_zero() => {
+                    // Stop accepting, ask every app to finish, keep serving.
+                    tcp.begin_drain(now);
+                    drain_until = Some(Instant::now() + cfg.drain_timeout);
+                }
+                Some(until) if tcp.live_connections() > 0 && Instant::now() < until => {}
+                _ => {
+                    // Drained, or out of time: reset what is left so no
+                    // peer waits on a connection nobody serves.
+                    tcp.abort_all();
+                    tcp.run_engine(now);
+                    tcp.transmit(now, xsk, &mut c);
+                    xsk.flush_tx();
+                    break;
+                }
+            }
+        }
         let start = Instant::now();
         let reclaimed = xsk.reclaim();
         xsk.refill(0);
