@@ -108,11 +108,12 @@ pub trait App {
 /// Makes the app of a new connection. A factory belongs to one loop; the
 /// apps it makes count into that loop's [`SharedStats`].
 pub trait AppFactory {
-    fn make(&self, ctx: &ConnContext) -> Box<dyn App>;
+    /// The app of a connection described by `ctx`, made at `now`.
+    fn make(&self, ctx: &ConnContext, now: Time) -> Box<dyn App>;
 }
 
-impl<F: Fn(&ConnContext) -> Box<dyn App>> AppFactory for F {
-    fn make(&self, ctx: &ConnContext) -> Box<dyn App> {
-        self(ctx)
+impl<F: Fn(&ConnContext, Time) -> Box<dyn App>> AppFactory for F {
+    fn make(&self, ctx: &ConnContext, now: Time) -> Box<dyn App> {
+        self(ctx, now)
     }
 }
