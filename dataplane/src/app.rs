@@ -17,7 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use crossbeam::channel;
 use sluice_bpf::{Gateway, GatewayOptions, IdList, Interface, L4Proto, XdpMode};
 use sluice_xsk::{BindMode, Xsk, XskConfig};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::apps::{AppsSetup, Listener};
 use crate::cli::{Args, BindArg, CongestionArg, SynCookiesArg, XdpModeArg};
@@ -65,8 +65,8 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let services = build_services(&args);
-    if args.udp_echo.is_empty() && args.http.is_empty() {
-        warn!("no services configured (--udp-echo, --http): the loops will only count what reaches them");
+    if args.udp_echo.is_empty() && args.http.is_empty() && args.tls.tls.is_empty() {
+        warn!("no services configured (--udp-echo, --http, --tls): the loops will only count what reaches them");
     }
     let (tcp, mailboxes) = build_tcp(&args, queues.len())?;
 
@@ -76,6 +76,10 @@ pub fn run(args: Args) -> Result<()> {
         signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))?;
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
+    // SIGHUP: reload the TLS material (the reporter thread does it; the
+    // loops pick it up at their next accept).
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
 
     let gateway = Gateway::attach(&GatewayOptions {
         iface: iface.clone(),
@@ -121,7 +125,8 @@ pub fn run(args: Args) -> Result<()> {
         "serving; SIGINT or SIGTERM to stop"
     );
 
-    let failure = report_until_stopped(&args, &loops, &gateway, &stop);
+    let tls = tcp.as_ref().and_then(|t| t.apps.tls.clone());
+    let failure = report_until_stopped(&args, &loops, &gateway, &stop, tls.as_deref(), &reload);
     stop.store(true, Ordering::Relaxed);
 
     let labels: Vec<QueueLabel> = loops.iter().map(|l| l.label).collect();
@@ -179,7 +184,7 @@ fn build_services(args: &Args) -> Services {
             s.add_icmp_echo(addr.ip());
         }
     }
-    for addr in &args.http {
+    for addr in args.http.iter().chain(&args.tls.tls) {
         if !args.no_icmp_echo {
             s.add_icmp_echo(addr.ip());
         }
@@ -197,7 +202,8 @@ fn configure_gateway(gateway: &Gateway, iface: &Interface, args: &Args) -> Resul
         .udp_echo
         .iter()
         .map(|at| (at, L4Proto::Udp))
-        .chain(args.http.iter().map(|at| (at, L4Proto::Tcp)));
+        .chain(args.http.iter().map(|at| (at, L4Proto::Tcp)))
+        .chain(args.tls.tls.iter().map(|at| (at, L4Proto::Tcp)));
     for (id, (at, proto)) in listeners.enumerate() {
         gateway.add_vip(at.ip(), vip_flags)?;
         gateway.add_listener(at.ip(), proto, at.port(), id as u32)?;
@@ -218,16 +224,27 @@ fn random_key() -> Result<[u8; 16]> {
 /// The TCP stack's configuration shared by every loop, and one mailbox per
 /// loop for segments that land on the wrong queue. None without --http.
 fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbox>)> {
-    if args.http.is_empty() {
+    let tls = build_tls(args)?;
+    if args.http.is_empty() && args.tls.tls.is_empty() {
         return Ok((None, Vec::new()));
     }
     let mut seen = std::collections::HashSet::new();
-    for at in &args.http {
+    let listeners: Vec<(std::net::SocketAddr, Listener)> = args
+        .http
+        .iter()
+        .map(|at| (*at, Listener::Http))
+        .chain(args.tls.tls.iter().map(|at| (*at, Listener::Tls)))
+        .collect();
+    for (at, kind) in &listeners {
+        let flag = match kind {
+            Listener::Http => "--http",
+            Listener::Tls => "--tls",
+        };
         if !seen.insert(*at) {
-            bail!("--http {at} is given twice");
+            bail!("{flag} {at}: that address and port is already given (--http and --tls listeners must differ)");
         }
         if at.ip().is_unspecified() || at.ip().is_multicast() || at.port() == 0 {
-            bail!("--http {at}: give a unicast address and a non-zero port");
+            bail!("{flag} {at}: give a unicast address and a non-zero port");
         }
     }
     let t = &args.tcp;
@@ -252,9 +269,10 @@ fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbo
     if t.tcp_syn_cookies == SynCookiesArg::Always {
         engine.backlog = 0;
     }
-    if t.tcp_keepalive_secs > 0 {
+    let keepalive = args.keepalive();
+    if let Some(idle) = keepalive.tcp_keepalive {
         engine.keepalive = Some(sluice_netstack::tcp::Keepalive {
-            idle: Duration::from_secs(t.tcp_keepalive_secs.into()),
+            idle,
             ..Default::default()
         });
     }
@@ -272,12 +290,13 @@ fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbo
     let apps = AppsSetup {
         http: sluice_http::ServerConfig::default(),
         http_timeouts: sluice_http::Timeouts {
-            idle: secs(args.http_idle_timeout_secs),
+            idle: keepalive.http_idle,
             head: secs(args.http_head_timeout_secs),
             progress: secs(args.http_request_timeout_secs),
         },
+        h2: build_h2(args, &keepalive),
+        tls,
     };
-    let listeners = args.http.iter().map(|at| (*at, Listener::Http)).collect();
     Ok((
         Some(TcpSetup {
             engine,
@@ -290,6 +309,62 @@ fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbo
         }),
         mailboxes,
     ))
+}
+
+/// The TLS material of --tls listeners, loaded once for every loop; None
+/// without --tls. Each problem is one line naming its file.
+fn build_tls(args: &Args) -> Result<Option<Arc<sluice_tls::TlsServer>>> {
+    let t = &args.tls;
+    if t.tls.is_empty() {
+        if !t.tls_cert.is_empty() || !t.tls_key.is_empty() || t.tls_client_ca.is_some() {
+            warn!("--tls-cert, --tls-key and --tls-client-ca do nothing without a --tls listener");
+        }
+        return Ok(None);
+    }
+    if t.tls_cert.is_empty() {
+        bail!("--tls needs a certificate: give --tls-cert FILE and --tls-key FILE");
+    }
+    if t.tls_cert.len() != t.tls_key.len() {
+        bail!(
+            "--tls-cert and --tls-key come in pairs: {} certificate(s), {} key(s)",
+            t.tls_cert.len(),
+            t.tls_key.len()
+        );
+    }
+    let settings = sluice_tls::TlsSettings {
+        certs: t
+            .tls_cert
+            .iter()
+            .cloned()
+            .zip(t.tls_key.iter().cloned())
+            .collect(),
+        allow_tls12: t.tls12,
+        ticket_keys_file: t.tls_ticket_keys.clone(),
+        client_ca_file: t.tls_client_ca.clone(),
+        spiffe_allow: t.tls_spiffe_allow.clone(),
+        handshake_timeout: Duration::from_secs(t.tls_handshake_timeout_secs.into()),
+        max_fragment_size: None,
+    };
+    let server = sluice_tls::TlsServer::new(settings).map_err(|e| anyhow!("{e}"))?;
+    Ok(Some(Arc::new(server)))
+}
+
+/// HTTP/2 settings from the --h2-* flags and the keepalive policy.
+fn build_h2(args: &Args, keepalive: &crate::cli::KeepalivePolicy) -> sluice_h2::H2Config {
+    let h = &args.h2;
+    sluice_h2::H2Config {
+        initial_stream_window: h.h2_stream_window,
+        connection_window: h.h2_connection_window,
+        max_frame_size: h.h2_max_frame_size,
+        max_concurrent_streams: h.h2_max_concurrent_streams,
+        max_header_list_size: h.h2_max_header_list,
+        max_send_buffer: h.h2_max_send_buffer as usize,
+        ping_interval: keepalive.h2_ping_interval,
+        ping_timeout: keepalive.h2_ping_timeout,
+        idle_timeout: keepalive.h2_idle,
+        head_timeout: secs(args.http_head_timeout_secs).unwrap_or(Duration::from_secs(86_400)),
+        ..Default::default()
+    }
 }
 
 /// The interface's MTU from sysfs (this process's network namespace);
@@ -477,6 +552,8 @@ fn report_until_stopped(
     loops: &[Loop],
     gateway: &Gateway,
     stop: &AtomicBool,
+    tls: Option<&sluice_tls::TlsServer>,
+    reload: &AtomicBool,
 ) -> Option<anyhow::Error> {
     let started = Instant::now();
     let labels: Vec<QueueLabel> = loops.iter().map(|l| l.label).collect();
@@ -485,6 +562,17 @@ fn report_until_stopped(
     let interval = args.stats_interval();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(REPORTER_TICK);
+        if reload.swap(false, Ordering::Relaxed) {
+            match tls.map(|t| t.reload()) {
+                Some(Ok(())) => {
+                    info!("SIGHUP: TLS certificates, keys, client CA and ticket keys reloaded")
+                }
+                Some(Err(e)) => {
+                    error!("SIGHUP: TLS reload failed, keeping the last good material: {e}")
+                }
+                None => info!("SIGHUP: nothing to reload (no --tls listener)"),
+            }
+        }
         if stop.load(Ordering::Relaxed) {
             // Loops finishing now are obeying the stop, not dying.
             break;
@@ -505,7 +593,7 @@ fn report_until_stopped(
         report::interval_report(
             report::ReportStyle {
                 format: args.stats_format,
-                tcp: !args.http.is_empty(),
+                tcp: !args.http.is_empty() || !args.tls.tls.is_empty(),
             },
             now.duration_since(started),
             now.duration_since(last),

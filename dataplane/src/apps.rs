@@ -1,67 +1,138 @@
 //! Which application serves a connection, and the per-loop state apps
 //! share: the `Date` value and the counters (one loop's, never another's).
+//!
+//! - `--http` listeners: [`Sniff`] tells HTTP/1.1 from HTTP/2 with prior
+//!   knowledge (h2c) by the connection preface.
+//! - `--tls` listeners: TLS ([`sluice_tls`]), then HTTP/2 or HTTP/1.1 by
+//!   the ALPN protocol agreed in the handshake.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
-use sluice_app::{App, AppStats, Close, LoopDate, SharedStats, Time};
+use sluice_app::{App, AppFactory, AppStats, Close, ConnContext, LoopDate, SharedStats, Time};
+use sluice_h2::{H2App, H2Config};
 use sluice_http::{Http1App, ServerConfig, Timeouts};
+use sluice_tls::{TlsLoop, TlsServer};
+use tracing::warn;
 
 use crate::stats::Counters;
 
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listener {
-    /// Plaintext HTTP/1.1.
+    /// Plaintext: HTTP/1.1, or HTTP/2 with prior knowledge (h2c).
     Http,
+    /// TLS, then HTTP/2 or HTTP/1.1 by ALPN.
+    Tls,
 }
 
 /// What every loop builds its apps from (`Send`: shared by the loops at
 /// start-up, then each loop keeps its own copy).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct AppsSetup {
     pub http: ServerConfig,
     pub http_timeouts: Timeouts,
+    pub h2: H2Config,
+    /// Certificates, keys and policy shared by every loop (reloaded on
+    /// SIGHUP); None without --tls.
+    pub tls: Option<Arc<TlsServer>>,
 }
 
-/// One loop's app factory.
-pub struct LoopApps {
-    http: Rc<ServerConfig>,
+/// The HTTP apps of one loop, behind TLS or not.
+struct HttpApps {
+    http: ServerConfig,
     http_timeouts: Timeouts,
+    h2: Rc<H2Config>,
     date: LoopDate,
     stats: SharedStats,
 }
 
+impl HttpApps {
+    fn http1(&self, now: Time) -> Box<dyn App> {
+        Box::new(Http1App::new(
+            &self.http,
+            self.http_timeouts,
+            self.date.clone(),
+            Rc::clone(&self.stats),
+            now,
+        ))
+    }
+
+    fn http2(&self, ctx: &ConnContext, now: Time) -> Box<dyn App> {
+        Box::new(H2App::new(
+            Rc::clone(&self.h2),
+            self.date.clone(),
+            Rc::clone(&self.stats),
+            ctx,
+            now,
+        ))
+    }
+}
+
+/// Behind TLS: the ALPN protocol picks (no ALPN: HTTP/1.1).
+impl AppFactory for HttpApps {
+    fn make(&self, ctx: &ConnContext, now: Time) -> Box<dyn App> {
+        if ctx.alpn.as_deref() == Some(b"h2") {
+            self.http2(ctx, now)
+        } else {
+            self.http1(now)
+        }
+    }
+}
+
+/// One loop's app factory.
+pub struct LoopApps {
+    http: Rc<HttpApps>,
+    tls: Option<TlsLoop>,
+}
+
 impl LoopApps {
     pub fn new(setup: &AppsSetup) -> Self {
-        Self {
-            http: Rc::new(setup.http.clone()),
+        let http = Rc::new(HttpApps {
+            http: setup.http.clone(),
             http_timeouts: setup.http_timeouts,
+            h2: Rc::new(setup.h2.clone()),
             date: LoopDate::new(),
             stats: SharedStats::default(),
-        }
+        });
+        let tls = setup.tls.as_ref().map(|server| {
+            let factory: Rc<dyn AppFactory> = http.clone();
+            TlsLoop::new(Arc::clone(server), factory, Rc::clone(&http.stats))
+        });
+        Self { http, tls }
     }
 
     /// The loop's `Date` header value (the loop refreshes it).
     pub fn date(&self) -> &LoopDate {
-        &self.date
+        &self.http.date
     }
 
     /// The app of a connection accepted on a `listener`.
-    pub fn make(&self, listener: Listener, now: Time) -> Box<dyn App> {
+    pub fn make(&mut self, listener: Listener, now: Time) -> Box<dyn App> {
         match listener {
-            Listener::Http => Box::new(Http1App::new(
-                &self.http,
-                self.http_timeouts,
-                self.date.clone(),
-                Rc::clone(&self.stats),
-                now,
-            )),
+            Listener::Http => {
+                let (h1, h2) = (Rc::clone(&self.http), Rc::clone(&self.http));
+                Box::new(Sniff::new(
+                    now,
+                    self.http.http_timeouts.idle,
+                    Box::new(move |now| h1.http1(now)),
+                    Box::new(move |now| h2.http2(&ConnContext::default(), now)),
+                ))
+            }
+            Listener::Tls => match self.tls.as_mut().map(|t| t.accept(now)) {
+                Some(Ok(app)) => Box::new(app),
+                Some(Err(e)) => {
+                    warn!("refusing a TLS connection: {e}");
+                    Box::new(Refused)
+                }
+                None => Box::new(Refused),
+            },
         }
     }
 
     /// Copies the apps' counters into `c`.
     pub fn publish(&self, c: &mut Counters) {
-        let s: AppStats = *self.stats.borrow();
+        let s: AppStats = *self.http.stats.borrow();
         c.http_requests = s.http.requests;
         c.http_2xx = s.http.status_2xx;
         c.http_4xx = s.http.status_4xx;
@@ -70,7 +141,43 @@ impl LoopApps {
         c.http_head_timeouts = s.http.head_timeouts;
         c.http_idle_timeouts = s.http.idle_timeouts;
         c.http_progress_timeouts = s.http.progress_timeouts;
+        c.publish_tls(&s.tls);
+        c.publish_h2(&s.h2);
     }
+}
+
+/// A connection that cannot be served (a TLS setup that failed): reset.
+struct Refused;
+
+impl App for Refused {
+    fn on_read(&mut self, _: Time, _: &[u8]) -> usize {
+        0
+    }
+    fn on_read_eof(&mut self, _: Time) {}
+    fn poll_write(&mut self, _: Time, _: &mut [u8]) -> usize {
+        0
+    }
+    fn wants_read(&self) -> bool {
+        false
+    }
+    fn wants_write(&self) -> bool {
+        false
+    }
+    fn deadline(&self) -> Option<Time> {
+        None
+    }
+    fn on_timeout(&mut self, _: Time) {}
+    fn memory(&self) -> usize {
+        0
+    }
+    fn close(&self) -> Close {
+        Close::Abort
+    }
+    fn is_idle(&self) -> bool {
+        false
+    }
+    fn release_idle_memory(&mut self) {}
+    fn drain(&mut self, _: Time) {}
 }
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).

@@ -103,10 +103,20 @@ pub struct Args {
     #[arg(long = "http", value_name = "ADDR:PORT", value_parser = parse_service_addr)]
     pub http: Vec<SocketAddr>,
 
-    /// Close an HTTP keep-alive connection idle this long between requests;
-    /// 0: never.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    pub http_idle_timeout_secs: u32,
+    /// Close an HTTP keep-alive connection idle this long between requests
+    /// (HTTP/1.1; HTTP/2 has --h2-idle-timeout-secs); 0: never. Default: 4 x
+    /// --keepalive-secs, else 60.
+    #[arg(long, value_name = "SECS")]
+    pub http_idle_timeout_secs: Option<u32>,
+
+    /// One keepalive policy, from which the rest is derived unless set on
+    /// its own: TCP keepalive probes after SECS idle (--tcp-keepalive-secs),
+    /// an HTTP/2 PING every SECS of silence (--h2-ping-interval-secs) that
+    /// must be answered within min(SECS, 20) (--h2-ping-timeout-secs), and
+    /// keep-alive connections without a request closed after 4 x SECS
+    /// (--http-idle-timeout-secs, --h2-idle-timeout-secs).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=86400))]
+    pub keepalive_secs: Option<u32>,
 
     /// On SIGINT/SIGTERM, how long open TCP connections get to finish: new
     /// connections are refused, HTTP/2 connections get GOAWAY, HTTP/1.1
@@ -127,7 +137,103 @@ pub struct Args {
     pub http_request_timeout_secs: u32,
 
     #[command(flatten)]
+    pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub h2: H2Args,
+
+    #[command(flatten)]
     pub tcp: TcpArgs,
+}
+
+/// Flags of TLS termination (docs/tls.md).
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsArgs {
+    /// HTTPS on ADDR:PORT (IPv4, or [IPv6]:PORT); repeatable. TLS 1.3 (1.2
+    /// with --tls12), ALPN h2 then http/1.1, the same routes as --http. The
+    /// address becomes a VIP.
+    #[arg(long = "tls", value_name = "ADDR:PORT", value_parser = parse_service_addr)]
+    pub tls: Vec<SocketAddr>,
+
+    /// Certificate chain (PEM); repeatable, each with its --tls-key in the
+    /// same order. Chosen by SNI from its names; the first is the default.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub tls_cert: Vec<PathBuf>,
+
+    /// Private key (PEM: PKCS#8, SEC1 or PKCS#1) of the --tls-cert in the
+    /// same position; repeatable.
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub tls_key: Vec<PathBuf>,
+
+    /// Also allow TLS 1.2 (ECDHE with AEAD suites only).
+    #[arg(long)]
+    pub tls12: bool,
+
+    /// Session ticket keys shared by every loop and across restarts: loaded
+    /// from FILE, or FILE is created (mode 0600) with a fresh key. The first
+    /// key encrypts, every key decrypts (docs/tls.md: format, rotation).
+    /// Without it: one random key per process.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ticket_keys: Option<PathBuf>,
+
+    /// Require client certificates signed by a CA in FILE (PEM) (mTLS).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// With --tls-client-ca: accept only clients whose certificate has a
+    /// SPIFFE ID (URI SAN) starting with PREFIX; repeatable.
+    #[arg(long, value_name = "PREFIX", requires = "tls_client_ca")]
+    pub tls_spiffe_allow: Vec<String>,
+
+    /// A TLS handshake must finish within this long of the connection.
+    #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub tls_handshake_timeout_secs: u32,
+}
+
+/// Flags of HTTP/2 (docs/http2.md); h2c on --http listeners, h2 by ALPN on
+/// --tls ones.
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "HTTP/2")]
+pub struct H2Args {
+    /// Initial flow-control window of each stream (SETTINGS_INITIAL_WINDOW_SIZE).
+    #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..=0x7fff_ffff))]
+    pub h2_stream_window: u32,
+
+    /// Flow-control window of the whole connection.
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(65_535..=0x7fff_ffff))]
+    pub h2_connection_window: u32,
+
+    /// Largest frame payload the peer may send (SETTINGS_MAX_FRAME_SIZE).
+    #[arg(long, default_value_t = 16_384, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(16_384..=16_777_215))]
+    pub h2_max_frame_size: u32,
+
+    /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub h2_max_concurrent_streams: u32,
+
+    /// Largest decoded header list of a request (SETTINGS_MAX_HEADER_LIST_SIZE).
+    #[arg(long, default_value_t = 32 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..=16 << 20))]
+    pub h2_max_header_list: u32,
+
+    /// Response bytes buffered per stream ahead of the peer's window.
+    #[arg(long, default_value_t = 64 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..=64 << 20))]
+    pub h2_max_send_buffer: u32,
+
+    /// Send a PING after this many seconds without input; 0: never.
+    /// Default: --keepalive-secs, else never.
+    #[arg(long, value_name = "SECS")]
+    pub h2_ping_interval_secs: Option<u32>,
+
+    /// Close a connection whose PING is not answered within this long.
+    /// Default: min(--keepalive-secs, 20), else 20.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub h2_ping_timeout_secs: Option<u32>,
+
+    /// Close (GOAWAY) a connection with no open stream for this long; 0:
+    /// never. Default: 4 x --keepalive-secs, else 60.
+    #[arg(long, value_name = "SECS")]
+    pub h2_idle_timeout_secs: Option<u32>,
 }
 
 /// Flags of the TCP stack (per poll loop unless said otherwise).
@@ -184,8 +290,9 @@ pub struct TcpArgs {
     pub tcp_cc: CongestionArg,
 
     /// Keepalive probes after this many idle seconds; 0 turns them off.
-    #[arg(long, default_value_t = 0, value_name = "SECS")]
-    pub tcp_keepalive_secs: u32,
+    /// Default: --keepalive-secs, else off.
+    #[arg(long, value_name = "SECS")]
+    pub tcp_keepalive_secs: Option<u32>,
 
     /// TIME_WAIT entries one loop keeps at most (the oldest are reused).
     #[arg(long, default_value_t = 65536, value_name = "N")]
@@ -224,7 +331,44 @@ pub enum StatsFormat {
     Json,
 }
 
+/// Timers derived from --keepalive-secs where not set on their own
+/// (`Some(0)` and None both mean "never" in the results).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepalivePolicy {
+    pub tcp_keepalive: Option<Duration>,
+    pub h2_ping_interval: Option<Duration>,
+    pub h2_ping_timeout: Duration,
+    pub http_idle: Option<Duration>,
+    pub h2_idle: Option<Duration>,
+}
+
 impl Args {
+    /// The keepalive policy: each knob as given, else derived from
+    /// --keepalive-secs, else its own default.
+    pub fn keepalive(&self) -> KeepalivePolicy {
+        let k = self.keepalive_secs;
+        let secs = |given: Option<u32>, derived: Option<u32>, default: u32| {
+            let s = given.or(derived).unwrap_or(default);
+            (s > 0).then(|| Duration::from_secs(s.into()))
+        };
+        KeepalivePolicy {
+            tcp_keepalive: secs(self.tcp.tcp_keepalive_secs, k, 0),
+            h2_ping_interval: secs(self.h2.h2_ping_interval_secs, k, 0),
+            h2_ping_timeout: secs(self.h2.h2_ping_timeout_secs, k.map(|k| k.min(20)), 20)
+                .unwrap_or(Duration::from_secs(20)),
+            http_idle: secs(
+                self.http_idle_timeout_secs,
+                k.map(|k| k.saturating_mul(4)),
+                60,
+            ),
+            h2_idle: secs(
+                self.h2.h2_idle_timeout_secs,
+                k.map(|k| k.saturating_mul(4)),
+                60,
+            ),
+        }
+    }
+
     pub fn stats_interval(&self) -> Option<Duration> {
         (self.stats_interval > 0.0).then(|| Duration::from_secs_f64(self.stats_interval))
     }
@@ -356,6 +500,56 @@ mod tests {
         assert_eq!(a.udp_echo.len(), 2);
         assert!(!a.need_wakeup);
         assert_eq!(a.stats_interval(), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn keepalive_policy_derives_every_timer_and_each_knob_overrides() {
+        let parse = |extra: &[&str]| {
+            let mut v = vec!["sluice-dataplane", "--iface", "x"];
+            v.extend_from_slice(extra);
+            Args::try_parse_from(v).unwrap().keepalive()
+        };
+        let s = Duration::from_secs;
+        let none = parse(&[]);
+        assert_eq!(
+            none,
+            KeepalivePolicy {
+                tcp_keepalive: None,
+                h2_ping_interval: None,
+                h2_ping_timeout: s(20),
+                http_idle: Some(s(60)),
+                h2_idle: Some(s(60)),
+            }
+        );
+        let k = parse(&["--keepalive-secs", "30"]);
+        assert_eq!(
+            k,
+            KeepalivePolicy {
+                tcp_keepalive: Some(s(30)),
+                h2_ping_interval: Some(s(30)),
+                h2_ping_timeout: s(20),
+                http_idle: Some(s(120)),
+                h2_idle: Some(s(120)),
+            }
+        );
+        assert_eq!(parse(&["--keepalive-secs", "5"]).h2_ping_timeout, s(5));
+        let o = parse(&[
+            "--keepalive-secs",
+            "30",
+            "--tcp-keepalive-secs",
+            "0",
+            "--h2-idle-timeout-secs",
+            "0",
+            "--http-idle-timeout-secs",
+            "7",
+            "--h2-ping-timeout-secs",
+            "3",
+        ]);
+        assert_eq!(o.tcp_keepalive, None);
+        assert_eq!(o.h2_idle, None);
+        assert_eq!(o.http_idle, Some(s(7)));
+        assert_eq!(o.h2_ping_timeout, s(3));
+        assert_eq!(o.h2_ping_interval, Some(s(30)));
     }
 
     #[test]

@@ -187,9 +187,110 @@ counters! {
     /// Apps gauge: bytes held by the applications' buffers (HTTP, TLS,
     /// HTTP/2), outside the TCP stream buffers.
     app_mem_bytes,
+    /// TLS: full handshakes completed.
+    tls_handshakes_full,
+    /// TLS: handshakes resumed from a session ticket.
+    tls_handshakes_resumed,
+    /// TLS: handshakes that failed (by alert below).
+    tls_handshake_failures,
+    /// TLS: handshakes not finished within --tls-handshake-timeout-secs.
+    tls_handshake_timeouts,
+    /// TLS: handshake_failure alerts sent (no common version, suite or group).
+    tls_alert_handshake_failure,
+    /// TLS: bad_certificate alerts sent (a client certificate that does not verify).
+    tls_alert_bad_certificate,
+    /// TLS: unknown_ca alerts sent (a client certificate from another CA).
+    tls_alert_unknown_ca,
+    /// TLS: certificate_required alerts sent (mTLS without a client certificate).
+    tls_alert_certificate_required,
+    /// TLS: access_denied alerts sent (a SPIFFE ID outside --tls-spiffe-allow).
+    tls_alert_access_denied,
+    /// TLS: protocol_version alerts sent (TLS 1.2 without --tls12, or older).
+    tls_alert_protocol_version,
+    /// TLS: no_application_protocol alerts sent (ALPN without h2 or http/1.1).
+    tls_alert_no_application_protocol,
+    /// TLS: decode_error alerts sent (malformed records or messages).
+    tls_alert_decode_error,
+    /// TLS: other alerts sent.
+    tls_alert_other,
+    /// TLS: handshakes that agreed on h2.
+    tls_alpn_h2,
+    /// TLS: handshakes that agreed on http/1.1.
+    tls_alpn_http11,
+    /// TLS: handshakes without ALPN (served as HTTP/1.1).
+    tls_alpn_none,
+    /// TLS: client certificates verified and allowed.
+    tls_client_certs_accepted,
+    /// TLS: client certificates refused (CA, SPIFFE ID, or missing).
+    tls_client_certs_refused,
+    /// HTTP/2: connections (h2 by ALPN and h2c).
+    h2_connections,
+    /// HTTP/2: streams accepted.
+    h2_streams,
+    /// HTTP/2: GOAWAY frames sent (drain, idle, floods, errors).
+    h2_goaway_sent,
+    /// HTTP/2: connections ended for a PING flood (GOAWAY ENHANCE_YOUR_CALM).
+    h2_ping_floods,
+    /// HTTP/2: connections ended for a SETTINGS flood.
+    h2_settings_floods,
+    /// HTTP/2: connections ended for a WINDOW_UPDATE flood.
+    h2_window_update_floods,
+    /// HTTP/2: connections ended for a PRIORITY flood.
+    h2_priority_floods,
+    /// HTTP/2: connections ended for empty DATA/HEADERS/CONTINUATION frames.
+    h2_empty_frame_floods,
+    /// HTTP/2: connections ended for client resets (rapid reset) or resets they made the server send (MadeYouReset).
+    h2_reset_floods,
+    /// HTTP/2: connections ended by h2's own bounds (pending resets, CONTINUATION, error resets).
+    h2_crate_floods,
+    /// HTTP/2: streams reset after waiting behind a zero window too long.
+    h2_stalled_streams,
+    /// HTTP/2: connections closed after an unanswered keepalive PING.
+    h2_ping_timeouts,
+    /// HTTP/2: connections ended by a protocol error.
+    h2_protocol_errors,
 }
 
 impl Counters {
+    /// The TLS counters of one loop.
+    pub fn publish_tls(&mut self, t: &sluice_app::TlsStats) {
+        self.tls_handshakes_full = t.handshakes_full;
+        self.tls_handshakes_resumed = t.handshakes_resumed;
+        self.tls_handshake_failures = t.handshake_failures;
+        self.tls_handshake_timeouts = t.handshake_timeouts;
+        self.tls_alert_handshake_failure = t.alert_handshake_failure;
+        self.tls_alert_bad_certificate = t.alert_bad_certificate;
+        self.tls_alert_unknown_ca = t.alert_unknown_ca;
+        self.tls_alert_certificate_required = t.alert_certificate_required;
+        self.tls_alert_access_denied = t.alert_access_denied;
+        self.tls_alert_protocol_version = t.alert_protocol_version;
+        self.tls_alert_no_application_protocol = t.alert_no_application_protocol;
+        self.tls_alert_decode_error = t.alert_decode_error;
+        self.tls_alert_other = t.alert_other;
+        self.tls_alpn_h2 = t.alpn_h2;
+        self.tls_alpn_http11 = t.alpn_http11;
+        self.tls_alpn_none = t.alpn_none;
+        self.tls_client_certs_accepted = t.client_certs_accepted;
+        self.tls_client_certs_refused = t.client_certs_refused;
+    }
+
+    /// The HTTP/2 counters of one loop.
+    pub fn publish_h2(&mut self, h: &sluice_app::H2Stats) {
+        self.h2_connections = h.connections;
+        self.h2_streams = h.streams;
+        self.h2_goaway_sent = h.goaway_sent;
+        self.h2_ping_floods = h.ping_floods;
+        self.h2_settings_floods = h.settings_floods;
+        self.h2_window_update_floods = h.window_update_floods;
+        self.h2_priority_floods = h.priority_floods;
+        self.h2_empty_frame_floods = h.empty_frame_floods;
+        self.h2_reset_floods = h.reset_floods;
+        self.h2_crate_floods = h.h2_floods;
+        self.h2_stalled_streams = h.stalled_streams;
+        self.h2_ping_timeouts = h.ping_timeouts;
+        self.h2_protocol_errors = h.protocol_errors;
+    }
+
     /// All drops counted by the loop. With the packet counters it closes
     /// the books (see [`Counters::balanced`]).
     pub fn drops(&self) -> u64 {
@@ -412,7 +513,7 @@ mod tests {
         };
         let f = a.fields();
         assert_eq!(f[0].0, "rx_packets");
-        assert_eq!(f.last().unwrap().0, "app_mem_bytes");
+        assert_eq!(f.last().unwrap().0, "h2_protocol_errors");
         assert!(f.iter().all(|(_, help, _)| !help.is_empty()));
         let d = a.delta(&b);
         assert_eq!(d.rx_packets, 6);

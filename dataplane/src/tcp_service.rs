@@ -48,6 +48,10 @@ use crate::stats::Counters;
 
 /// Bytes moved between the engine and an app per call.
 const STAGING: usize = 64 * 1024;
+/// Send space below which an app is not asked for output while data is
+/// still queued: it waits for ACKs to free more (a TLS record would not
+/// fit, and small records cost per-record overhead and CPU).
+const MIN_SEND_ROOM: usize = 4096;
 /// Most peers whose L2 header a loop remembers.
 const NEIGHBOURS: usize = 65_536;
 /// Most frames the engine may fill per loop iteration.
@@ -471,6 +475,7 @@ impl TcpService {
             let conn = entry.take().expect("checked above");
             self.live -= 1;
             self.app_mem -= conn.mem;
+            self.endpoint.set_app_memory(self.app_mem);
             self.timers.cancel(slot as u32);
             if !conn.closing {
                 // Releases the handle; the engine already finished.
@@ -552,12 +557,14 @@ impl TcpService {
                 }
             }
             if conn.pending_out.is_empty() && conn.app.wants_write() {
-                let room = ep
+                let (room, queued) = ep
                     .info(id)
-                    .map(|i| i.send_buffer.saturating_sub(i.send_queued))
-                    .unwrap_or(0)
-                    .min(staging.len());
-                if room > 0 {
+                    .map(|i| (i.send_buffer.saturating_sub(i.send_queued), i.send_queued))
+                    .unwrap_or((0, 0));
+                let room = room.min(staging.len());
+                if room < MIN_SEND_ROOM && queued > 0 {
+                    let _ = ep.wait_writable(id);
+                } else if room > 0 {
                     let n = conn.app.poll_write(now, &mut staging[..room]);
                     if n > 0 {
                         progress = true;
@@ -647,8 +654,11 @@ impl TcpService {
     fn account(&mut self, slot: usize) {
         if let Some(Some(conn)) = self.conns.get_mut(slot) {
             let now = conn.memory();
-            self.app_mem = self.app_mem - conn.mem + now;
-            conn.mem = now;
+            if now != conn.mem {
+                self.app_mem = self.app_mem - conn.mem + now;
+                conn.mem = now;
+                self.endpoint.set_app_memory(self.app_mem);
+            }
         }
     }
 
@@ -675,6 +685,7 @@ impl TcpService {
             conn.closing = true;
             let _ = ep.close(id);
             self.app_mem -= conn.mem;
+            self.endpoint.set_app_memory(self.app_mem);
             self.live -= 1;
             self.conns[slot] = None;
             self.timers.cancel(slot as u32);

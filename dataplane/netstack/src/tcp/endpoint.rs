@@ -909,6 +909,14 @@ impl Endpoint {
         Ok(n)
     }
 
+    /// Ask for [`Event::Writable`] once acknowledged data frees send space,
+    /// as after a short write: for a writer that will not use the little
+    /// room left now (a TLS record does not fit it).
+    pub fn wait_writable(&mut self, id: ConnId) -> Result<(), TcpError> {
+        self.conn_mut(id)?.wait_writable();
+        Ok(())
+    }
+
     /// Send FIN after the queued data (half-close); reading continues.
     pub fn shutdown(&mut self, id: ConnId) -> Result<(), TcpError> {
         let now = self.last_now();
@@ -978,6 +986,14 @@ impl Endpoint {
 
     pub fn time_wait_count(&self) -> usize {
         self.time_wait.len()
+    }
+
+    /// Tells the engine how many bytes the applications above hold in
+    /// buffers of their own: they count in the memory budget, so stream
+    /// buffers get that much less (and apps are told to hold back by the
+    /// send space they see shrinking).
+    pub fn set_app_memory(&mut self, bytes: usize) {
+        self.pool.set_external(bytes);
     }
 
     /// Bytes of stream buffers in use (the global memory budget's gauge).

@@ -42,6 +42,9 @@ pub struct ChunkPool {
     max_bytes: usize,
     /// Bytes in chunks currently held by rings.
     in_use: usize,
+    /// Bytes the applications above hold in buffers of their own (HTTP,
+    /// TLS, HTTP/2): they share the budget, so the rings get less.
+    external: usize,
     /// Chunks given back, handed out again before allocating new ones.
     free: Vec<Chunk>,
 }
@@ -60,6 +63,7 @@ impl ChunkPool {
             shift: chunk_size.trailing_zeros(),
             max_bytes,
             in_use: 0,
+            external: 0,
             free: Vec::new(),
         }
     }
@@ -70,9 +74,21 @@ impl ChunkPool {
     pub fn in_use(&self) -> usize {
         self.in_use
     }
+    /// Sets the bytes held outside the rings by the applications (see
+    /// `external`); counted against the budget from now on.
+    pub fn set_external(&mut self, bytes: usize) {
+        self.external = bytes;
+    }
+    /// Bytes held outside the rings by the applications.
+    pub fn external(&self) -> usize {
+        self.external
+    }
     /// Bytes that can still be handed out (whole chunks only).
     pub fn available(&self) -> usize {
-        let left = self.max_bytes.saturating_sub(self.in_use);
+        let left = self
+            .max_bytes
+            .saturating_sub(self.in_use)
+            .saturating_sub(self.external);
         left - left % self.chunk_size
     }
     /// The most bytes ever handed out at once.
@@ -569,6 +585,20 @@ mod tests {
         assert_eq!(p.in_use(), 16);
         r.clear(&mut p);
         assert_eq!((r.start(), r.end(), p.in_use()), (138, 138, 0));
+    }
+
+    #[test]
+    fn application_bytes_take_their_share_of_the_budget() {
+        let mut p = ChunkPool::new(64, 256);
+        p.set_external(100);
+        // 156 bytes left: two whole chunks; the send side keeps the
+        // receive reserve (64) aside.
+        assert_eq!((p.available(), p.available_for_send()), (128, 64));
+        let mut r = SendRing::new(1024);
+        assert_eq!(r.write(&mut p, &[1; 200]), 64);
+        p.set_external(0);
+        assert_eq!(r.write(&mut p, &[1; 200]), 64);
+        assert_eq!(p.in_use(), 128, "rings only");
     }
 
     #[test]

@@ -183,6 +183,11 @@ impl SendState {
 }
 
 impl Conn {
+    /// The writer waits for room: raise EV_WRITABLE when ACKs free some.
+    pub fn wait_writable(&mut self) {
+        self.snd.write_blocked = true;
+    }
+
     pub fn write(&mut self, ctx: &mut Ctx<'_>, data: &[u8]) -> Result<usize, TcpError> {
         match self.state {
             State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
