@@ -21,8 +21,14 @@ PACKAGES=(
 	iproute2 ethtool bpftool iputils-ping procps
 	# traffic and inspection
 	python3-scapy hping3 tcpdump netcat-openbsd linux-perf
-	# baselines and load generators
-	nginx nghttp2-client wrk
+	# baselines and load generators (nghttp2-client: nghttp, h2load)
+	nginx haproxy nghttp2-client wrk
+	# TLS and HTTP/2 tests: certificates and s_client (openssl), the scan
+	# (testssl.sh, which needs bsdextrautils' hexdump), the HTTP/2 attack
+	# client (python3-h2, run by /usr/bin/python3) and curl
+	openssl testssl.sh bsdextrautils python3-h2 curl
+	# plots in docs/benchmarks.md
+	python3-matplotlib
 )
 
 # One dpkg-query for all: "name status" for every package dpkg knows.
