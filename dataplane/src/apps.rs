@@ -181,7 +181,7 @@ impl App for Refused {
 }
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
-pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub use sluice_h2::PREFACE as H2_PREFACE;
 
 /// A plaintext connection before it is known to be HTTP/1.1 or HTTP/2 with
 /// prior knowledge (h2c): told apart by the connection preface, which no

@@ -104,17 +104,17 @@ pub struct Args {
     pub http: Vec<SocketAddr>,
 
     /// Close an HTTP keep-alive connection idle this long between requests
-    /// (HTTP/1.1; HTTP/2 has --h2-idle-timeout-secs); 0: never. Default: 4 x
+    /// (HTTP/1.1; HTTP/2 has --h2-idle-timeout-secs); 0: never. Default:
     /// --keepalive-secs, else 60.
     #[arg(long, value_name = "SECS")]
     pub http_idle_timeout_secs: Option<u32>,
 
-    /// One keepalive policy, from which the rest is derived unless set on
-    /// its own: TCP keepalive probes after SECS idle (--tcp-keepalive-secs),
-    /// an HTTP/2 PING every SECS of silence (--h2-ping-interval-secs) that
-    /// must be answered within min(SECS, 20) (--h2-ping-timeout-secs), and
-    /// keep-alive connections without a request closed after 4 x SECS
-    /// (--http-idle-timeout-secs, --h2-idle-timeout-secs).
+    /// One keepalive policy K, from which the rest is derived unless set on
+    /// its own: connections without a request close after K
+    /// (--http-idle-timeout-secs, --h2-idle-timeout-secs); an HTTP/2 PING
+    /// after K/2 (at least 5) of silence (--h2-ping-interval-secs) must be
+    /// answered within K/4, between 5 and 20 (--h2-ping-timeout-secs); TCP
+    /// keepalive probes after K plus that (--tcp-keepalive-secs).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=86400))]
     pub keepalive_secs: Option<u32>,
 
@@ -221,17 +221,17 @@ pub struct H2Args {
     pub h2_max_send_buffer: u32,
 
     /// Send a PING after this many seconds without input; 0: never.
-    /// Default: --keepalive-secs, else never.
+    /// Default: --keepalive-secs / 2 (at least 5), else never.
     #[arg(long, value_name = "SECS")]
     pub h2_ping_interval_secs: Option<u32>,
 
     /// Close a connection whose PING is not answered within this long.
-    /// Default: min(--keepalive-secs, 20), else 20.
+    /// Default: --keepalive-secs / 4 between 5 and 20, else 20.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub h2_ping_timeout_secs: Option<u32>,
 
     /// Close (GOAWAY) a connection with no open stream for this long; 0:
-    /// never. Default: 4 x --keepalive-secs, else 60.
+    /// never. Default: --keepalive-secs, else 60.
     #[arg(long, value_name = "SECS")]
     pub h2_idle_timeout_secs: Option<u32>,
 }
@@ -290,7 +290,7 @@ pub struct TcpArgs {
     pub tcp_cc: CongestionArg,
 
     /// Keepalive probes after this many idle seconds; 0 turns them off.
-    /// Default: --keepalive-secs, else off.
+    /// Default: --keepalive-secs plus the PING timeout, else off.
     #[arg(long, value_name = "SECS")]
     pub tcp_keepalive_secs: Option<u32>,
 
@@ -351,21 +351,22 @@ impl Args {
             let s = given.or(derived).unwrap_or(default);
             (s > 0).then(|| Duration::from_secs(s.into()))
         };
+        // docs/http2.md "--keepalive-secs" says why these ratios.
+        let ping_timeout = self
+            .h2
+            .h2_ping_timeout_secs
+            .or(k.map(|k| (k / 4).clamp(5, 20)))
+            .unwrap_or(20);
         KeepalivePolicy {
-            tcp_keepalive: secs(self.tcp.tcp_keepalive_secs, k, 0),
-            h2_ping_interval: secs(self.h2.h2_ping_interval_secs, k, 0),
-            h2_ping_timeout: secs(self.h2.h2_ping_timeout_secs, k.map(|k| k.min(20)), 20)
-                .unwrap_or(Duration::from_secs(20)),
-            http_idle: secs(
-                self.http_idle_timeout_secs,
-                k.map(|k| k.saturating_mul(4)),
-                60,
+            tcp_keepalive: secs(
+                self.tcp.tcp_keepalive_secs,
+                k.map(|k| k.saturating_add(ping_timeout)),
+                0,
             ),
-            h2_idle: secs(
-                self.h2.h2_idle_timeout_secs,
-                k.map(|k| k.saturating_mul(4)),
-                60,
-            ),
+            h2_ping_interval: secs(self.h2.h2_ping_interval_secs, k.map(|k| (k / 2).max(5)), 0),
+            h2_ping_timeout: Duration::from_secs(ping_timeout.into()),
+            http_idle: secs(self.http_idle_timeout_secs, k, 60),
+            h2_idle: secs(self.h2.h2_idle_timeout_secs, k, 60),
         }
     }
 
@@ -521,18 +522,23 @@ mod tests {
                 h2_idle: Some(s(60)),
             }
         );
-        let k = parse(&["--keepalive-secs", "30"]);
+        let k = parse(&["--keepalive-secs", "60"]);
         assert_eq!(
             k,
             KeepalivePolicy {
-                tcp_keepalive: Some(s(30)),
+                tcp_keepalive: Some(s(75)),
                 h2_ping_interval: Some(s(30)),
-                h2_ping_timeout: s(20),
-                http_idle: Some(s(120)),
-                h2_idle: Some(s(120)),
+                h2_ping_timeout: s(15),
+                http_idle: Some(s(60)),
+                h2_idle: Some(s(60)),
             }
         );
-        assert_eq!(parse(&["--keepalive-secs", "5"]).h2_ping_timeout, s(5));
+        let short = parse(&["--keepalive-secs", "4"]);
+        assert_eq!(
+            (short.h2_ping_interval, short.h2_ping_timeout),
+            (Some(s(5)), s(5))
+        );
+        assert_eq!(parse(&["--keepalive-secs", "600"]).h2_ping_timeout, s(20));
         let o = parse(&[
             "--keepalive-secs",
             "30",
@@ -549,7 +555,7 @@ mod tests {
         assert_eq!(o.h2_idle, None);
         assert_eq!(o.http_idle, Some(s(7)));
         assert_eq!(o.h2_ping_timeout, s(3));
-        assert_eq!(o.h2_ping_interval, Some(s(30)));
+        assert_eq!(o.h2_ping_interval, Some(s(15)));
     }
 
     #[test]
