@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # Defaults: 60 seconds, every target (classify, wire_parse, tcp_segment in
-# dataplane/netstack/fuzz; http_server in dataplane/http/fuzz).
+# dataplane/netstack/fuzz; http_server in dataplane/http/fuzz; tls_server
+# in dataplane/tls/fuzz; h2_frames in dataplane/h2/fuzz).
 # Non-interactive; exits non-zero if any target finds a crash (the input is
 # saved under CRATE/fuzz/artifacts/TARGET/). Installs cargo-fuzz if missing.
 #
@@ -30,7 +31,7 @@ case "$SECS" in
 esac
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(classify wire_parse tcp_segment http_server)
+    TARGETS=(classify wire_parse tcp_segment http_server tls_server h2_frames)
 fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -38,6 +39,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 fuzz_dir() {
     case "$1" in
         http_server) echo "$ROOT/dataplane/http/fuzz" ;;
+        tls_server) echo "$ROOT/dataplane/tls/fuzz" ;;
+        h2_frames) echo "$ROOT/dataplane/h2/fuzz" ;;
         *) echo "$ROOT/dataplane/netstack/fuzz" ;;
     esac
 }
