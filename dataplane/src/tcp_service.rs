@@ -59,6 +59,16 @@ const TX_BUDGET: usize = 256;
 /// Granularity of the application timer wheel: app deadlines are seconds
 /// apart, and a deadline never fires early.
 const APP_TICK: Duration = Duration::from_millis(10);
+/// Bytes one connection may move (in plus out) per visit: a connection
+/// with more to do goes on the ready list and gets its next turn after
+/// every other connection that was woken, so a bulk transfer (a 1 GB
+/// download over TLS, a hundred HTTP/2 streams) cannot hold the loop for
+/// the milliseconds its buffers would allow.
+const PUMP_BUDGET: usize = 256 * 1024;
+/// A keep-alive connection idle this long gives its buffers back (the next
+/// request allocates them again): idle connections cost memory only for
+/// their state, not for buffers sized for traffic.
+const IDLE_RELEASE: Duration = Duration::from_secs(1);
 /// How often each loop refreshes its HTTP `Date` value.
 const DATE_PERIOD: Duration = Duration::from_secs(1);
 
@@ -178,6 +188,10 @@ struct AppConn {
     /// Bytes this connection holds outside the engine (app and pending
     /// buffers), as last added to [`TcpService::app_mem`].
     mem: usize,
+    /// Buffers were given back since bytes last moved (see [`IDLE_RELEASE`]).
+    released: bool,
+    /// On the ready list (it used its [`PUMP_BUDGET`] and has more to do).
+    ready: bool,
 }
 
 impl AppConn {
@@ -214,6 +228,10 @@ pub struct TcpService {
     app_aborts: u64,
     /// Connections with an app.
     live: usize,
+    /// Connections that used their budget and have more to do, in turn.
+    ready: Vec<ConnId>,
+    /// Scratch for the ready list being served.
+    serving: Vec<ConnId>,
     /// Scratch for the timer wheel (kept to avoid an allocation).
     expired: Vec<u32>,
 }
@@ -265,6 +283,8 @@ impl TcpService {
             http_linger_timeouts: 0,
             app_aborts: 0,
             live: 0,
+            ready: Vec::new(),
+            serving: Vec::new(),
             expired: Vec::new(),
         })
     }
@@ -277,8 +297,12 @@ impl TcpService {
         &self.mailbox
     }
 
-    /// The next timer (the engine's or an app's), as an Instant.
+    /// The next timer (the engine's or an app's), as an Instant; now if a
+    /// connection waits on the ready list.
     pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.ready.is_empty() {
+            return Some(Instant::now());
+        }
         let t = match (self.endpoint.poll_timeout(), self.timers.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -410,6 +434,7 @@ impl TcpService {
             self.apps.date().set_unix_time(self.clock.unix_secs(now));
         }
         let mut work = self.fire_app_timers(now);
+        work += self.serve_ready(now);
         while let Some(ev) = self.endpoint.poll_event() {
             work += 1;
             match ev {
@@ -453,6 +478,8 @@ impl TcpService {
             closing: false,
             linger: None,
             mem: 0,
+            released: false,
+            ready: false,
         });
         self.pump(id, now);
     }
@@ -484,6 +511,21 @@ impl TcpService {
         }
     }
 
+    /// One more turn for each connection that used its budget last time.
+    fn serve_ready(&mut self, now: Time) -> usize {
+        let mut serving = std::mem::replace(&mut self.ready, std::mem::take(&mut self.serving));
+        for &id in &serving {
+            if let Some(conn) = self.conn_mut(id) {
+                conn.ready = false;
+                self.pump(id, now);
+            }
+        }
+        let n = serving.len();
+        serving.clear();
+        self.serving = serving;
+        n
+    }
+
     /// Deliver expired app and linger timers. An entry that fires before
     /// the app's current deadline (it moved later since it was armed) is
     /// re-armed instead.
@@ -512,6 +554,12 @@ impl TcpService {
             if conn.app.deadline().is_some_and(|d| d <= now) {
                 conn.app.on_timeout(now);
             }
+            if conn.app.is_idle() && !conn.released {
+                conn.app.release_idle_memory();
+                conn.pending_in = Vec::new();
+                conn.pending_out = Vec::new();
+                conn.released = true;
+            }
             self.pump(id, now);
         }
         self.expired = expired;
@@ -535,8 +583,19 @@ impl TcpService {
         }
         let ep = &mut self.endpoint;
         let staging = &mut self.staging;
+        let mut moved = false;
+        let mut budget = PUMP_BUDGET;
         loop {
             if conn.app.close() == Close::Abort {
+                break;
+            }
+            if budget < MIN_SEND_ROOM {
+                // More next turn, after the others (see PUMP_BUDGET); less
+                // than MIN_SEND_ROOM would not fit a TLS record.
+                if !conn.ready {
+                    conn.ready = true;
+                    self.ready.push(id);
+                }
                 break;
             }
             let mut progress = false;
@@ -565,9 +624,10 @@ impl TcpService {
                 if room < MIN_SEND_ROOM && queued > 0 {
                     let _ = ep.wait_writable(id);
                 } else if room > 0 {
-                    let n = conn.app.poll_write(now, &mut staging[..room]);
+                    let n = conn.app.poll_write(now, &mut staging[..room.min(budget)]);
                     if n > 0 {
                         progress = true;
+                        budget = budget.saturating_sub(n);
                         let w = ep.write(id, &staging[..n]).unwrap_or(0);
                         if w < n {
                             conn.pending_out.extend_from_slice(&staging[w..n]);
@@ -584,9 +644,11 @@ impl TcpService {
                 }
             }
             if conn.pending_in.is_empty() && conn.app.wants_read() {
-                match ep.read(id, staging) {
+                let cap = staging.len().min(budget);
+                match ep.read(id, &mut staging[..cap]) {
                     Ok(n) if n > 0 => {
                         progress = true;
+                        budget = budget.saturating_sub(n);
                         let took = conn.app.on_read(now, &staging[..n]);
                         if took < n {
                             conn.pending_in.extend_from_slice(&staging[took..n]);
@@ -604,6 +666,10 @@ impl TcpService {
             if !progress {
                 break;
             }
+            moved = true;
+        }
+        if moved {
+            conn.released = false;
         }
         match conn.app.close() {
             Close::No => {}
@@ -636,7 +702,12 @@ impl TcpService {
             conn.pending_out = Vec::new();
         }
         if !conn.closing {
-            if let Some(d) = conn.app.deadline() {
+            let mut next = conn.app.deadline();
+            if conn.app.is_idle() && !conn.released {
+                let release = now + IDLE_RELEASE;
+                next = Some(next.map_or(release, |d| d.min(release)));
+            }
+            if let Some(d) = next {
                 // Lazily: only move an armed entry earlier (see `timers`).
                 if self
                     .timers

@@ -897,10 +897,7 @@ fn hundred_megabytes_each_way_at_five_percent_loss() {
 #[test]
 fn sigterm_lets_a_download_in_flight_finish() {
     let topo = Topo::up("drain", 1);
-    let mut dp = Dataplane::start(
-        &topo.gw(),
-        &args(&topo, 1, &["--drain-timeout-secs", "20"]),
-    );
+    let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 1, &["--drain-timeout-secs", "20"]));
     let ns = topo.client();
     let url = format!("http://{}/bytes/16000000", vip4());
     // About 2 s at 8 MB/s: SIGTERM lands in the middle.
@@ -908,7 +905,11 @@ fn sigterm_lets_a_download_in_flight_finish() {
     std::thread::sleep(Duration::from_millis(700));
     let fin = stop_clean(&mut dp);
     let body = download.join().expect("curl thread");
-    assert_eq!(body.len(), 16_000_000, "the download in flight was cut short");
+    assert_eq!(
+        body.len(),
+        16_000_000,
+        "the download in flight was cut short"
+    );
     assert!(body.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
     let t = &fin["total"];
     assert_eq!(u(&t["app_aborts"]), 0, "{t}");

@@ -535,3 +535,49 @@ fn certificate_reload_under_a_download() {
     assert_eq!(u(&t["tls_handshake_failures"]), 1, "{t}");
     assert_eq!(u(&t["tls_handshakes_full"]), 3, "{t}");
 }
+
+/// Keep-alive connections left idle after a request give their buffers
+/// back within a second: what stays per connection is the protocol state
+/// (and, with TLS, rustls's), not buffers sized for traffic. Counted by
+/// the loop's own gauge, which also feeds the memory budget.
+#[test]
+fn idle_keepalive_connections_give_their_buffers_back() {
+    use std::io::{BufRead, BufReader};
+    const N: u64 = 200;
+    let topo = Topo::up("tidle", 1);
+    let pki = Pki::new("idle");
+    let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 1, &pki, &[]));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idle_conns.py");
+    let mut clients = Vec::new();
+    for mode in ["tls", "h1", "h2c"] {
+        let mut child = netns::command(&topo.client(), "/usr/bin/python3")
+            .args([script, &N.to_string(), &addr::GW_VIP_V4.to_string(), mode])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 (Debian's, with python3-h2)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), format!("ready {N}"), "{mode} client");
+        clients.push(child);
+    }
+    // Past the release delay (1 s) and a report interval (0.5 s).
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = dp.last_report("interval").expect("interval report");
+    let t = &r["total"];
+    assert_eq!(u(&t["tcp_connections"]), 3 * N, "{t}");
+    let per_conn = u(&t["app_mem_bytes"]) / (3 * N);
+    eprintln!("idle: {per_conn} application bytes per connection");
+    assert!(
+        per_conn <= 8 * 1024,
+        "idle connections hold {per_conn} bytes each: {t}"
+    );
+    for mut c in clients {
+        drop(c.stdin.take());
+        let status = c.wait().unwrap();
+        assert!(status.success(), "idle client: {status}");
+    }
+    stop_clean(&mut dp);
+}
