@@ -7,7 +7,9 @@
 # Installs what is missing, builds, brings up the one-arm topology (prefix
 # "sldemo", 2 queues), starts sluice-dataplane in the gateway namespace on
 # both queues, then from the client namespace: ping, a UDP client, curl and
-# wrk over the userspace TCP stack, the AF_XDP generator with live progress, a burst of malformed frames; then SIGTERM,
+# wrk over the userspace TCP stack, TLS 1.3 and HTTP/2 (curl, h2load, a
+# resumed session, a certificate reload), the AF_XDP generator with live
+# progress, a burst of malformed frames; then SIGTERM,
 # the final counters, and proof that nothing is left attached or pinned.
 # Everything it starts is stopped by PID and the topology is removed on
 # exit, also on failure or Ctrl-C.
@@ -39,12 +41,30 @@ step "topology: namespaces $P-{client,gw,backend,br,rgen,rdut}, 2 queues per vet
 on_exit "$B/sluice-bench" topo down --prefix "$P"
 "$B/sluice-bench" topo up --prefix "$P" --queues 2
 
-step "sluice-dataplane on $GW/gw0, queues 0-1, UDP echo on :7 and HTTP/1.1 on :80 of $VIP4 and [$VIP6]"
+step "a test CA and an ECDSA P-256 certificate for sluice.test (openssl)"
+PKI=$(mktemp -d)
+on_exit rm -rf "$PKI"
+(
+	cd "$PKI"
+	openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+	openssl req -x509 -new -key ca.key -subj /CN=sluice-demo-ca -days 1 -out ca.pem \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+	openssl ecparam -name prime256v1 -genkey -noout -out server.key
+	openssl req -new -key server.key -subj /CN=sluice.test -out server.csr
+	printf 'subjectAltName=DNS:sluice.test\nextendedKeyUsage=serverAuth\n' >server.ext
+	openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+		-out server.pem -extfile server.ext 2>/dev/null
+)
+ls "$PKI"
+
+step "sluice-dataplane on $GW/gw0, queues 0-1: UDP echo on :7, HTTP/1.1 and h2c on :80, TLS (h2, HTTP/1.1) on :443 of $VIP4 and [$VIP6]"
 DP_LOG=$(mktemp)
 on_exit rm -f "$DP_LOG"
 ip netns exec "$GW" "$B/sluice-dataplane" --iface gw0 --queues 0-1 \
 	--udp-echo "$VIP4:7" --udp-echo "[$VIP6]:7" --pin-dir "$PIN" \
-	--http "$VIP4:80" --http "[$VIP6]:80" --stats-interval 2 >"$DP_LOG" 2>&1 &
+	--http "$VIP4:80" --http "[$VIP6]:80" --tls "$VIP4:443" --tls "[$VIP6]:443" \
+	--tls-cert "$PKI/server.pem" --tls-key "$PKI/server.key" \
+	--tls-ticket-keys "$PKI/ticket.keys" --stats-interval 2 >"$DP_LOG" 2>&1 &
 DP=$!
 on_exit stop_pid "$DP"
 tail -f "$DP_LOG" --pid "$DP" | sed -u 's/^/  [gateway] /' &
@@ -73,6 +93,26 @@ ip netns exec "$CLIENT" curl -sS --fail "http://$VIP4/health"
 ip netns exec "$CLIENT" curl -sS --fail -6 "http://[$VIP6]/health"
 ip netns exec "$CLIENT" sh -c "curl -sS --fail http://$VIP4/bytes/100000000 | wc -c"
 ip netns exec "$CLIENT" wrk -t1 -c32 -d3s "http://$VIP4/bytes/64"
+
+step "TLS 1.3 and HTTP/2 terminated in the poll loop: curl over h2, HTTP/1.1 and h2c, h2load, a resumed session"
+CURL_TLS=(curl -sS --fail --cacert "$PKI/ca.pem" --resolve "sluice.test:443:$VIP4" --resolve "v6.sluice.test:443:[$VIP6]")
+ip netns exec "$CLIENT" "${CURL_TLS[@]}" -w '  <- %{http_version} over TLS, IPv4\n' https://sluice.test/health
+ip netns exec "$CLIENT" "${CURL_TLS[@]}" --http1.1 -w '  <- HTTP/%{http_version} over TLS\n' https://sluice.test/health
+ip netns exec "$CLIENT" curl -sS --fail --http2-prior-knowledge -w '  <- %{http_version} cleartext (h2c)\n' "http://$VIP4/health"
+ip netns exec "$CLIENT" sh -c "$(printf '%q ' "${CURL_TLS[@]}") https://sluice.test/bytes/100000000 | wc -c"
+ip netns exec "$CLIENT" h2load -n 50000 -c 16 -m 16 "https://$VIP4/health" | grep -E 'TLS Protocol|Application protocol|finished in|requests:'
+SESS=$PKI/session.pem
+REQ='GET /health HTTP/1.1\r\nHost: sluice.test\r\nConnection: close\r\n\r\n'
+printf "$REQ" | ip netns exec "$CLIENT" openssl s_client -connect "$VIP4:443" -servername sluice.test \
+	-CAfile "$PKI/ca.pem" -sess_out "$SESS" -ign_eof 2>/dev/null | grep -E '^(New|Reused),'
+printf "$REQ" | ip netns exec "$CLIENT" openssl s_client -connect "$VIP4:443" -servername sluice.test \
+	-CAfile "$PKI/ca.pem" -sess_in "$SESS" -ign_eof 2>/dev/null | grep -E '^(New|Reused),'
+
+step "SIGHUP: reload the certificate and ticket keys without dropping a connection"
+kill -HUP "$DP"
+sleep 0.5
+grep -E 'SIGHUP' "$DP_LOG" | tail -1
+ip netns exec "$CLIENT" "${CURL_TLS[@]}" -w '  <- still served after the reload\n' https://sluice.test/health
 
 # On this 2-core machine the generator's and the gateway's loops share the
 # cores, and on veth each side's receive path runs on the other's core:
