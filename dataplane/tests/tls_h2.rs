@@ -581,3 +581,48 @@ fn idle_keepalive_connections_give_their_buffers_back() {
     }
     stop_clean(&mut dp);
 }
+
+/// SIGTERM over HTTP/2: GOAWAY goes out, the stream in flight (a TLS h2
+/// download) runs to its last byte, then the process exits.
+#[test]
+fn sigterm_drains_http2_with_goaway() {
+    let topo = Topo::up("th2drain", 1);
+    let pki = Pki::new("h2drain");
+    let mut dp = Dataplane::start(
+        &topo.gw(),
+        &args(&topo, 1, &pki, &["--drain-timeout-secs", "20"]),
+    );
+    let ns = topo.client();
+    let [v4, _] = families();
+    let download = {
+        let (ns, ca, host, ip) = (ns.clone(), pki.path("ca.pem"), v4.host.clone(), v4.ip);
+        std::thread::spawn(move || {
+            run(
+                &ns,
+                "curl",
+                &[
+                    "-sS".into(),
+                    "--http2".into(),
+                    "--max-time".into(),
+                    "60".into(),
+                    "--limit-rate".into(),
+                    "8M".into(),
+                    "--cacert".into(),
+                    ca,
+                    "--resolve".into(),
+                    format!("{host}:443:{ip}"),
+                    format!("https://{host}/bytes/16000000"),
+                ],
+                None,
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    let fin = stop_clean(&mut dp);
+    let out = download.join().expect("download thread");
+    assert!(out.status.success(), "download: {out:?}");
+    assert_pattern(&out.stdout, 16_000_000, "h2 download across SIGTERM");
+    let t = &fin["total"];
+    assert_eq!(u(&t["h2_goaway_sent"]), 1, "{t}");
+    assert_eq!(u(&t["app_aborts"]), 0, "{t}");
+}
