@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 mod date;
+pub mod routes;
 mod stats;
 
 pub use date::{format_http_date, LoopDate};

@@ -6,18 +6,8 @@ use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, DATE, SERVE
 use http::{Response, StatusCode};
 use sluice_app::LoopDate;
 
-/// `PATTERN[i] == i % 251`: `/bytes/N` bodies are slices of it (no copy,
-/// no allocation per chunk).
-const PATTERN_LEN: usize = 251 * 261;
-static PATTERN: [u8; PATTERN_LEN] = {
-    let mut p = [0u8; PATTERN_LEN];
-    let mut i = 0;
-    while i < PATTERN_LEN {
-        p[i] = (i % 251) as u8;
-        i += 1;
-    }
-    p
-};
+pub(crate) use sluice_app::routes::{parse_decimal, Route};
+use sluice_app::routes::{PATTERN, PATTERN_LEN};
 
 /// Largest `/bytes` chunk handed to h2 at once.
 pub(crate) const MAX_CHUNK: usize = PATTERN_LEN - 250;
@@ -28,41 +18,9 @@ pub(crate) fn pattern(offset: u64, len: usize) -> Bytes {
     Bytes::from_static(&PATTERN[at..at + len.min(MAX_CHUNK)])
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Route {
-    Bytes(u64),
-    BadBytes,
-    Echo,
-    Health,
-    NotFound,
-}
-
 /// The route of a request path (the query is already off).
 pub(crate) fn route(path: &str, max_bytes: u64) -> Route {
-    match path {
-        "/health" => Route::Health,
-        "/echo" => Route::Echo,
-        _ => match path.strip_prefix("/bytes/") {
-            Some(n) => match parse_decimal(n.as_bytes()) {
-                Some(n) if n <= max_bytes => Route::Bytes(n),
-                _ => Route::BadBytes,
-            },
-            None => Route::NotFound,
-        },
-    }
-}
-
-/// `1*DIGIT` as a u64; None if empty, not digits, or overflowing.
-pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    s.iter().try_fold(0u64, |v, &b| {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
+    sluice_app::routes::route(path.as_bytes(), max_bytes)
 }
 
 /// A response head with the headers every response has.

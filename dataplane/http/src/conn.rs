@@ -8,17 +8,7 @@ use crate::head::{self, BodyKind, Head, Method, Parsed, Route};
 use crate::stats::Stats;
 use sluice_app::LoopDate;
 
-/// `PATTERN[i] == i % 251`: `/bytes/N` bodies are copied out of it.
-const PATTERN_LEN: usize = 251 * 65;
-static PATTERN: [u8; PATTERN_LEN] = {
-    let mut p = [0u8; PATTERN_LEN];
-    let mut i = 0;
-    while i < PATTERN_LEN {
-        p[i] = (i % 251) as u8;
-        i += 1;
-    }
-    p
-};
+use sluice_app::routes::{PATTERN, PATTERN_LEN};
 
 /// What the request-reading side is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,16 +13,7 @@ pub(crate) enum Method {
     Other,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Route {
-    /// `/bytes/N`, N within the limit.
-    Bytes(u64),
-    /// `/bytes/...` with N not a number or over the limit.
-    BadBytes,
-    Echo,
-    Health,
-    NotFound,
-}
+pub(crate) use sluice_app::routes::{parse_decimal, Route};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BodyKind {
@@ -91,21 +82,6 @@ fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .split(|&b| b == b',')
         .map(|s| s.trim_ascii())
         .filter(|s| !s.is_empty())
-}
-
-/// `1*DIGIT` as a u64, None if empty, not digits or overflowing.
-pub(crate) fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &b in s {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
-    Some(v)
 }
 
 fn analyze(req: &httparse::Request<'_, '_>, lim: &Limits) -> Result<Head, u16> {
@@ -223,17 +199,7 @@ fn route(target: &[u8], lim: &Limits) -> Route {
     if let Some(q) = path.iter().position(|&b| b == b'?') {
         path = &path[..q];
     }
-    match path {
-        b"/health" => Route::Health,
-        b"/echo" => Route::Echo,
-        _ => match path.strip_prefix(b"/bytes/") {
-            Some(n) => match parse_decimal(n) {
-                Some(n) if n <= lim.max_bytes_route => Route::Bytes(n),
-                _ => Route::BadBytes,
-            },
-            None => Route::NotFound,
-        },
-    }
+    sluice_app::routes::route(path, lim.max_bytes_route)
 }
 
 #[cfg(test)]

@@ -51,7 +51,4 @@ pub use conn::ServerConn;
 pub use sluice_app::{format_http_date, LoopDate};
 pub use stats::Stats;
 
-/// The byte at offset `i` of a `/bytes/N` response body.
-pub fn bytes_pattern(i: u64) -> u8 {
-    (i % 251) as u8
-}
+pub use sluice_app::routes::bytes_pattern;
