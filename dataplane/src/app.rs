@@ -306,6 +306,7 @@ fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbo
             directory: Arc::new(Directory::default()),
             postman,
             mtu,
+            send_timeout: secs(args.send_timeout_secs),
         }),
         mailboxes,
     ))
@@ -362,6 +363,7 @@ fn build_h2(args: &Args, keepalive: &crate::cli::KeepalivePolicy) -> sluice_h2::
         ping_interval: keepalive.h2_ping_interval,
         ping_timeout: keepalive.h2_ping_timeout,
         idle_timeout: keepalive.h2_idle,
+        stall_timeout: Duration::from_secs(h.h2_stall_timeout_secs.into()),
         head_timeout: secs(args.http_head_timeout_secs).unwrap_or(Duration::from_secs(86_400)),
         ..Default::default()
     }

@@ -125,6 +125,12 @@ pub struct Args {
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub drain_timeout_secs: u32,
 
+    /// Reset a connection that has output to send but could write none for
+    /// this long: the peer stopped reading (nginx's send_timeout). Covers
+    /// every protocol, HTTP/2 and TLS included; 0: never.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub send_timeout_secs: u32,
+
     /// A request head must be complete this long after its first byte
     /// (else 408), however steadily it trickles in (slowloris); like nginx's
     /// client_header_timeout. 0: never.
@@ -234,6 +240,11 @@ pub struct H2Args {
     /// never. Default: --keepalive-secs, else 60.
     #[arg(long, value_name = "SECS")]
     pub h2_idle_timeout_secs: Option<u32>,
+
+    /// Reset a stream whose response waits this long behind a zero
+    /// flow-control window the client does not open (slow read).
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=86400))]
+    pub h2_stall_timeout_secs: u32,
 }
 
 /// Flags of the TCP stack (per poll loop unless said otherwise).

@@ -184,6 +184,10 @@ counters! {
     /// Apps: connections reset because their app asked (a flood, a
     /// protocol violation, a timeout the peer ignored).
     app_aborts,
+    /// Apps: connections reset because their output could not be written
+    /// for --send-timeout-secs (the peer stopped reading; also in
+    /// app_aborts).
+    app_send_timeouts,
     /// Apps gauge: bytes held by the applications' buffers (HTTP, TLS,
     /// HTTP/2), outside the TCP stream buffers.
     app_mem_bytes,

@@ -127,6 +127,9 @@ pub struct TcpSetup {
     /// The interface's MTU: no IP packet the engine builds is longer,
     /// whatever the MSS (the link would drop it without a word).
     pub mtu: usize,
+    /// An app with output that could write none for this long is reset:
+    /// the peer stopped reading (None: never).
+    pub send_timeout: Option<Duration>,
 }
 
 /// A lingering close ends when the peer sent nothing for this long (nginx's
@@ -192,6 +195,9 @@ struct AppConn {
     released: bool,
     /// On the ready list (it used its [`PUMP_BUDGET`] and has more to do).
     ready: bool,
+    /// When the engine last took output from this connection, or when it
+    /// last had none to give (the send timeout runs from then).
+    last_output: Time,
 }
 
 impl AppConn {
@@ -220,12 +226,15 @@ pub struct TcpService {
     postman: Postman,
     mailbox: Mailbox,
     mtu: usize,
+    send_timeout: Option<Duration>,
     next_date: Time,
     /// Bytes every app of this loop holds (the gauge `app_mem_bytes`).
     app_mem: usize,
     http_lingering_closes: u64,
     http_linger_timeouts: u64,
     app_aborts: u64,
+    /// Connections reset by the send timeout.
+    send_timeouts: u64,
     /// Connections with an app.
     live: usize,
     /// Connections that used their budget and have more to do, in turn.
@@ -277,11 +286,13 @@ impl TcpService {
             postman: setup.postman.clone(),
             mailbox,
             mtu: setup.mtu,
+            send_timeout: setup.send_timeout,
             next_date: now + DATE_PERIOD,
             app_mem: 0,
             http_lingering_closes: 0,
             http_linger_timeouts: 0,
             app_aborts: 0,
+            send_timeouts: 0,
             live: 0,
             ready: Vec::new(),
             serving: Vec::new(),
@@ -480,6 +491,7 @@ impl TcpService {
             mem: 0,
             released: false,
             ready: false,
+            last_output: now,
         });
         self.pump(id, now);
     }
@@ -551,6 +563,20 @@ impl TcpService {
                 }
                 continue;
             }
+            let output_waits = !conn.pending_out.is_empty() || conn.app.wants_write();
+            if output_waits
+                && self
+                    .send_timeout
+                    .is_some_and(|limit| now >= conn.last_output + limit)
+            {
+                // The peer has not taken a byte for the whole send
+                // timeout: nothing left to do but reset.
+                conn.closing = true;
+                self.send_timeouts += 1;
+                self.app_aborts += 1;
+                let _ = self.endpoint.abort(id);
+                continue;
+            }
             if conn.app.deadline().is_some_and(|d| d <= now) {
                 conn.app.on_timeout(now);
             }
@@ -604,6 +630,7 @@ impl TcpService {
                 match ep.write(id, &conn.pending_out) {
                     Ok(n) if n > 0 => {
                         conn.pending_out.drain(..n);
+                        conn.last_output = now;
                         progress = true;
                     }
                     Ok(_) => {}
@@ -629,6 +656,9 @@ impl TcpService {
                         progress = true;
                         budget = budget.saturating_sub(n);
                         let w = ep.write(id, &staging[..n]).unwrap_or(0);
+                        if w > 0 {
+                            conn.last_output = now;
+                        }
                         if w < n {
                             conn.pending_out.extend_from_slice(&staging[w..n]);
                         }
@@ -701,8 +731,16 @@ impl TcpService {
             conn.pending_in = Vec::new();
             conn.pending_out = Vec::new();
         }
+        let output_waits = !conn.pending_out.is_empty() || conn.app.wants_write();
+        if !output_waits {
+            conn.last_output = now;
+        }
         if !conn.closing {
             let mut next = conn.app.deadline();
+            if let Some(limit) = self.send_timeout.filter(|_| output_waits) {
+                let stuck = conn.last_output + limit;
+                next = Some(next.map_or(stuck, |d| d.min(stuck)));
+            }
             if conn.app.is_idle() && !conn.released {
                 let release = now + IDLE_RELEASE;
                 next = Some(next.map_or(release, |d| d.min(release)));
@@ -832,6 +870,7 @@ impl TcpService {
         c.tcp_mem_bytes = s.mem_in_use;
         c.app_mem_bytes = self.app_mem as u64;
         c.app_aborts = self.app_aborts;
+        c.app_send_timeouts = self.send_timeouts;
         c.http_lingering_closes = self.http_lingering_closes;
         c.http_linger_timeouts = self.http_linger_timeouts;
         self.apps.publish(c);

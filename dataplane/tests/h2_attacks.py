@@ -562,6 +562,37 @@ def a_stall(args):
     return {"reset": "CANCEL", "reset_after_s": round(after, 3)}
 
 
+def a_no_read(args):
+    """Opens every window, asks for 10 GB, then never reads: the server's
+    output backs up until its send timeout resets the connection. PINGs
+    every half second keep input flowing (so no idle or keepalive timer
+    is what ends it) and tell when the reset came (a send fails)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((args.host, args.port))
+    c = h2.connection.H2Connection()
+    c.initiate_connection()
+    c.update_settings({SETTINGS_INITIAL_WINDOW_SIZE: 2**31 - 1})
+    c.increment_flow_control_window(2**31 - 1 - 65535)
+    c.send_headers(1, [(":method", "GET"), (":path", "/bytes/10000000000"),
+                       (":scheme", "http"), (":authority", "sluice.test")], end_stream=True)
+    s.sendall(c.data_to_send())
+    started = time.monotonic()
+    deadline = started + args.stall_max
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            s.send(frame(PING, 0, 0, b"stillhere"[:8]))
+        except (ConnectionResetError, BrokenPipeError):
+            after = time.monotonic() - started
+            if after < args.stall_min:
+                raise Fail("reset after %.1f s, before the send timeout (%s s)" % (
+                    after, args.stall_min))
+            s.close()
+            return {"close": "reset", "reset_after_s": round(after, 3)}
+    raise Fail("a client that never reads was not reset within %s s" % args.stall_max)
+
+
 def a_busy_client(args):
     """What a busy, honest client does: downloads with a WINDOW_UPDATE for
     the stream and for the connection and a PING for every DATA frame (as

@@ -60,6 +60,7 @@ const GUARDS: &[&str] = &[
     "h2_crate_floods",
     "h2_protocol_errors",
     "h2_ping_timeouts",
+    "app_send_timeouts",
 ];
 
 struct Case {
@@ -161,6 +162,10 @@ fn args(topo: &Topo, pki: &Pki) -> Vec<String> {
         "2",
         "--h2-ping-timeout-secs",
         "2",
+        "--h2-stall-timeout-secs",
+        "5",
+        "--send-timeout-secs",
+        "3",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -352,16 +357,16 @@ fn h2_protections_end_abusers_and_keep_serving_the_others() {
     let before_all = fresh_report(&dp);
     let bystanders = Bystanders::start(client.clone(), pki.path("ca.pem"));
 
-    // The stalled stream, in the background for its 30 s.
+    // The stalled stream, in the background for its 5 s.
     let ca = pki.path("ca.pem");
     let stall = {
         let (ns, ca) = (client.clone(), ca.clone());
         std::thread::spawn(move || {
             let t = Instant::now();
-            // stall_timeout is 30 s (docs/http2.md; no flag): the reset
-            // must come neither before nor long after.
-            let window = ["--stall-min", "29", "--stall-max", "45"];
-            let s = attack(&ns, &ca, "stall", false, &window, Duration::from_secs(60));
+            // --h2-stall-timeout-secs 5: the reset must come neither
+            // before nor long after.
+            let window = ["--stall-min", "4.5", "--stall-max", "15"];
+            let s = attack(&ns, &ca, "stall", false, &window, Duration::from_secs(30));
             (s, t.elapsed())
         })
     };
@@ -424,6 +429,28 @@ fn h2_protections_end_abusers_and_keep_serving_the_others() {
         before = after;
     }
 
+    // A client that opens every window, asks for 10 GB and never reads:
+    // with default flags nothing else would end it (HTTP/2's stall timer
+    // is for flow control, keepalive is off); the send timeout (3 s here)
+    // resets it.
+    let summary = attack(
+        &client,
+        &ca,
+        "no_read",
+        false,
+        &["--stall-min", "2.5", "--stall-max", "15"],
+        Duration::from_secs(30),
+    );
+    let after = fresh_report(&dp);
+    let (b, a) = (&before["total"], &after["total"]);
+    let delta = |k: &str| u(&a[k]) - u(&b[k]);
+    assert_eq!(
+        (delta("app_send_timeouts"), delta("app_aborts")),
+        (1, 1),
+        "no_read: {a}\nscript: {summary}"
+    );
+    log.push(format!("no_read: {summary}"));
+
     let (stalled, stall_took) = stall.join().expect("stall thread");
     let r = fresh_report(&dp);
     assert_eq!(
@@ -480,7 +507,8 @@ fn h2_protections_end_abusers_and_keep_serving_the_others() {
         .iter()
         .map(|k| u(&t[*k]) - u(&before_all["total"][*k]))
         .sum();
-    let expected = CASES.iter().filter(|c| !c.counter.is_empty()).count() as u64;
+    // One per case with a counter, and no_read's send timeout.
+    let expected = CASES.iter().filter(|c| !c.counter.is_empty()).count() as u64 + 1;
     assert_eq!(floods, expected, "{t}");
     eprintln!(
         "h2 attacks, {:.1?} in all; {downloads} bystander downloads; peaks: app_mem {app_peak} B, tcp_mem {tcp_peak} B",
