@@ -1,6 +1,7 @@
 //! `topo down`: delete the topology's namespaces (their veths go with them).
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use super::{require_root, Topology};
 use crate::exec::Shell;
@@ -16,6 +17,9 @@ pub struct DownReport {
     pub busy: Vec<(String, Vec<i32>)>,
     /// Other `{prefix}-*` namespaces, not part of the topology, left alone.
     pub foreign: Vec<String>,
+    /// The topology's directory on the shared bpffs, removed with the pins
+    /// a dataplane killed before its own cleanup left in it.
+    pub pins_removed: Option<PathBuf>,
 }
 
 impl Topology {
@@ -48,6 +52,15 @@ impl Topology {
                 Err(e) => errors.push(e.to_string()),
             }
         }
+        // A dataplane that cleans up removes its pins itself; one that was
+        // killed leaves them, and its maps live as long as they are pinned.
+        let pins = Path::new(sluice_bpf::system::SHARED_BPFFS).join(&self.prefix);
+        if pins.is_dir() {
+            match std::fs::remove_dir_all(&pins) {
+                Ok(()) => report.pins_removed = Some(pins),
+                Err(e) => errors.push(format!("removing {}: {e}", pins.display())),
+            }
+        }
         report.foreign = self
             .existing_namespaces()?
             .into_iter()
@@ -66,6 +79,9 @@ impl fmt::Display for DownReport {
             writeln!(f, "nothing to delete")?;
         } else {
             writeln!(f, "deleted {}", self.deleted.join(", "))?;
+        }
+        if let Some(p) = &self.pins_removed {
+            writeln!(f, "removed {}", p.display())?;
         }
         for (ns, pids) in &self.busy {
             let pids: Vec<String> = pids.iter().map(|p| p.to_string()).collect();

@@ -184,8 +184,19 @@ impl Dataplane {
 }
 
 impl Drop for Dataplane {
+    /// A test that failed: SIGTERM first, so the dataplane detaches and
+    /// unpins itself; SIGKILL if it has not exited within 3 s (topo down
+    /// then removes what it left on the shared bpffs).
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
