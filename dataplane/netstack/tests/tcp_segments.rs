@@ -1404,3 +1404,132 @@ fn a_send_buffer_does_not_grow_while_cwnd_is_full() {
     s.send(Seg::new(ACK, PISS + 1, iss + 1 + 1000));
     assert_eq!(s.ep.info(id).unwrap().send_buffer, 40_000);
 }
+
+/// A SACK, timestamp and window-scale (peer shift 7) connection with
+/// 8000 bytes written: six segments go out, the peer ACKs the first two
+/// and shrinks its window to zero (Linux does, when the application
+/// lowers SO_RCVBUF), discarding the rest of the flight. Returns the
+/// connection and the rel-1 base of our data.
+fn data_in_flight_when_the_window_shrinks_to_zero(s: &mut Scripted) -> (ConnId, u32) {
+    let (id, iss, _) = accept_with(s, full_syn_opts(), ts(PTS + 1, 0));
+    let d = iss + 1;
+    let data: Vec<u8> = (0..8000u32).map(|i| i as u8).collect();
+    assert_eq!(s.ep.write(id, &data), Ok(8000));
+    let v: Vec<(u32, usize)> = s
+        .out()
+        .iter()
+        .map(|o| (o.seq.0 - d, o.payload.len()))
+        .collect();
+    assert_eq!(
+        v,
+        vec![
+            (0, 1388),
+            (1388, 1388),
+            (2776, 1388),
+            (4164, 1388),
+            (5552, 1388),
+            (6940, 1060)
+        ]
+    );
+    s.advance(Duration::from_millis(5));
+    let tsecr = our_tsval(s) - 5;
+    s.send(
+        Seg::new(ACK, PISS + 1, d + 2776)
+            .window(0)
+            .opts(ts(PTS + 2, tsecr)),
+    );
+    s.assert_silent();
+    // The tail loss probe (the last segment) goes into the closed window.
+    assert_eq!(s.next_timer(), Duration::from_millis(12));
+    let p = s.out1();
+    assert_eq!((p.seq.0 - d, p.payload.len()), (6612, 1388));
+    (id, d)
+}
+
+/// The peer, its window shut, answers each segment with the same ACK.
+fn ack_at_zero_window(s: &mut Scripted, ack: u32) {
+    s.send(Seg::new(ACK, PISS + 1, ack).window(0).opts(ts(PTS + 3, 0)));
+    s.assert_silent();
+}
+
+/// The Linux-client stall: the RTOs resend SND.UNA into the zero window
+/// (a full segment, then one byte each: the go-back), and the peer
+/// discards each. When it opens its window (same ACK, window > 0),
+/// SND.UNA goes again at once, within the window, and the RTO restarts
+/// from its base. Before, the one-byte go-back had moved SND.NXT past the
+/// discarded byte: the open window got data from SND.UNA + 1, and the
+/// byte at SND.UNA waited for the backed-off RTO (10 s in the capture).
+#[test]
+fn snd_una_goes_again_at_once_when_a_shrunk_zero_window_opens() {
+    let mut s = server(EndpointConfig::default());
+    let (id, d) = data_in_flight_when_the_window_shrinks_to_zero(&mut s);
+    let una = d + 2776;
+    let mut gaps = Vec::new();
+    let mut sent = Vec::new();
+    for _ in 0..4 {
+        gaps.push(s.next_timer());
+        let r = s.out1();
+        sent.push((r.seq.0 - d, r.payload.len()));
+        ack_at_zero_window(&mut s, una);
+    }
+    let ms = |m| Duration::from_millis(m);
+    assert_eq!(gaps, vec![ms(188), ms(400), ms(800), ms(1600)]);
+    assert_eq!(sent, vec![(2776, 1388), (2776, 1), (2776, 1), (2776, 1)]);
+    let st = s.ep.stats();
+    assert_eq!((st.rto, st.zero_window_probes), (4, 0));
+    assert_eq!(s.ep.info(id).unwrap().rto, ms(3200));
+
+    // The window opens: 3 << 7 = 384 bytes, SND.UNA not acknowledged.
+    s.advance(ms(100));
+    s.send(Seg::new(ACK, PISS + 1, una).window(3).opts(ts(PTS + 4, 0)));
+    let r = s.out1();
+    assert_eq!((r.flags, r.seq.0, r.ack.0), (PSHACK, una, PISS + 1));
+    let want: Vec<u8> = (2776..2776 + 384u32).map(|i| i as u8).collect();
+    assert_eq!(r.payload, want);
+    s.assert_silent();
+    // The RTO restarts from its base: if this one is lost too, SND.UNA
+    // goes again after 200 ms, not 3.2 s.
+    assert_eq!(s.ep.info(id).unwrap().rto, ms(200));
+    assert_eq!(s.next_timer(), ms(200));
+    let r = s.out1();
+    assert_eq!((r.seq.0, r.payload.len()), (una, 384));
+    // Acknowledged: the go-back goes on from there, one window at a time.
+    s.send(
+        Seg::new(ACK, PISS + 1, una + 384)
+            .window(3)
+            .opts(ts(PTS + 5, 0)),
+    );
+    let r = s.out1();
+    assert_eq!((r.seq.0, r.payload.len()), (una + 384, 384));
+    assert_eq!(s.ep.stats().rto, 5);
+}
+
+/// The same after a single RTO, whose SACK recovery resent the segment at
+/// SND.UNA into the zero window: HighRxt had moved past it, so the open
+/// window got the next hole (SND.UNA + 1388) and SND.UNA waited until
+/// lost-retransmission detection saw it, an RTT later at best.
+#[test]
+fn sack_recovery_resends_snd_una_at_once_when_a_shrunk_zero_window_opens() {
+    let mut s = server(EndpointConfig::default());
+    let (id, d) = data_in_flight_when_the_window_shrinks_to_zero(&mut s);
+    let una = d + 2776;
+    assert_eq!(s.next_timer(), Duration::from_millis(188));
+    let r = s.out1();
+    assert_eq!((r.seq.0, r.payload.len()), (una, 1388));
+    ack_at_zero_window(&mut s, una);
+    s.advance(Duration::from_millis(50));
+    s.send(Seg::new(ACK, PISS + 1, una).window(3).opts(ts(PTS + 4, 0)));
+    let r = s.out1();
+    assert_eq!((r.flags, r.seq.0, r.payload.len()), (PSHACK, una, 384));
+    s.assert_silent();
+    assert_eq!(s.ep.info(id).unwrap().rto, Duration::from_millis(200));
+    // Acknowledged: the holes above follow, within the window.
+    s.send(
+        Seg::new(ACK, PISS + 1, una + 384)
+            .window(3)
+            .opts(ts(PTS + 5, 0)),
+    );
+    let r = s.out1();
+    assert_eq!((r.seq.0, r.payload.len()), (una + 384, 384));
+    assert_eq!(s.ep.stats().rto, 1);
+}

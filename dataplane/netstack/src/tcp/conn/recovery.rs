@@ -328,6 +328,35 @@ impl Conn {
         }
     }
 
+    /// The peer opened a window it had shrunk to zero while data was in
+    /// flight, and SND.UNA is still not acknowledged: what the RTOs sent
+    /// from SND.UNA meanwhile lay outside the window and was discarded,
+    /// but counted as sent (the go-back had moved SND.NXT past the byte
+    /// it sent, SACK recovery HighRxt past the segment). Nothing resent
+    /// it before the backed-off RTO, seconds later by then, and RACK
+    /// could not see it either (no recovery starts below the RTO's
+    /// recovery point, and go-back retransmissions are not watched). It
+    /// goes again now, and the RTO restarts from its base: the timeouts
+    /// were the closed window's, not losses (Linux resets its backoff
+    /// when the window opens too).
+    pub(super) fn resend_what_a_zero_window_discarded(&mut self, now: Time) {
+        self.snd.una_sent_into_zero_window = false;
+        if self.snd.max <= self.snd.una || self.snd.una >= self.snd.data_end() {
+            return;
+        }
+        if self.rec.in_recovery && self.opts.sack_enabled {
+            // Forget what was retransmitted (HighRxt, the watched
+            // retransmissions): the holes go again from SND.UNA.
+            self.rec.sb.on_rto();
+            self.rec.rexmits.clear();
+            self.rec.rexmit_una = true;
+        } else {
+            self.snd.nxt = self.snd.una;
+        }
+        self.rec.rtt.reset_backoff();
+        self.arm_rto(now);
+    }
+
     /// RACK's loss detection (RFC 8985 §6.2) after an ACK or when the
     /// reordering window of an earlier one has passed: mark holes and
     /// retransmissions lost, start recovery, and time the next look.
@@ -447,7 +476,15 @@ impl Conn {
         )?;
         let len = u64::from(len).min(mss);
         if start < self.snd.max {
+            // Within the peer's window, as Linux's __tcp_retransmit_skb:
+            // after the peer shrank it, what lies beyond is discarded
+            // (SND.UNA still goes, as the probe of a zero window).
+            if start >= wnd_edge && start != self.snd.una {
+                return None;
+            }
+            let room = wnd_edge.saturating_sub(start);
             let len = len.min(data_end.saturating_sub(start));
+            let len = if room > 0 { len.min(room) } else { len };
             return (len > 0).then_some((start, len as u32, true));
         }
         let len = len

@@ -42,6 +42,10 @@ pub(super) struct SendState {
     pub(super) syn_pending: bool,
     /// A zero-window probe or keepalive probe is due to go out.
     pub(super) probe_pending: bool,
+    /// Data at SND.UNA last went out while the peer's window was zero
+    /// (an RTO's retransmission into a window the peer shrank): the peer
+    /// discarded it, yet SND.NXT or HighRxt moved past it.
+    pub(super) una_sent_into_zero_window: bool,
     /// When a SYN, data or a FIN last went out.
     pub(super) last_send: Time,
     /// A write was cut short or filled the buffer: `EV_WRITABLE` once
@@ -69,6 +73,7 @@ impl SendState {
             fin_queued: false,
             syn_pending: false,
             probe_pending: false,
+            una_sent_into_zero_window: false,
             last_send: now,
             write_blocked: false,
             retransmits: 0,
@@ -151,6 +156,7 @@ impl SendState {
         self.ring.release(pool, data_upto);
         self.bytes_acked += data_upto.saturating_sub(released_before);
         self.una = ack_rel;
+        self.una_sent_into_zero_window = false;
         if self.nxt < self.una {
             self.nxt = self.una;
         }
@@ -259,6 +265,9 @@ impl Conn {
         if dupack && self.rec.dupacks >= DUPTHRESH {
             self.maybe_enter_recovery(ctx, true);
         }
+        if !new_ack && self.snd.una_sent_into_zero_window && self.snd.wnd > 0 {
+            self.resend_what_a_zero_window_discarded(now);
+        }
         self.update_persist(now);
         true
     }
@@ -323,7 +332,15 @@ impl Conn {
             }
         }
         if self.rec.rexmit_una && self.snd.max > self.snd.una && self.snd.una < data_end {
-            let len = mss.min(data_end - self.snd.una);
+            // Within the peer's window when it has room (as Linux's
+            // __tcp_retransmit_skb): a window that just reopened after
+            // shrinking may be smaller than a segment, and a receiver short
+            // of buffer drops what lies beyond it.
+            let room = wnd_edge.saturating_sub(self.snd.una);
+            let mut len = mss.min(data_end - self.snd.una);
+            if room > 0 {
+                len = len.min(room);
+            }
             return Some((self.snd.una, len as u32, true));
         }
         if self.rec.in_recovery && self.opts.sack_enabled {
@@ -465,6 +482,9 @@ impl Conn {
         if plen > 0 || fin {
             if self.rec.rexmit_una && seq_rel == self.snd.una {
                 self.rec.rexmit_una = false;
+            }
+            if plen > 0 && seq_rel == self.snd.una {
+                self.snd.una_sent_into_zero_window = self.snd.wnd == 0;
             }
             if is_rexmit {
                 self.snd.retransmits += 1;
