@@ -108,6 +108,27 @@ fn parse_process_times(stat: &str, hz: f64) -> Option<(f64, f64)> {
     Some((utime / hz, stime / hz))
 }
 
+/// Nanoseconds all threads of a process have run on a CPU so far (the
+/// first field of /proc/PID/task/TID/schedstat, summed): user and system
+/// together, without the tick granularity of /proc/PID/stat.
+pub fn process_cpu_ns(pid: u32) -> Result<u64> {
+    let mut total = 0;
+    for t in fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("reading /proc/{pid}/task"))?
+    {
+        let path = t?.path().join("schedstat");
+        // A thread that exited in between is not an error.
+        if let Ok(text) = fs::read_to_string(&path) {
+            total += text
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
 /// Resident set size of a process in bytes (VmRSS of /proc/PID/status).
 pub fn process_rss(pid: u32) -> Result<u64> {
     let text = fs::read_to_string(format!("/proc/{pid}/status"))
@@ -137,6 +158,12 @@ mod tests {
     fn process_stat_fields_parse() {
         let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 5 0 0";
         assert_eq!(parse_process_times(stat, 100.0), Some((2.5, 0.5)));
+    }
+
+    #[test]
+    fn own_cpu_time_is_counted() {
+        let t = process_cpu_ns(std::process::id()).unwrap();
+        assert!(t > 0);
     }
 
     #[test]

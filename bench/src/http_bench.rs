@@ -23,15 +23,15 @@
 use std::fs;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use crate::cpu::{self, read_cores, ticks_per_sec, CoreTime};
-use crate::exec::Shell;
+use crate::cpu::{self, CoreTime};
+use crate::harness::{self, median_by, raise_nofile, us_per, CpuWindow, ServerProc, WorkDir};
 use crate::netns;
 use crate::topology::{addr, ifname, Topology};
 
@@ -172,51 +172,25 @@ pub fn parse_wrk(out: &str) -> Result<WrkResult> {
     Ok(r)
 }
 
-/// The byte pattern of /bytes/N: byte i is i mod 251.
-fn pattern(n: u64) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
-}
-
 fn nginx_conf(root: &Path, a: &HttpBenchArgs) -> String {
     // One worker on the DUT core, no logs, files cached: nginx at its best
     // for a small static response.
-    format!(
-        r#"daemon off;
-master_process off;
-worker_processes 1;
-worker_cpu_affinity {mask};
-worker_rlimit_nofile 200000;
-error_log {root}/error.log warn;
-pid {root}/nginx.pid;
-events {{ worker_connections 100000; multi_accept on; }}
-http {{
-    access_log off;
-    keepalive_requests 10000000;
-    keepalive_timeout 300s;
-    client_header_timeout 300s;
-    open_file_cache max=16;
-    default_type application/octet-stream;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    server {{
+    let server = format!(
+        r#"    server {{
         listen {ip}:{port} reuseport backlog=65535;
         root {root}/www;
         location = /health {{ return 200 "ok\n"; }}
     }}
-}}
 "#,
-        mask = format_args!("{:b}", 1u64 << a.dut_core),
         root = root.display(),
         ip = addr::RDUT_V4,
         port = NGINX_PORT,
-    )
+    );
+    harness::nginx_conf(root, a.dut_core, &server)
 }
 
 struct Server {
-    child: Child,
+    proc: ServerProc,
     mode: String,
     pid: u32,
 }
@@ -230,99 +204,33 @@ impl Server {
         work: &Path,
     ) -> Result<Self> {
         let ns = topo.rdut_ns();
-        let core = a.dut_core.to_string();
-        let (mut cmd, target) = match mode {
+        let cmd = match mode {
             "nginx" => {
                 let conf = work.join("nginx.conf");
                 fs::write(&conf, nginx_conf(work, a))?;
-                let mut c = netns::command(&ns, "nginx");
+                let mut c = harness::pinned(&ns, a.dut_core, "nginx");
                 c.arg("-c").arg(&conf).arg("-e").arg(work.join("error.log"));
-                (c, SocketAddr::new(IpAddr::V4(addr::RDUT_V4), NGINX_PORT))
+                c
             }
             "sluice" => {
-                let at = SocketAddr::new(IpAddr::V4(addr::RDUT_VIP_V4), SLUICE_PORT);
-                let mut c = netns::command(&ns, bin_dir.join("sluice-dataplane"));
-                c.args(["--iface", ifname::RDUT, "--queues", "0", "--cores", &core])
-                    .args(["--stats-interval", "0", "--stats-format", "json"])
+                let mut c = harness::sluice_command(topo, bin_dir, a.dut_core);
+                c.args(["--stats-interval", "0", "--stats-format", "json"])
                     .arg("--http")
-                    .arg(at.to_string())
-                    .arg("--pin-dir")
-                    .arg(format!(
-                        "{}/{}/{}",
-                        sluice_bpf::system::SHARED_BPFFS,
-                        ns,
-                        ifname::RDUT
-                    ));
-                (c, at)
+                    .arg(target_addr(mode).to_string());
+                c
             }
             other => bail!("unknown mode {other:?} (nginx, sluice)"),
         };
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {mode}"))?;
-        let pid = child.id();
-        let mut server = Self {
-            child,
+        let proc = ServerProc::start(cmd, mode, work, &topo.rgen_ns(), target_addr(mode))?;
+        Ok(Self {
+            pid: proc.pid,
+            proc,
             mode: mode.to_string(),
-            pid,
-        };
-        server.wait_ready(&topo.rgen_ns(), target)?;
-        Ok(server)
+        })
     }
 
-    /// Until a TCP connect from the generator namespace succeeds (bounded).
-    fn wait_ready(&mut self, gen_ns: &str, target: SocketAddr) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                }
-                bail!("{} exited during start-up ({status}):\n{err}", self.mode);
-            }
-            let ok = netns::run_in(gen_ns, || {
-                TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok()
-            })?;
-            if ok {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} did not accept connections on {target} within 10 s",
-                    self.mode
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn stop(mut self) -> Result<()> {
-        let pid = nix::unistd::Pid::from_raw(self.pid as i32);
-        // nginx: SIGQUIT is a graceful stop, SIGTERM a fast one; both exit 0.
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                if !status.success() {
-                    let mut err = String::new();
-                    if let Some(mut e) = self.child.stderr.take() {
-                        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                    }
-                    bail!("{} failed ({status}):\n{err}", self.mode);
-                }
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                bail!("{} did not stop within 10 s of SIGTERM", self.mode);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn stop(self) -> Result<()> {
+        self.proc.stop().map(drop)
     }
 }
 
@@ -355,27 +263,14 @@ fn measure_wrk(
         wrk.args(["-H", "Connection: close"]);
     }
     wrk.arg(&url);
-    let cores0 = read_cores()?;
-    let user0 = cpu::children_user_secs();
-    let (pu0, ps0) = cpu::process_times(server.pid)?;
+    let window = CpuWindow::start(a.dut_core, a.gen_core, server.pid)?;
     let out = wrk.output().context("running wrk")?;
-    let (pu1, ps1) = cpu::process_times(server.pid)?;
-    let cores1 = read_cores()?;
-    let gen_user = cpu::children_user_secs() - user0;
+    let cpu = window.finish()?;
     if !out.status.success() {
         bail!("wrk failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }
     let w = parse_wrk(&String::from_utf8_lossy(&out.stdout))?;
-    let dut_core = cores1[a.dut_core].delta(&cores0[a.dut_core]);
-    let gen_core = cores1[a.gen_core].delta(&cores0[a.gen_core]);
-    let hz = ticks_per_sec();
-    let per_req = |secs: f64| {
-        if w.requests > 0 {
-            secs * 1e6 / w.requests as f64
-        } else {
-            0.0
-        }
-    };
+    let per_req = |secs: f64| us_per(secs, w.requests as f64);
     Ok(HttpMeasurement {
         mode: server.mode.clone(),
         workload: workload.to_string(),
@@ -386,19 +281,13 @@ fn measure_wrk(
         latency_p50_us: w.p50_us,
         latency_p90_us: w.p90_us,
         latency_p99_us: w.p99_us,
-        dut_core_us_per_req: per_req(dut_core.busy() as f64 / hz),
-        dut_core_pct: if dut_core.total() > 0 {
-            dut_core.busy() as f64 * 100.0 / dut_core.total() as f64
-        } else {
-            0.0
-        },
-        proc_user_us_per_req: per_req(pu1 - pu0),
-        proc_sys_us_per_req: per_req(ps1 - ps0),
-        path_us_per_req: per_req(
-            ((dut_core.busy() + gen_core.busy()) as f64 / hz - gen_user).max(0.0),
-        ),
-        dut_core,
-        gen_core,
+        dut_core_us_per_req: per_req(cpu.dut_core_secs()),
+        dut_core_pct: cpu.dut_core_pct(),
+        proc_user_us_per_req: per_req(cpu.proc_user_s),
+        proc_sys_us_per_req: per_req(cpu.proc_sys_s),
+        path_us_per_req: per_req(cpu.path_secs()),
+        dut_core: cpu.dut_core,
+        gen_core: cpu.gen_core,
         ..Default::default()
     })
 }
@@ -441,13 +330,11 @@ fn measure_bulk(
             "%{size_download}",
         ])
         .arg(&url);
-    let cores0 = read_cores()?;
-    let (pu0, ps0) = cpu::process_times(server.pid)?;
+    let window = CpuWindow::start(a.dut_core, a.gen_core, server.pid)?;
     let started = Instant::now();
     let out = curl.output().context("running curl")?;
     let secs = started.elapsed().as_secs_f64();
-    let (pu1, ps1) = cpu::process_times(server.pid)?;
-    let cores1 = read_cores()?;
+    let cpu = window.finish()?;
     let dropped = match &chaos {
         Some(c) => c.counters()?.packets(ChaosCounter::Dropped),
         None => 0,
@@ -467,24 +354,17 @@ fn measure_bulk(
     if got != bytes {
         bail!("curl {url}: {got} bytes, expected {bytes}");
     }
-    let dut_core = cores1[a.dut_core].delta(&cores0[a.dut_core]);
-    let gen_core = cores1[a.gen_core].delta(&cores0[a.gen_core]);
-    let hz = ticks_per_sec();
     Ok(HttpMeasurement {
         mode: server.mode.clone(),
         workload: format!("bulk {loss}%"),
         requests: 1,
         req_per_s: 1.0 / secs,
-        dut_core_us_per_req: dut_core.busy() as f64 / hz * 1e6,
-        dut_core_pct: if dut_core.total() > 0 {
-            dut_core.busy() as f64 * 100.0 / dut_core.total() as f64
-        } else {
-            0.0
-        },
-        proc_user_us_per_req: (pu1 - pu0) * 1e6,
-        proc_sys_us_per_req: (ps1 - ps0) * 1e6,
-        dut_core,
-        gen_core,
+        dut_core_us_per_req: cpu.dut_core_secs() * 1e6,
+        dut_core_pct: cpu.dut_core_pct(),
+        proc_user_us_per_req: cpu.proc_user_s * 1e6,
+        proc_sys_us_per_req: cpu.proc_sys_s * 1e6,
+        dut_core: cpu.dut_core,
+        gen_core: cpu.gen_core,
         loss_percent: loss,
         bulk_seconds: secs,
         bulk_mbytes_per_s: bytes as f64 / 1e6 / secs,
@@ -542,33 +422,8 @@ fn measure_idle(a: &HttpBenchArgs, topo: &Topology, server: &Server) -> Result<H
     })
 }
 
-fn raise_nofile(want: u64) -> Result<()> {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft < want {
-        let hard = hard.max(want);
-        setrlimit(Resource::RLIMIT_NOFILE, want, hard)
-            .with_context(|| format!("raising RLIMIT_NOFILE to {want}"))?;
-    }
-    Ok(())
-}
-
-fn median_by<F: Fn(&HttpMeasurement) -> f64>(
-    ms: &mut [HttpMeasurement],
-    key: F,
-) -> HttpMeasurement {
-    ms.sort_by(|x, y| key(x).total_cmp(&key(y)));
-    ms[ms.len() / 2].clone()
-}
-
 pub fn run(a: &HttpBenchArgs) -> Result<Vec<HttpMeasurement>> {
-    if a.dut_core == a.gen_core {
-        bail!("--dut-core and --gen-core must differ");
-    }
-    let ncpu = read_cores()?.len();
-    if a.dut_core >= ncpu || a.gen_core >= ncpu {
-        bail!("this machine has {ncpu} CPUs");
-    }
+    harness::check_cores(a.dut_core, a.gen_core)?;
     for w in &a.workloads {
         if !["keepalive", "churn", "idle", "bulk"].contains(&w.as_str()) {
             bail!("unknown workload {w:?} (keepalive, churn, idle, bulk)");
@@ -581,35 +436,24 @@ pub fn run(a: &HttpBenchArgs) -> Result<Vec<HttpMeasurement>> {
     if bulk && Command::new("curl").arg("--version").output().is_err() {
         bail!("curl is missing: scripts/install-deps.sh installs it");
     }
-    let sh = Shell::default();
     if Command::new("wrk").arg("--version").output().is_err() {
         bail!("wrk is missing: scripts/install-deps.sh installs it");
     }
-    let bin_dir = std::env::current_exe()?
-        .parent()
-        .ok_or_else(|| anyhow!("no directory for the current executable"))?
-        .to_path_buf();
-    if a.modes.iter().any(|m| m == "sluice") && !bin_dir.join("sluice-dataplane").exists() {
-        bail!(
-            "{} is missing: cargo build --release --workspace --bins",
-            bin_dir.join("sluice-dataplane").display()
-        );
+    let bin_dir = harness::bin_dir()?;
+    if a.modes.iter().any(|m| m == "sluice") {
+        harness::require_bin(&bin_dir, "sluice-dataplane")?;
     }
     // Static files for nginx: the same bytes sluice's /bytes/N generates.
-    let work = std::env::temp_dir().join(format!("sluice-http-bench-{}", std::process::id()));
+    let work_dir = WorkDir::new("http-bench")?;
+    let work = work_dir.path();
     fs::create_dir_all(work.join("www/bytes"))?;
-    fs::write(work.join(format!("www/bytes/{}", a.body)), pattern(a.body))?;
+    harness::write_pattern(&work.join(format!("www/bytes/{}", a.body)), a.body)?;
     if bulk {
         let n = a.bulk_mb * 1_000_000;
-        fs::write(work.join(format!("www/bytes/{n}")), pattern(n))?;
+        harness::write_pattern(&work.join(format!("www/bytes/{n}")), n)?;
     }
 
-    let topo = Topology::new(&a.prefix, 1)?;
-    let existed = topo.existing_namespaces()?.len() == topo.namespaces().len();
-    if !existed {
-        topo.up(&sh)?;
-    }
-    let result = (|| {
+    let all = harness::with_direct_pair(&a.prefix, |topo| {
         let mut all = Vec::new();
         // `bulk` runs once per loss rate.
         let runs: Vec<(&str, f64)> = a
@@ -627,11 +471,11 @@ pub fn run(a: &HttpBenchArgs) -> Result<Vec<HttpMeasurement>> {
             for mode in &a.modes {
                 let mut reps = Vec::new();
                 for _ in 0..a.repeat.max(1) {
-                    let server = Server::start(a, &topo, mode, &bin_dir, &work)?;
+                    let server = Server::start(a, topo, mode, &bin_dir, work)?;
                     let m = match workload {
-                        "idle" => measure_idle(a, &topo, &server),
-                        "bulk" => measure_bulk(a, &topo, &server, loss),
-                        _ => measure_wrk(a, &topo, &server, workload),
+                        "idle" => measure_idle(a, topo, &server),
+                        "bulk" => measure_bulk(a, topo, &server, loss),
+                        _ => measure_wrk(a, topo, &server, workload),
                     };
                     let stopped = server.stop();
                     let m = m?;
@@ -656,12 +500,7 @@ pub fn run(a: &HttpBenchArgs) -> Result<Vec<HttpMeasurement>> {
             }
         }
         Ok::<_, anyhow::Error>(all)
-    })();
-    if !existed {
-        let _ = topo.down(&sh);
-    }
-    let _ = fs::remove_dir_all(&work);
-    let all = result?;
+    })?;
     if let Some(p) = &a.json_out {
         fs::write(p, serde_json::to_string_pretty(&all)?)?;
     }
@@ -832,14 +671,5 @@ Transfer/sec:     12.00MB
         let conf = nginx_conf(Path::new("/tmp/w"), &a);
         assert!(conf.contains("worker_cpu_affinity 10;"), "{conf}");
         assert!(conf.contains("listen 198.19.0.2:8080"));
-    }
-
-    #[test]
-    fn body_pattern_wraps_at_251() {
-        let p = pattern(600);
-        assert_eq!(
-            (p[0], p[250], p[251], p[599]),
-            (0, 250, 0, (599 % 251) as u8)
-        );
     }
 }

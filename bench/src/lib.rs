@@ -7,13 +7,20 @@
 //! - [`kernel_echo`]: recvmmsg/sendmmsg UDP echo, the kernel-socket baseline.
 //! - [`gen`]: the AF_XDP UDP generator and echo sink.
 //! - [`exec`]: running `ip`/`ethtool`/`sysctl` with errors that say what failed.
+//! - [`harness`]: what the server benchmarks share (servers pinned and
+//!   stopped by PID, CPU windows, nginx's configuration).
+//! - [`http_bench`], [`tls_bench`]: `run http` and `run tls`;
+//!   [`tls_client`] is the latter's handshake and idle-connection client.
 #![forbid(unsafe_code)]
 
 pub mod cpu;
 pub mod echo_bench;
 pub mod exec;
 pub mod gen;
+pub mod harness;
 pub mod http_bench;
 pub mod kernel_echo;
 pub mod netns;
+pub mod tls_bench;
+pub mod tls_client;
 pub mod topology;

@@ -34,6 +34,12 @@ enum Command {
     Chaos(cmd::chaos::ChaosArgs),
     /// Side-by-side benchmarks with their baselines (writes a markdown table).
     Run(cmd::run::RunArgs),
+    /// TLS connection load: a full or resumed handshake per request (rustls);
+    /// prints one JSON report. The client of `run tls`'s handshake workloads.
+    TlsLoad(sluice_bench::tls_client::TlsLoadArgs),
+    /// Idle TLS connections after one request (HTTP/1.1 or h2), held until
+    /// stdin closes. The idle-memory client of `run tls`.
+    TlsIdle(sluice_bench::tls_client::TlsIdleArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +52,8 @@ fn main() -> std::process::ExitCode {
         Command::Reflect(args) => cmd::reflect::run(args),
         Command::Chaos(args) => cmd::chaos::run(args),
         Command::Run(args) => cmd::run::run(args),
+        Command::TlsLoad(args) => cmd::tls_load::run(args),
+        Command::TlsIdle(args) => sluice_bench::tls_client::tls_idle(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

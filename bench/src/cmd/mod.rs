@@ -5,4 +5,5 @@ pub mod gen;
 pub mod kernel_echo;
 pub mod reflect;
 pub mod run;
+pub mod tls_load;
 pub mod topo;

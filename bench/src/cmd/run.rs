@@ -4,6 +4,7 @@
 use clap::{Args, Subcommand};
 use sluice_bench::echo_bench::{self, EchoBenchArgs};
 use sluice_bench::http_bench::{self, HttpBenchArgs};
+use sluice_bench::tls_bench::{self, TlsBenchArgs};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -18,6 +19,10 @@ enum Bench {
     /// HTTP/1.1: nginx on kernel TCP vs sluice on its own stack (keep-alive,
     /// one request per connection, memory per idle connection).
     Http(HttpBenchArgs),
+    /// TLS 1.3 and HTTP/2: HAProxy and nginx (OpenSSL, kernel TCP) vs sluice
+    /// (h2 and HTTP/1.1 keep-alive, full and resumed handshakes, a download,
+    /// memory per idle connection).
+    Tls(TlsBenchArgs),
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -30,6 +35,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         Bench::Http(a) => {
             let ms = http_bench::run(&a)?;
             print!("{}", http_bench::markdown(&ms));
+            Ok(())
+        }
+        Bench::Tls(a) => {
+            let ms = tls_bench::run(&a)?;
+            print!("{}", tls_bench::markdown(&ms));
             Ok(())
         }
     }
