@@ -75,7 +75,16 @@ impl AppFactory for HttpApps {
         if ctx.alpn.as_deref() == Some(b"h2") {
             self.http2(ctx, now)
         } else {
-            self.http1(now)
+            Box::new(
+                Http1App::new(
+                    &self.http,
+                    self.http_timeouts,
+                    self.date.clone(),
+                    Rc::clone(&self.stats),
+                    now,
+                )
+                .with_peer_spiffe_id(ctx.spiffe_id.clone()),
+            )
         }
     }
 }

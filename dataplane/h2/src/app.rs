@@ -275,6 +275,9 @@ pub struct H2App {
     /// Input is dropped from now on.
     input_closed: bool,
     panicked: bool,
+    /// The client's verified SPIFFE ID (mTLS), for the requests of this
+    /// connection (the proxy forwards it).
+    peer_spiffe_id: Option<std::sync::Arc<str>>,
 }
 
 impl std::fmt::Debug for H2App {
@@ -294,7 +297,7 @@ impl H2App {
         cfg: Rc<H2Config>,
         date: LoopDate,
         stats: SharedStats,
-        _ctx: &ConnContext,
+        ctx: &ConnContext,
         now: Time,
     ) -> Self {
         let io = Rc::new(RefCell::new(IoState::new(cfg.write_cap())));
@@ -322,6 +325,7 @@ impl H2App {
             go_away_applied: false,
             input_closed: false,
             panicked: false,
+            peer_spiffe_id: ctx.spiffe_id.clone(),
         };
         // h2 writes its SETTINGS before it reads the preface.
         app.drive(now);
@@ -333,6 +337,11 @@ impl H2App {
     #[doc(hidden)]
     pub fn panicked(&self) -> bool {
         self.panicked
+    }
+
+    /// The client's verified SPIFFE ID, if it presented one (mTLS).
+    pub fn peer_spiffe_id(&self) -> Option<&str> {
+        self.peer_spiffe_id.as_deref()
     }
 
     /// Open streams with a response in progress.

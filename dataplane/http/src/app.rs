@@ -66,6 +66,9 @@ pub struct Http1App {
     /// A timeout was delivered; the next one resets.
     timed_out: bool,
     abort: bool,
+    /// The client's verified SPIFFE ID (mTLS), for the requests of this
+    /// connection (the proxy forwards it).
+    peer_spiffe_id: Option<std::sync::Arc<str>>,
 }
 
 impl Http1App {
@@ -84,7 +87,19 @@ impl Http1App {
             last_progress: now,
             timed_out: false,
             abort: false,
+            peer_spiffe_id: None,
         }
+    }
+
+    /// The client's verified SPIFFE ID (from TLS), kept for the requests.
+    pub fn with_peer_spiffe_id(mut self, id: Option<std::sync::Arc<str>>) -> Self {
+        self.peer_spiffe_id = id;
+        self
+    }
+
+    /// The client's verified SPIFFE ID, if it presented one (mTLS).
+    pub fn peer_spiffe_id(&self) -> Option<&str> {
+        self.peer_spiffe_id.as_deref()
     }
 
     /// The HTTP/1.1 connection inside (tests, counters).
@@ -323,6 +338,14 @@ mod tests {
         assert_eq!(a.deadline(), Some(at(31)), "grace");
         a.on_timeout(at(31));
         assert_eq!(a.close(), Close::Abort);
+    }
+
+    #[test]
+    fn the_verified_spiffe_id_stays_with_the_connection() {
+        let (a, _) = app(at(0));
+        assert_eq!(a.peer_spiffe_id(), None);
+        let a = a.with_peer_spiffe_id(Some("spiffe://good.test/ns/web/sa/x".into()));
+        assert_eq!(a.peer_spiffe_id(), Some("spiffe://good.test/ns/web/sa/x"));
     }
 
     #[test]
