@@ -91,6 +91,16 @@ pub fn children_user_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// System CPU seconds of every child (and their waited-for descendants) so far.
+pub fn children_sys_secs() -> f64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map(|r| {
+            let t = r.system_time();
+            t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6
+        })
+        .unwrap_or(0.0)
+}
+
 /// User and system CPU seconds a process has used so far (/proc/PID/stat).
 pub fn process_times(pid: u32) -> Result<(f64, f64)> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat"))

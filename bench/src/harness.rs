@@ -98,11 +98,13 @@ pub fn sluice_command(topo: &Topology, bin_dir: &Path, core: usize) -> Command {
         "--cores",
         &core.to_string(),
     ])
+    // Under the topology's directory on the shared bpffs, which `topo down`
+    // removes (with the pins of a dataplane that was killed).
     .arg("--pin-dir")
     .arg(format!(
         "{}/{}/{}",
         sluice_bpf::system::SHARED_BPFFS,
-        ns,
+        topo.prefix(),
         ifname::RDUT
     ));
     c
@@ -272,6 +274,7 @@ pub struct CpuWindow {
     pid: u32,
     cores0: Vec<CoreTime>,
     user0: f64,
+    sys0: f64,
     proc0: (f64, f64),
     proc_ns0: u64,
     started: Instant,
@@ -288,8 +291,9 @@ pub struct CpuUse {
     /// The server process's CPU seconds from the scheduler (user and
     /// system together, nanosecond resolution).
     pub proc_cpu_s: f64,
-    /// User seconds of the waited-for load generator.
+    /// User and system seconds of the waited-for load generator.
     pub gen_user_s: f64,
+    pub gen_sys_s: f64,
     pub wall_s: f64,
 }
 
@@ -301,6 +305,7 @@ impl CpuWindow {
             pid,
             cores0: read_cores()?,
             user0: cpu::children_user_secs(),
+            sys0: cpu::children_sys_secs(),
             proc0: cpu::process_times(pid)?,
             proc_ns0: cpu::process_cpu_ns(pid)?,
             started: Instant::now(),
@@ -318,6 +323,7 @@ impl CpuWindow {
             proc_sys_s: ps1 - self.proc0.1,
             proc_cpu_s: ns1.saturating_sub(self.proc_ns0) as f64 / 1e9,
             gen_user_s: cpu::children_user_secs() - self.user0,
+            gen_sys_s: cpu::children_sys_secs() - self.sys0,
             wall_s: self.started.elapsed().as_secs_f64(),
         })
     }
@@ -357,6 +363,19 @@ impl CpuUse {
         let accounted = (self.proc_user_s + self.proc_sys_s) * hz
             + (self.dut_core.softirq + self.dut_core.irq) as f64;
         ((self.dut_core.busy() as f64 - accounted) * 100.0 / total).max(0.0)
+    }
+
+    /// The same for the generator's core, against the load generator's
+    /// own time (it must have been waited for).
+    pub fn gen_core_other_pct(&self) -> f64 {
+        let hz = ticks_per_sec();
+        let total = self.gen_core.total() as f64;
+        if total == 0.0 {
+            return 0.0;
+        }
+        let accounted = (self.gen_user_s + self.gen_sys_s) * hz
+            + (self.gen_core.softirq + self.gen_core.irq) as f64;
+        ((self.gen_core.busy() as f64 - accounted) * 100.0 / total).max(0.0)
     }
 }
 

@@ -124,7 +124,8 @@ pub struct TlsBenchArgs {
     #[arg(long, value_name = "DIR")]
     pub perf: Option<PathBuf>,
     /// Write every measurement as JSON here (default:
-    /// bench/results/tls-DATE.json when bench/results exists).
+    /// bench/results/tls-DATE.json when bench/results exists, with -2, -3,
+    /// ... added rather than overwrite a file).
     #[arg(long)]
     pub json_out: Option<PathBuf>,
 }
@@ -154,6 +155,8 @@ pub struct TlsMeasurement {
     /// Share of the server core busy with neither the server nor
     /// interrupts: another process there (see `--quiet-pct`).
     pub dut_core_other_pct: f64,
+    /// The same on the generator's core (against the load generator).
+    pub gen_core_other_pct: f64,
     pub dut_core: CoreTime,
     pub gen_core: CoreTime,
     /// What h2load reports was negotiated (h2, h1).
@@ -499,6 +502,7 @@ fn cpu_per_request(m: &mut TlsMeasurement, cpu: &CpuUse) {
     m.dut_core = cpu.dut_core;
     m.gen_core = cpu.gen_core;
     m.dut_core_other_pct = cpu.dut_core_other_pct();
+    m.gen_core_other_pct = cpu.gen_core_other_pct();
 }
 
 fn h2load_command(
@@ -717,6 +721,7 @@ fn measure_download(
         dut_core_us_per_mb: us_per(cpu.dut_core_secs(), mb),
         dut_core_pct: cpu.dut_core_pct(),
         dut_core_other_pct: cpu.dut_core_other_pct(),
+        gen_core_other_pct: cpu.gen_core_other_pct(),
         dut_core: cpu.dut_core,
         gen_core: cpu.gen_core,
         tls_protocol: "TLSv1.3".into(),
@@ -1076,13 +1081,26 @@ pub fn run(a: &TlsBenchArgs) -> Result<Vec<TlsMeasurement>> {
         Some(p) => Some(p.clone()),
         None => Path::new("bench/results")
             .is_dir()
-            .then(|| PathBuf::from(format!("bench/results/tls-{}.json", today()))),
+            .then(|| default_json_path(Path::new("bench/results"), &today())),
     };
     if let Some(p) = out {
         fs::write(&p, serde_json::to_string_pretty(&all)?)?;
         eprintln!("results: {}", p.display());
     }
     Ok(all)
+}
+
+/// `DIR/tls-DATE.json`, or `tls-DATE-2.json`, `-3`, ... if taken: a
+/// default never overwrites an earlier result.
+fn default_json_path(dir: &Path, date: &str) -> PathBuf {
+    let first = dir.join(format!("tls-{date}.json"));
+    if !first.exists() {
+        return first;
+    }
+    (2..)
+        .map(|n| dir.join(format!("tls-{date}-{n}.json")))
+        .find(|p| !p.exists())
+        .expect("a free name")
 }
 
 fn summary_line(m: &TlsMeasurement) -> String {
@@ -1103,7 +1121,7 @@ fn summary_line(m: &TlsMeasurement) -> String {
             m.idle_errors
         ),
         w => format!(
-            "{:>7} {w:>6}: {:>9.0} req/s  {:>7.2} CPU us/req ({:.2} user + {:.2} sys)  core {:>5.1}% ({:.0}% other)  p50 {:>7.0} us  p99 {:>7.0} us  errors {}",
+            "{:>7} {w:>6}: {:>9.0} req/s  {:>7.2} CPU us/req ({:.2} user + {:.2} sys)  core {:>5.1}% (other load: {:.0}% server core, {:.0}% generator core)  p50 {:>7.0} us  p99 {:>7.0} us  errors {}",
             m.mode,
             m.req_per_s,
             m.cpu_us_per_req,
@@ -1111,6 +1129,7 @@ fn summary_line(m: &TlsMeasurement) -> String {
             m.proc_sys_us_per_req,
             m.dut_core_pct,
             m.dut_core_other_pct,
+            m.gen_core_other_pct,
             m.latency_p50_us,
             m.latency_p99_us,
             m.errors + m.non_2xx
@@ -1269,6 +1288,16 @@ traffic: 42.65MB (44721904) total, 3.88MB (4068516) headers (space savings 95.12
         assert_eq!(r.server_temp_key, "X25519 253 bits");
         assert_eq!(r.alpn, "h2");
         assert!(parse_h2load("connect failed").is_err());
+    }
+
+    #[test]
+    fn default_json_path_never_overwrites() {
+        let dir = WorkDir::new("tls-bench-test").unwrap();
+        let p = default_json_path(dir.path(), "2026-12-07");
+        assert!(p.ends_with("tls-2026-12-07.json"));
+        fs::write(&p, "[]").unwrap();
+        let q = default_json_path(dir.path(), "2026-12-07");
+        assert!(q.ends_with("tls-2026-12-07-2.json"), "{}", q.display());
     }
 
     #[test]
