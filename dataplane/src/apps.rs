@@ -48,14 +48,17 @@ struct HttpApps {
 }
 
 impl HttpApps {
-    fn http1(&self, now: Time) -> Box<dyn App> {
-        Box::new(Http1App::new(
-            &self.http,
-            self.http_timeouts,
-            self.date.clone(),
-            Rc::clone(&self.stats),
-            now,
-        ))
+    fn http1(&self, ctx: &ConnContext, now: Time) -> Box<dyn App> {
+        Box::new(
+            Http1App::new(
+                &self.http,
+                self.http_timeouts,
+                self.date.clone(),
+                Rc::clone(&self.stats),
+                now,
+            )
+            .with_peer_spiffe_id(ctx.spiffe_id.clone()),
+        )
     }
 
     fn http2(&self, ctx: &ConnContext, now: Time) -> Box<dyn App> {
@@ -75,16 +78,7 @@ impl AppFactory for HttpApps {
         if ctx.alpn.as_deref() == Some(b"h2") {
             self.http2(ctx, now)
         } else {
-            Box::new(
-                Http1App::new(
-                    &self.http,
-                    self.http_timeouts,
-                    self.date.clone(),
-                    Rc::clone(&self.stats),
-                    now,
-                )
-                .with_peer_spiffe_id(ctx.spiffe_id.clone()),
-            )
+            self.http1(ctx, now)
         }
     }
 }
@@ -124,7 +118,7 @@ impl LoopApps {
                 Box::new(Sniff::new(
                     now,
                     self.http.http_timeouts.idle,
-                    Box::new(move |now| h1.http1(now)),
+                    Box::new(move |now| h1.http1(&ConnContext::default(), now)),
                     Box::new(move |now| h2.http2(&ConnContext::default(), now)),
                 ))
             }

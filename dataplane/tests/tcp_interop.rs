@@ -115,29 +115,6 @@ fn wait_until_idle(dp: &Dataplane, within: Duration) -> Value {
     })
 }
 
-/// Until the live counters' totals satisfy `done` (bounded by `within`);
-/// the report is refreshed every --stats-interval (0.5 s).
-fn wait_for_totals(
-    dp: &Dataplane,
-    within: Duration,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        std::thread::sleep(Duration::from_millis(600));
-        let r = dp.last_report("interval").expect("no interval report");
-        if done(&r["total"]) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} after {within:?}: {}",
-            r["total"]
-        );
-    }
-}
-
 fn serve_http(queues: u32) {
     let topo = Topo::up(&format!("h{queues}"), queues);
     let client = topo.client();
@@ -900,9 +877,11 @@ fn sigterm_lets_a_download_in_flight_finish() {
     let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 1, &["--drain-timeout-secs", "20"]));
     let ns = topo.client();
     let url = format!("http://{}/bytes/16000000", vip4());
-    // About 2 s at 8 MB/s: SIGTERM lands in the middle.
+    // About 2 s at 8 MB/s: SIGTERM once the response has started.
     let download = std::thread::spawn(move || curl(&ns, &["--limit-rate", "8M", &url]));
-    std::thread::sleep(Duration::from_millis(700));
+    wait_for_totals(&dp, Duration::from_secs(10), "no download started", |t| {
+        u(&t["http_requests"]) >= 1
+    });
     let fin = stop_clean(&mut dp);
     let body = download.join().expect("curl thread");
     assert_eq!(

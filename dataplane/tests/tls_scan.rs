@@ -22,7 +22,7 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -171,51 +171,6 @@ fn args(topo: &Topo, certs: &Certs, extra: &[&str]) -> Vec<String> {
     a.push(topo.pin_dir().display().to_string());
     a.extend(extra.iter().map(|s| s.to_string()));
     a
-}
-
-/// Runs `cmd`, killed (and the test failed) if it outlives `limit`.
-fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    // testssl prints a few hundred lines: drained on threads, so that a
-    // full pipe cannot stall it.
-    let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut so, &mut v).map(|_| v)
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut se, &mut v).map(|_| v)
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            // testssl runs openssl children: the whole process group.
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                Signal::SIGKILL,
-            );
-            let _ = child.kill();
-            let _ = child.wait();
-            let text =
-                String::from_utf8_lossy(&out.join().unwrap().unwrap_or_default()).into_owned();
-            panic!("{what} still running after {limit:?}: killed\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap().unwrap_or_default(),
-        stderr: err.join().unwrap().unwrap_or_default(),
-    }
 }
 
 /// testssl's findings (its flat JSON) and its text report.

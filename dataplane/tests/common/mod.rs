@@ -8,7 +8,7 @@ pub mod pki;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -180,6 +180,75 @@ impl Dataplane {
             .rev()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .find(|v| v["type"] == kind)
+    }
+}
+
+/// Until a running dataplane's live counters' totals satisfy `done` (bounded by `within`);
+/// the report is refreshed every --stats-interval (0.5 s).
+pub fn wait_for_totals(
+    dp: &Dataplane,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        std::thread::sleep(Duration::from_millis(600));
+        let r = dp.last_report("interval").expect("no interval report");
+        if done(&r["total"]) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} after {within:?}: {}",
+            r["total"]
+        );
+    }
+}
+
+/// Runs `cmd`, killed with its process group (and the test failed) if it
+/// outlives `limit`; stdout and stderr are drained while it runs.
+pub fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    // Drained on threads, so that a full pipe cannot stall the child.
+    let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut so, &mut v).map(|_| v)
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut se, &mut v).map(|_| v)
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            // A child that runs children of its own (testssl runs openssl)
+            // is started in its own process group: kill all of it.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                Signal::SIGKILL,
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+            let text =
+                String::from_utf8_lossy(&out.join().unwrap().unwrap_or_default()).into_owned();
+            panic!("{what} still running after {limit:?}: killed\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap().unwrap_or_default(),
+        stderr: err.join().unwrap().unwrap_or_default(),
     }
 }
 
