@@ -949,7 +949,11 @@ impl App for H2App {
     /// being read, DATA not yet polled, up to `max_send_buffer` queued per
     /// stream) are bounded by the windows and settings but not counted.
     fn memory(&self) -> usize {
-        self.io.borrow().capacity() + self.streams.iter().map(Stream::queued).sum::<usize>()
+        // h2 reports none of its own allocations; its codec buffers are
+        // the bulk of them and live as long as the connection.
+        crate::CODEC_BUFFERS
+            + self.io.borrow().capacity()
+            + self.streams.iter().map(Stream::queued).sum::<usize>()
     }
 
     fn close(&self) -> Close {

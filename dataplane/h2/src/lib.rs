@@ -44,6 +44,13 @@ mod scan;
 pub use app::H2App;
 pub use config::{FloodLimit, H2Config};
 
+/// Bytes h2 0.4 holds per connection in buffers it never gives back: its
+/// frame writer's buffer (16 KiB, `framed_write.rs`) and its frame
+/// reader's (8 KiB, tokio-util's `FramedRead`). Counted in every
+/// connection's [`sluice_app::App::memory`], so the loop's memory budget
+/// sees them.
+pub const CODEC_BUFFERS: usize = 16 * 1024 + 8 * 1024;
+
 /// The client connection preface (RFC 9113 §3.4): a plaintext listener
 /// that sees it picks HTTP/2 (h2c with prior knowledge).
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

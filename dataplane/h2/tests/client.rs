@@ -45,9 +45,10 @@ fn health_and_headers() {
     assert_eq!(st.h2.streams, 2);
     drop(st);
     assert!(srv.app.is_idle());
-    assert!(srv.app.memory() > 0);
+    assert!(srv.app.memory() > sluice_h2::CODEC_BUFFERS);
     srv.app.release_idle_memory();
-    assert_eq!(srv.app.memory(), 0);
+    // What is left is h2's own codec state, which it never gives back.
+    assert_eq!(srv.app.memory(), sluice_h2::CODEC_BUFFERS);
 }
 
 #[test]
