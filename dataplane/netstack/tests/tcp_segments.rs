@@ -448,12 +448,40 @@ fn our_close_fin_wait_then_time_wait_and_expiry() {
     s.assert_silent();
     assert_eq!(s.ep.time_wait_count(), 1);
     assert_eq!((s.ep.stats().rst_in, s.ep.stats().rst_ignored), (0, 1));
-    // 2·MSL after entry the entry goes.
+    // 2·MSL after entry the entry goes, and says so (a loop that shares
+    // flows keeps the tuple claimed until then).
+    assert!(s.ep.in_time_wait(&s.tuple()));
+    let _ = s.take_events();
     s.advance(Duration::from_secs(58));
     assert_eq!(s.ep.time_wait_count(), 1);
+    assert_eq!(s.take_events(), vec![]);
     s.advance(Duration::from_secs(1));
     assert_eq!(s.ep.time_wait_count(), 0);
+    assert!(!s.ep.in_time_wait(&s.tuple()));
+    assert_eq!(s.take_events(), vec![Event::TimeWaitEnded(s.tuple())]);
     assert_eq!(s.ep.poll_timeout(), None);
+}
+
+/// Only segments that pass the acceptability and ACK checks count as
+/// validated (the loop re-learns a peer's link-layer address from them
+/// alone); an out-of-window one does not.
+#[test]
+fn segments_validated_counts_only_acceptable_segments() {
+    let mut s = server(EndpointConfig::default());
+    let (_id, iss) = accept_plain(&mut s);
+    let v0 = s.ep.stats().segments_validated;
+    assert!(v0 >= 1, "the handshake's ACK is validated");
+    s.send(Seg::new(ACK, PISS + 1, iss + 1).data(b"abc"));
+    let _ = s.out();
+    assert_eq!(s.ep.stats().segments_validated, v0 + 1);
+    // Far outside the window: a challenge ACK at most, nothing validated.
+    s.send(Seg::new(ACK, PISS + 1_000_000_000, iss + 1).data(b"zz"));
+    let _ = s.out();
+    assert_eq!(s.ep.stats().segments_validated, v0 + 1);
+    // An ACK for data never sent fails the ACK check.
+    s.send(Seg::new(ACK, PISS + 4, iss + 1_000_000));
+    let _ = s.out();
+    assert_eq!(s.ep.stats().segments_validated, v0 + 1);
 }
 
 /// After `shutdown` the receive side stays open (a server's lingering

@@ -463,6 +463,11 @@ impl Endpoint {
 
     // ---- TIME_WAIT --------------------------------------------------------
 
+    /// Whether `tuple` is in TIME_WAIT here.
+    pub fn in_time_wait(&self, tuple: &FourTuple) -> bool {
+        self.time_wait.contains_key(tuple)
+    }
+
     fn insert_time_wait(&mut self, tuple: FourTuple, tw: TimeWait) {
         while self.time_wait.len() >= self.cfg.time_wait_max.max(1) {
             match self.tw_order.pop_front() {
@@ -470,6 +475,7 @@ impl Endpoint {
                     if matches!(self.time_wait.get(&t), Some(e) if e.expires == exp) {
                         self.time_wait.remove(&t);
                         self.stats.time_wait_evicted += 1;
+                        self.events.push_back(Event::TimeWaitEnded(t));
                     }
                 }
                 None => break,
@@ -847,6 +853,7 @@ impl Endpoint {
             self.tw_order.pop_front();
             if matches!(self.time_wait.get(&t), Some(e) if e.expires == exp) {
                 self.time_wait.remove(&t);
+                self.events.push_back(Event::TimeWaitEnded(t));
             }
         }
         self.sync();

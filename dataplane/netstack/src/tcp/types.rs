@@ -162,6 +162,19 @@ impl ConnId {
     pub fn slot(&self) -> u32 {
         self.slot
     }
+
+    /// The handle as one number (for callers that name connections in
+    /// their own types), and back.
+    pub fn to_bits(self) -> u64 {
+        (u64::from(self.gen) << 32) | u64::from(self.slot)
+    }
+
+    pub fn from_bits(bits: u64) -> Self {
+        Self {
+            slot: bits as u32,
+            gen: (bits >> 32) as u32,
+        }
+    }
 }
 
 /// RFC 9293 connection states (LISTEN lives in the listener table).
@@ -211,6 +224,11 @@ pub enum Event {
     /// The connection ended abnormally: RST received or sent, or the peer
     /// stopped answering (retransmissions or keepalives exhausted).
     Reset(ConnId, FourTuple),
+    /// A TIME_WAIT entry ended (expired or evicted; not when a new SYN
+    /// took it over): the 4-tuple is free. A loop that shares flows with
+    /// others keeps claiming a tuple until then, so a FIN retransmitted
+    /// onto another queue still reaches this TIME_WAIT and gets its ACK.
+    TimeWaitEnded(FourTuple),
 }
 
 /// Errors of the application-facing calls.
@@ -312,6 +330,11 @@ pub struct ConnInfo {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EndpointStats {
     pub segments_in: u64,
+    /// Segments that passed the acceptability and ACK checks of an open
+    /// connection (RFC 9293, RFC 5961): proof the sender is the peer, not
+    /// an off-path spoofer. The loop only re-learns a peer's link-layer
+    /// address from such segments.
+    pub segments_validated: u64,
     pub segments_out: u64,
     /// Segments dropped for bad lengths, options or address families.
     pub malformed: u64,

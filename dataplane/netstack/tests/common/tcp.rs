@@ -336,7 +336,7 @@ impl Host {
                         a.reset = true;
                     }
                 }
-                Event::Readable(_) | Event::Writable(_) => {}
+                Event::Readable(_) | Event::Writable(_) | Event::TimeWaitEnded(_) => {}
             }
         }
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();

@@ -403,6 +403,7 @@ impl Conn {
                 None
             };
             self.snd.on_syn_acked(seg);
+            ctx.stats.segments_validated += 1;
             self.timers.rto_at = None;
             self.rec.rtt.reset_backoff();
             if let Some(s) = sample {
@@ -507,6 +508,7 @@ impl Conn {
         } else if !self.on_ack(ctx, seg) {
             return;
         }
+        ctx.stats.segments_validated += 1;
         if self.state == State::Closed || self.state == State::TimeWait {
             return;
         }
