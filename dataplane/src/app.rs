@@ -25,8 +25,10 @@ use crate::handoff::{self, Directory, Mailbox};
 use crate::report;
 use crate::services::{Service, Services};
 use crate::stats::{Counters, QueueLabel, SharedCounters};
-use crate::tcp_service::{Clock, TcpService, TcpSetup};
+use crate::tcp_service::{Clock, TcpService, TcpSetup, UpstreamSource};
+use crate::upstream;
 use crate::worker::{self, LoopConfig};
+use sluice_proxy::ProxySpec;
 
 /// Forwarded segments a loop's mailbox holds before the sender drops them.
 const MAILBOX_CAPACITY: usize = 4096;
@@ -40,7 +42,14 @@ struct Loop {
     handle: JoinHandle<Counters>,
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub fn run(mut args: Args) -> Result<()> {
+    let proxy_config = upstream::load_config(&args)?;
+    if let Some(c) = &proxy_config {
+        upstream::add_listeners(&mut args, c);
+        if args.http.is_empty() && args.tls.tls.is_empty() {
+            bail!("routes need a listener to serve them: give --http ADDR:PORT, --tls ADDR:PORT or a [[listener]]");
+        }
+    }
     let iface = Interface::lookup(&args.iface)?;
     let queues = select_queues(&args, &iface)?;
     let cores = select_cores(&args, queues.len())?;
@@ -68,7 +77,24 @@ pub fn run(args: Args) -> Result<()> {
     if args.udp_echo.is_empty() && args.http.is_empty() && args.tls.tls.is_empty() {
         warn!("no services configured (--udp-echo, --http, --tls): the loops will only count what reaches them");
     }
-    let (tcp, mailboxes) = build_tcp(&args, queues.len())?;
+    let proxy_spec = proxy_config
+        .as_ref()
+        .map(|c| {
+            ProxySpec::from_config(c)
+                .map(Arc::new)
+                .map_err(|e| anyhow!("{e}"))
+        })
+        .transpose()?;
+    let upstream = proxy_config
+        .as_ref()
+        .map(|c| upstream::resolve(&args, iface.index, &iface.name, c))
+        .transpose()?;
+    let (tcp, mailboxes) = build_tcp(
+        &args,
+        queues.len(),
+        proxy_spec,
+        upstream.as_ref().map(|(source, _)| source.clone()),
+    )?;
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -89,7 +115,24 @@ pub fn run(args: Args) -> Result<()> {
         },
         pin_dir: args.pin_dir.clone(),
     })?;
-    configure_gateway(&gateway, &iface, &args)?;
+    configure_gateway(
+        &gateway,
+        &iface,
+        &args,
+        upstream.as_ref().map(|(source, _)| source),
+    )?;
+    let neigh_follower = match (upstream, tcp.as_ref()) {
+        (Some((_, mut hops)), Some(t)) => {
+            upstream::wait_resolved(&mut hops)?;
+            Some(upstream::spawn_follower(
+                hops,
+                t.postman.clone(),
+                iface.mac,
+                Arc::clone(&stop),
+            ))
+        }
+        _ => None,
+    };
 
     let loop_config = LoopConfig {
         batch: args.batch as usize,
@@ -113,6 +156,9 @@ pub fn run(args: Args) -> Result<()> {
         stop.store(true, Ordering::Relaxed);
         for l in loops {
             let _ = l.handle.join();
+        }
+        if let Some(f) = neigh_follower {
+            let _ = f.join();
         }
         drop(gateway);
         return Err(e);
@@ -140,6 +186,9 @@ pub fn run(args: Args) -> Result<()> {
                 finals.push(l.shared.snapshot());
             }
         }
+    }
+    if let Some(f) = neigh_follower {
+        let _ = f.join();
     }
     let xdp = gateway.counters().ok();
     gateway
@@ -192,8 +241,16 @@ fn build_services(args: &Args) -> Services {
     s
 }
 
-fn configure_gateway(gateway: &Gateway, iface: &Interface, args: &Args) -> Result<()> {
-    gateway.set_config(iface.mac, None)?;
+fn configure_gateway(
+    gateway: &Gateway,
+    iface: &Interface,
+    args: &Args,
+    upstream: Option<&UpstreamSource>,
+) -> Result<()> {
+    gateway.set_config(
+        iface.mac,
+        upstream.map(|u| (*u.ports.start(), *u.ports.end())),
+    )?;
     let mut vip_flags = sluice_bpf::VIP_ANSWER_NEIGH;
     if !args.no_icmp_echo {
         vip_flags |= sluice_bpf::VIP_ICMP_ECHO;
@@ -204,9 +261,29 @@ fn configure_gateway(gateway: &Gateway, iface: &Interface, args: &Args) -> Resul
         .map(|at| (at, L4Proto::Udp))
         .chain(args.http.iter().map(|at| (at, L4Proto::Tcp)))
         .chain(args.tls.tls.iter().map(|at| (at, L4Proto::Tcp)));
+    let mut vips: Vec<(std::net::IpAddr, u32)> = Vec::new();
     for (id, (at, proto)) in listeners.enumerate() {
-        gateway.add_vip(at.ip(), vip_flags)?;
+        if !vips.iter().any(|(a, _)| *a == at.ip()) {
+            vips.push((at.ip(), vip_flags));
+        }
         gateway.add_listener(at.ip(), proto, at.port(), id as u32)?;
+    }
+    // Replies to upstream connections: steered by port range. The kernel
+    // answers ARP/ND for its own addresses; XDP for the others.
+    for addr in upstream.map(|u| u.addrs.as_slice()).unwrap_or_default() {
+        match vips.iter_mut().find(|(a, _)| a == addr) {
+            Some((_, flags)) => *flags |= sluice_bpf::VIP_LOCAL_PORTS,
+            None => {
+                let mut flags = sluice_bpf::VIP_LOCAL_PORTS;
+                if !upstream::is_kernel_address(*addr) {
+                    flags |= sluice_bpf::VIP_ANSWER_NEIGH;
+                }
+                vips.push((*addr, flags));
+            }
+        }
+    }
+    for (addr, flags) in vips {
+        gateway.add_vip(addr, flags)?;
     }
     Ok(())
 }
@@ -223,7 +300,12 @@ fn random_key() -> Result<[u8; 16]> {
 
 /// The TCP stack's configuration shared by every loop, and one mailbox per
 /// loop for segments that land on the wrong queue. None without --http.
-fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbox>)> {
+fn build_tcp(
+    args: &Args,
+    nloops: usize,
+    proxy: Option<Arc<ProxySpec>>,
+    upstream: Option<UpstreamSource>,
+) -> Result<(Option<TcpSetup>, Vec<Mailbox>)> {
     let tls = build_tls(args)?;
     if args.http.is_empty() && args.tls.tls.is_empty() {
         return Ok((None, Vec::new()));
@@ -266,6 +348,9 @@ fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbo
         cookie_key: random_key()?,
         ..Default::default()
     };
+    if let Some(u) = &upstream {
+        engine.ephemeral_ports = u.ports.clone();
+    }
     if t.tcp_syn_cookies == SynCookiesArg::Always {
         engine.backlog = 0;
     }
@@ -307,6 +392,8 @@ fn build_tcp(args: &Args, nloops: usize) -> Result<(Option<TcpSetup>, Vec<Mailbo
             postman,
             mtu,
             send_timeout: secs(args.send_timeout_secs),
+            upstream,
+            proxy,
         }),
         mailboxes,
     ))

@@ -9,9 +9,10 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use sluice_app::proxy::Proxy;
 use sluice_app::{App, AppFactory, AppStats, Close, ConnContext, LoopDate, SharedStats, Time};
 use sluice_h2::{H2App, H2Config};
-use sluice_http::{Http1App, ServerConfig, Timeouts};
+use sluice_http::{Http1App, ProxyPeer, ServerConfig, Timeouts};
 use sluice_tls::{TlsLoop, TlsServer};
 use tracing::warn;
 
@@ -40,6 +41,8 @@ pub struct AppsSetup {
 
 /// The HTTP apps of one loop, behind TLS or not.
 struct HttpApps {
+    /// The loop's proxy, when routes are configured.
+    proxy: Option<Rc<dyn Proxy>>,
     http: ServerConfig,
     http_timeouts: Timeouts,
     h2: Rc<H2Config>,
@@ -49,16 +52,26 @@ struct HttpApps {
 
 impl HttpApps {
     fn http1(&self, ctx: &ConnContext, now: Time) -> Box<dyn App> {
-        Box::new(
-            Http1App::new(
-                &self.http,
-                self.http_timeouts,
-                self.date.clone(),
-                Rc::clone(&self.stats),
-                now,
-            )
-            .with_peer_spiffe_id(ctx.spiffe_id.clone()),
+        let app = Http1App::new(
+            &self.http,
+            self.http_timeouts,
+            self.date.clone(),
+            Rc::clone(&self.stats),
+            now,
         )
+        .with_peer_spiffe_id(ctx.spiffe_id.clone());
+        Box::new(match &self.proxy {
+            Some(p) => app.with_proxy(
+                Rc::clone(p),
+                ProxyPeer {
+                    wake: ctx.wake,
+                    client: ctx.peer,
+                    tls: ctx.tls,
+                    spiffe_id: ctx.spiffe_id.clone(),
+                },
+            ),
+            None => app,
+        })
     }
 
     fn http2(&self, ctx: &ConnContext, now: Time) -> Box<dyn App> {
@@ -90,8 +103,9 @@ pub struct LoopApps {
 }
 
 impl LoopApps {
-    pub fn new(setup: &AppsSetup) -> Self {
+    pub fn new(setup: &AppsSetup, proxy: Option<Rc<dyn Proxy>>) -> Self {
         let http = Rc::new(HttpApps {
+            proxy,
             http: setup.http.clone(),
             http_timeouts: setup.http_timeouts,
             h2: Rc::new(setup.h2.clone()),
@@ -110,19 +124,21 @@ impl LoopApps {
         &self.http.date
     }
 
-    /// The app of a connection accepted on a `listener`.
-    pub fn make(&mut self, listener: Listener, now: Time) -> Box<dyn App> {
+    /// The app of a connection accepted on a `listener`, described by
+    /// `ctx` (its peer and wake key).
+    pub fn make(&mut self, listener: Listener, now: Time, ctx: ConnContext) -> Box<dyn App> {
         match listener {
             Listener::Http => {
                 let (h1, h2) = (Rc::clone(&self.http), Rc::clone(&self.http));
+                let ctx2 = ctx.clone();
                 Box::new(Sniff::new(
                     now,
                     self.http.http_timeouts.idle,
-                    Box::new(move |now| h1.http1(&ConnContext::default(), now)),
-                    Box::new(move |now| h2.http2(&ConnContext::default(), now)),
+                    Box::new(move |now| h1.http1(&ctx, now)),
+                    Box::new(move |now| h2.http2(&ctx2, now)),
                 ))
             }
-            Listener::Tls => match self.tls.as_mut().map(|t| t.accept(now)) {
+            Listener::Tls => match self.tls.as_mut().map(|t| t.accept_with(now, ctx)) {
                 Some(Ok(app)) => Box::new(app),
                 Some(Err(e)) => {
                     warn!("refusing a TLS connection: {e}");

@@ -1,6 +1,7 @@
 //! Command-line flags of `sluice-dataplane` and their validation.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -143,6 +144,9 @@ pub struct Args {
     pub http_request_timeout_secs: u32,
 
     #[command(flatten)]
+    pub proxy: ProxyArgs,
+
+    #[command(flatten)]
     pub tls: TlsArgs,
 
     #[command(flatten)]
@@ -150,6 +154,36 @@ pub struct Args {
 
     #[command(flatten)]
     pub tcp: TcpArgs,
+}
+
+/// Flags of the reverse proxy (docs/proxy.md).
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Proxy")]
+pub struct ProxyArgs {
+    /// Reverse-proxy configuration: a TOML file of listeners, routes and
+    /// clusters (docs/proxy.md). Errors name the file, line and column.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// A route and a cluster in one flag, for quick starts:
+    /// PREFIX=SCHEME://ADDR:PORT[,ADDR:PORT...], scheme http (h2c, https
+    /// and h2 are planned); repeatable.
+    #[arg(long = "proxy", value_name = "PREFIX=URL")]
+    pub proxy_flags: Vec<String>,
+
+    /// Local port range of upstream connections, LO-HI. Replies to these
+    /// ports on the source addresses are steered by XDP into the loops
+    /// (port p belongs to loop p % loops, whatever queue the NIC picks).
+    /// When a source address is also the kernel's, keep the range outside
+    /// the kernel's net.ipv4.ip_local_port_range (32768-60999 by default).
+    #[arg(long, default_value = "61000-65535", value_name = "LO-HI", value_parser = parse_port_range)]
+    pub upstream_ports: RangeInclusive<u16>,
+
+    /// Source address of upstream connections, one per family; repeatable.
+    /// Default: the kernel's preferred source on the route to the backends
+    /// (the interface's own address).
+    #[arg(long = "upstream-source", value_name = "ADDR")]
+    pub upstream_source: Vec<IpAddr>,
 }
 
 /// Flags of TLS termination (docs/tls.md).
@@ -407,6 +441,26 @@ const ADDR_PORT_EXPECTED: &str =
 /// `[IPV6]:PORT`, port 1-65535. The address becomes a VIP, so it must be
 /// one a peer can send to: no scope id, not unspecified, not multicast.
 /// Each error says what was wrong and what is expected.
+/// `LO-HI`, both 1-65535, LO <= HI, at least 2 ports.
+pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+    const EXPECTED: &str = "expected LO-HI, two ports 1-65535 with LO < HI (such as 61000-65535)";
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} has no '-'; {EXPECTED}"))?;
+    let port = |p: &str| -> Result<u16, String> {
+        match p.trim().parse::<u32>() {
+            Ok(n @ 1..=65535) => Ok(n as u16),
+            Ok(n) => Err(format!("port {n} out of range; {EXPECTED}")),
+            Err(_) => Err(format!("{p:?} is not a port number; {EXPECTED}")),
+        }
+    };
+    let (lo, hi) = (port(lo)?, port(hi)?);
+    if lo >= hi {
+        return Err(format!("{lo}-{hi} is empty or one port; {EXPECTED}"));
+    }
+    Ok(lo..=hi)
+}
+
 pub fn parse_service_addr(s: &str) -> Result<SocketAddr, String> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let Some((host, after)) = rest.split_once(']') else {
@@ -585,6 +639,26 @@ mod tests {
         ] {
             let argv = std::iter::once("sluice-dataplane").chain(bad.iter().copied());
             assert!(Args::try_parse_from(argv).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn port_ranges_parse_and_errors_say_what_is_wrong() {
+        assert_eq!(parse_port_range("61000-65535"), Ok(61000..=65535));
+        assert_eq!(parse_port_range("1-2"), Ok(1..=2));
+        for (s, said) in [
+            ("61000", "has no '-'"),
+            ("0-10", "port 0 out of range"),
+            ("10-70000", "port 70000 out of range"),
+            ("a-10", "\"a\" is not a port number"),
+            ("10-10", "10-10 is empty or one port"),
+            ("20-10", "20-10 is empty or one port"),
+        ] {
+            let e = parse_port_range(s).expect_err(s);
+            assert!(
+                e.contains(said) && e.contains("expected LO-HI"),
+                "{s:?}: {e}"
+            );
         }
     }
 

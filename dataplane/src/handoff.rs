@@ -24,6 +24,8 @@ use crossbeam::channel::{self, Receiver, Sender, TrySendError};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use sluice_netstack::tcp::tuple::FourTuple;
 
+use crate::neigh::L2Header;
+
 const SHARDS: usize = 64;
 
 /// Which loop owns each connection that exists anywhere in this process.
@@ -93,17 +95,27 @@ pub struct Forwarded {
     pub from: u16,
 }
 
+/// What a loop's mailbox carries.
+#[derive(Debug)]
+pub enum Mail {
+    Frame(Forwarded),
+    /// The main thread's word on an upstream destination (IPv4-mapped
+    /// address): the Ethernet header that reaches its next hop, or None
+    /// when the kernel lost it.
+    Neighbour([u8; 16], Option<L2Header>),
+}
+
 /// The receiving end of a loop's handoff channel.
 #[derive(Debug)]
 pub struct Mailbox {
-    rx: Receiver<Forwarded>,
+    rx: Receiver<Mail>,
     bell: Arc<EventFd>,
 }
 
 /// The sending ends of every loop's channel.
 #[derive(Clone, Debug)]
 pub struct Postman {
-    boxes: Vec<(Sender<Forwarded>, Arc<EventFd>)>,
+    boxes: Vec<(Sender<Mail>, Arc<EventFd>)>,
     /// Frames that found a full channel (never expected; counted).
     pub overflow: Arc<AtomicU64>,
 }
@@ -136,8 +148,24 @@ impl Postman {
     /// Hand `frame` to loop `to` and ring its bell. False if its channel is
     /// full (counted in `overflow`).
     pub fn send(&self, to: u16, frame: Forwarded) -> bool {
+        self.post(to, Mail::Frame(frame))
+    }
+
+    /// Tell every loop how to reach an upstream destination. False if a
+    /// channel was full (that loop keeps its old word until the next
+    /// change or resync).
+    pub fn broadcast_neighbour(&self, addr: [u8; 16], header: Option<L2Header>) -> bool {
+        // Every loop is told, even after one channel was full.
+        let mut all = true;
+        for to in 0..self.boxes.len() as u16 {
+            all &= self.post(to, Mail::Neighbour(addr, header));
+        }
+        all
+    }
+
+    fn post(&self, to: u16, mail: Mail) -> bool {
         let (tx, bell) = &self.boxes[to as usize];
-        match tx.try_send(frame) {
+        match tx.try_send(mail) {
             Ok(()) => {
                 let _ = bell.write(1);
                 true
@@ -155,8 +183,8 @@ impl Postman {
 }
 
 impl Mailbox {
-    /// Next forwarded frame, if any.
-    pub fn try_recv(&self) -> Option<Forwarded> {
+    /// Next mail, if any.
+    pub fn try_recv(&self) -> Option<Mail> {
         self.rx.try_recv().ok()
     }
 
@@ -229,7 +257,7 @@ mod tests {
             1
         );
         boxes[1].reset_bell();
-        assert_eq!(boxes[1].try_recv().unwrap().frame, vec![1, 2, 3]);
+        assert!(matches!(boxes[1].try_recv(), Some(Mail::Frame(f)) if f.frame == vec![1, 2, 3]));
         assert!(boxes[1].try_recv().is_none());
         for _ in 0..4 {
             assert!(post.send(

@@ -253,9 +253,75 @@ counters! {
     h2_ping_timeouts,
     /// HTTP/2: connections ended by a protocol error.
     h2_protocol_errors,
+    /// Proxy: requests a route sent to a cluster.
+    proxy_requests,
+    /// Proxy: 2xx responses from backends.
+    proxy_responses_2xx,
+    /// Proxy: 3xx responses from backends.
+    proxy_responses_3xx,
+    /// Proxy: 4xx responses from backends.
+    proxy_responses_4xx,
+    /// Proxy: 5xx responses from backends (the proxy's own 502/503/504 are counted by cause).
+    proxy_responses_5xx,
+    /// Proxy: requests refused with 503 because the cluster's pending queue was full.
+    proxy_overflows,
+    /// Proxy: requests refused with 503 for lack of a backend.
+    proxy_no_backend,
+    /// Proxy: connections to backends that failed (refused, timed out, no route).
+    proxy_connect_failures,
+    /// Proxy: exchanges cut by a backend reset or close mid-request (502, or a cut response).
+    proxy_upstream_resets,
+    /// Proxy: backend responses that were not valid HTTP (502).
+    proxy_bad_responses,
+    /// Proxy: requests past their route's timeout (504).
+    proxy_timeouts,
+    /// Proxy: requests sent again on another connection or backend.
+    proxy_retries,
+    /// Proxy: connections opened to backends.
+    proxy_upstream_connects,
+    /// Proxy: requests sent on a connection that had carried one before.
+    proxy_upstream_reuses,
+    /// Proxy: upstream connections closed after idling past the idle timeout.
+    proxy_upstream_idle_closes,
+    /// Proxy gauge: requests in flight.
+    proxy_active,
+    /// Proxy gauge: upstream connections (opening, busy, idle).
+    proxy_upstream_open,
+    /// Proxy gauge: idle upstream connections in the pools.
+    proxy_upstream_idle,
+    /// TCP: segments for an upstream port that landed on another loop's queue and were handed to it.
+    tcp_upstream_handoffs,
+    /// Neighbours: learned entries pushed out by newer ones (the table is full).
+    neigh_evictions,
+    /// Neighbours: peers that moved (new MAC or VLAN tags), followed on a validated segment.
+    neigh_moves,
+    /// Neighbours: frames that would have changed an entry without proving they come from the peer.
+    neigh_refused,
 }
 
 impl Counters {
+    /// The proxy counters of one loop.
+    pub fn publish_proxy(&mut self, p: &sluice_proxy::ProxyStats) {
+        self.proxy_requests = p.requests;
+        self.proxy_responses_2xx = p.responses_2xx;
+        self.proxy_responses_3xx = p.responses_3xx;
+        self.proxy_responses_4xx = p.responses_4xx;
+        self.proxy_responses_5xx = p.responses_5xx;
+        self.proxy_overflows = p.overflows;
+        self.proxy_no_backend = p.no_backend;
+        self.proxy_connect_failures = p.connect_failures;
+        self.proxy_upstream_resets = p.upstream_resets;
+        self.proxy_bad_responses = p.bad_responses;
+        self.proxy_timeouts = p.timeouts;
+        self.proxy_retries = p.retries;
+        self.proxy_upstream_connects = p.upstream_connects;
+        self.proxy_upstream_reuses = p.upstream_reuses;
+        self.proxy_upstream_idle_closes = p.upstream_idle_closes;
+        self.proxy_active = p.active_exchanges;
+        self.proxy_upstream_open = p.upstream_open;
+        self.proxy_upstream_idle = p.upstream_idle;
+    }
+
     /// The TLS counters of one loop.
     pub fn publish_tls(&mut self, t: &sluice_app::TlsStats) {
         self.tls_handshakes_full = t.handshakes_full;
@@ -517,7 +583,7 @@ mod tests {
         };
         let f = a.fields();
         assert_eq!(f[0].0, "rx_packets");
-        assert_eq!(f.last().unwrap().0, "h2_protocol_errors");
+        assert_eq!(f.last().unwrap().0, "neigh_refused");
         assert!(f.iter().all(|(_, help, _)| !help.is_empty()));
         let d = a.delta(&b);
         assert_eq!(d.rx_packets, 6);

@@ -28,21 +28,26 @@
 //! closed socket), and a RST makes the peer's stack drop the response it
 //! has not read yet.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_app::{App, Close};
+use sluice_app::proxy::{Proxy, WakeKey};
+use sluice_app::{App, Close, ConnContext};
 use sluice_netstack::echo::verify_checksums;
 use sluice_netstack::frame::{classify, Classified, L4};
+use sluice_netstack::tcp::ports::EphemeralPorts;
 use sluice_netstack::tcp::timer_wheel::TimerWheel;
 use sluice_netstack::tcp::tuple::FourTuple;
 use sluice_netstack::tcp::{ConnId, Endpoint, EndpointConfig, Event, Handled, Unowned};
 use sluice_netstack::time::Time;
+use sluice_proxy::{LoopProxy, ProxySpec, UpstreamId};
 use sluice_xsk::Xsk;
 
 use crate::apps::{AppsSetup, Listener, LoopApps};
-use crate::handoff::{Directory, Forwarded, Mailbox, Postman};
+use crate::handoff::{Directory, Forwarded, Mail, Mailbox, Postman};
 use crate::neigh::{frame_ip_packet, Neighbours, ETH_HEADER};
 use crate::stats::Counters;
 
@@ -130,6 +135,37 @@ pub struct TcpSetup {
     /// An app with output that could write none for this long is reset:
     /// the peer stopped reading (None: never).
     pub send_timeout: Option<Duration>,
+    /// Where upstream connections come from (None: no active opens).
+    pub upstream: Option<UpstreamSource>,
+    /// Routes and clusters of the reverse proxy (None: built-in routes only).
+    pub proxy: Option<Arc<ProxySpec>>,
+}
+
+/// The addresses and ports the loops' active opens use. Replies to them
+/// are steered by XDP (the VIP flag `LOCAL_PORTS`) into whatever queue the
+/// NIC picks; port p belongs to loop p % loops, which is where a reply that
+/// lands elsewhere is handed off (no directory lookup: the port says it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamSource {
+    /// Source addresses, at most one per family is used by default.
+    pub addrs: Vec<IpAddr>,
+    pub ports: std::ops::RangeInclusive<u16>,
+}
+
+impl UpstreamSource {
+    /// Whether a segment to `dst`:`port` is for one of our active opens.
+    #[inline]
+    fn owns(&self, dst: IpAddr, port: u16) -> bool {
+        self.ports.contains(&port) && self.addrs.contains(&dst)
+    }
+
+    /// The source address for a connection to `remote`.
+    pub fn source_for(&self, remote: IpAddr) -> Option<IpAddr> {
+        self.addrs
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == remote.is_ipv4())
+    }
 }
 
 /// A lingering close ends when the peer sent nothing for this long (nginx's
@@ -227,6 +263,17 @@ pub struct TcpService {
     mailbox: Mailbox,
     mtu: usize,
     send_timeout: Option<Duration>,
+    upstream: Option<UpstreamSource>,
+    /// Segments for an upstream port owned by another loop, sent there.
+    upstream_handoffs: u64,
+    proxy: Option<Rc<LoopProxy>>,
+    /// Active opens not yet established, by handle and by the proxy's name.
+    opening: HashMap<ConnId, UpstreamId>,
+    opening_by_up: HashMap<UpstreamId, ConnId>,
+    /// Scratch for the proxy's requests.
+    proxy_connects: Vec<(UpstreamId, SocketAddr)>,
+    proxy_aborts: Vec<UpstreamId>,
+    proxy_wakes: Vec<WakeKey>,
     next_date: Time,
     /// Bytes every app of this loop holds (the gauge `app_mem_bytes`).
     app_mem: usize,
@@ -269,7 +316,11 @@ impl TcpService {
                 .listen(*at, 0)
                 .map_err(|e| anyhow::anyhow!("listening on {at}: {e}"))?;
         }
-        let apps = LoopApps::new(&setup.apps);
+        let proxy = setup
+            .proxy
+            .as_ref()
+            .map(|spec| LoopProxy::new(Arc::clone(spec), u64::from(core)));
+        let apps = LoopApps::new(&setup.apps, proxy.clone().map(|p| p as Rc<dyn Proxy>));
         apps.date().set_unix_time(setup.clock.unix_secs(now));
         Ok(Self {
             core,
@@ -287,6 +338,14 @@ impl TcpService {
             mailbox,
             mtu: setup.mtu,
             send_timeout: setup.send_timeout,
+            upstream: setup.upstream.clone(),
+            upstream_handoffs: 0,
+            proxy,
+            opening: HashMap::new(),
+            opening_by_up: HashMap::new(),
+            proxy_connects: Vec::new(),
+            proxy_aborts: Vec::new(),
+            proxy_wakes: Vec::new(),
             next_date: now + DATE_PERIOD,
             app_mem: 0,
             http_lingering_closes: 0,
@@ -314,10 +373,14 @@ impl TcpService {
         if !self.ready.is_empty() {
             return Some(Instant::now());
         }
-        let t = match (self.endpoint.poll_timeout(), self.timers.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let t = [
+            self.endpoint.poll_timeout(),
+            self.timers.next_deadline(),
+            self.proxy.as_ref().and_then(|p| p.next_deadline()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         t.map(|t| self.clock.instant(t))
     }
 
@@ -328,7 +391,6 @@ impl TcpService {
             c.drop_bad_checksum += 1;
             return;
         }
-        self.neigh.learn(frame, cls);
         c.tcp_segments_in += 1;
         self.segment(now, frame, cls, false, c);
     }
@@ -350,7 +412,16 @@ impl TcpService {
         };
         let src = ip_of(&cls.src_addr, cls.ipv6);
         let dst = ip_of(&cls.dst_addr, cls.ipv6);
+        let validated = self.endpoint.stats().segments_validated;
         if self.endpoint.handle_segment(now, src, dst, seg) == Handled::Consumed {
+            // Only a segment the engine validated may move a peer's entry.
+            if self.endpoint.stats().segments_validated != validated {
+                self.neigh.confirm(now, frame, cls);
+            } else {
+                // Known peers keep their entry; an unknown one (its entry
+                // was evicted) is remembered so the ACK or RST can go out.
+                self.neigh.learn_new(now, frame, cls);
+            }
             return;
         }
         let tuple = FourTuple::new(
@@ -358,10 +429,19 @@ impl TcpService {
             SocketAddr::new(src, src_port),
         );
         let shared = self.cores > 1;
+        let upstream = self
+            .upstream
+            .as_ref()
+            .is_some_and(|u| u.owns(dst, dst_port));
         if shared && !forwarded {
-            // Claim before creating: two loops that see the same SYN at once
-            // must not both make a connection.
-            let owner = self.directory.claim(tuple, self.core);
+            // An upstream port names its loop; any other flow is claimed
+            // before it is created, so two loops that see the same SYN at
+            // once do not both make a connection.
+            let owner = if upstream {
+                EphemeralPorts::owner(dst_port, self.cores)
+            } else {
+                self.directory.claim(tuple, self.core)
+            };
             if owner != self.core {
                 let mail = Forwarded {
                     frame: frame.to_vec(),
@@ -369,16 +449,23 @@ impl TcpService {
                 };
                 if self.postman.send(owner, mail) {
                     c.tcp_handoff_out += 1;
+                    self.upstream_handoffs += u64::from(upstream);
                 } else {
                     c.tcp_handoff_overflow += 1;
                 }
                 return;
             }
         }
-        match self.endpoint.handle_unowned(now, src, dst, seg) {
+        let outcome = self.endpoint.handle_unowned(now, src, dst, seg);
+        if outcome != Unowned::Dropped {
+            // The SYN-ACK, cookie or RST needs the sender's header; a new
+            // address is remembered, a known one is not repointed.
+            self.neigh.learn_new(now, frame, cls);
+        }
+        match outcome {
             Unowned::Created(_) | Unowned::CookieAccepted(_) => {}
             Unowned::Reset | Unowned::CookieSent | Unowned::Dropped => {
-                if shared {
+                if shared && !upstream {
                     self.directory.release(&tuple, self.core);
                 }
             }
@@ -390,10 +477,15 @@ impl TcpService {
         let mut n = 0;
         while let Some(mail) = self.mailbox.try_recv() {
             n += 1;
-            c.tcp_handoff_in += 1;
-            match classify(&mail.frame) {
-                Ok(cls) => self.segment(now, &mail.frame, &cls, true, c),
-                Err(_) => c.drop_malformed += 1,
+            match mail {
+                Mail::Frame(mail) => {
+                    c.tcp_handoff_in += 1;
+                    match classify(&mail.frame) {
+                        Ok(cls) => self.segment(now, &mail.frame, &cls, true, c),
+                        Err(_) => c.drop_malformed += 1,
+                    }
+                }
+                Mail::Neighbour(addr, header) => self.neigh.set_resolved(addr, header),
             }
         }
         if n > 0 {
@@ -433,6 +525,9 @@ impl TcpService {
 
     /// Timers, events and the apps they wake.
     pub fn run_engine(&mut self, now: Time) -> usize {
+        if let Some(p) = &self.proxy {
+            p.set_now(now);
+        }
         if self
             .endpoint
             .poll_timeout()
@@ -450,7 +545,7 @@ impl TcpService {
             work += 1;
             match ev {
                 Event::Accepted(id) => self.accept(id, now),
-                Event::Connected(_) => {}
+                Event::Connected(id) => self.connected(id, now),
                 Event::Readable(id) | Event::Writable(id) => self.pump(id, now),
                 Event::PeerFinished(id) => {
                     if let Some(conn) = self.conn_mut(id) {
@@ -459,21 +554,133 @@ impl TcpService {
                     self.pump(id, now);
                 }
                 Event::Closed(id, tuple) | Event::Reset(id, tuple) => {
+                    if let Some(up) = self.opening.remove(&id) {
+                        self.opening_by_up.remove(&up);
+                        if let Some(p) = &self.proxy {
+                            p.connect_failed(now, up);
+                        }
+                        let _ = self.endpoint.close(id);
+                    }
                     self.forget(id);
+                    // A connection in TIME_WAIT stays claimed until the
+                    // entry ends: a FIN retransmitted onto another queue
+                    // must reach it and be ACKed, not reset.
+                    if self.cores > 1 && !self.endpoint.in_time_wait(&tuple) {
+                        self.directory.release(&tuple, self.core);
+                    }
+                }
+                Event::TimeWaitEnded(tuple) => {
                     if self.cores > 1 {
                         self.directory.release(&tuple, self.core);
                     }
                 }
             }
         }
+        work += self.run_proxy(now);
         work
     }
 
     fn accept(&mut self, id: ConnId, now: Time) {
-        let local = self.endpoint.info(id).map(|i| i.tuple.local).ok();
-        let listener = local
-            .and_then(|at| self.listeners.iter().find(|(l, _)| *l == at))
+        let tuple = self.endpoint.info(id).map(|i| i.tuple).ok();
+        let listener = tuple
+            .and_then(|t| self.listeners.iter().find(|(l, _)| *l == t.local))
             .map_or(Listener::Http, |(_, kind)| *kind);
+        let ctx = ConnContext {
+            peer: tuple.map(|t| t.remote),
+            wake: WakeKey(id.to_bits()),
+            ..ConnContext::default()
+        };
+        let app = self.apps.make(listener, now, ctx);
+        self.attach(id, app, now);
+    }
+
+    /// An active open completed: the proxy's app runs on it.
+    fn connected(&mut self, id: ConnId, now: Time) {
+        let Some(up) = self.opening.remove(&id) else {
+            return;
+        };
+        self.opening_by_up.remove(&up);
+        let app = self
+            .proxy
+            .as_ref()
+            .and_then(|p| p.connected(now, up, WakeKey(id.to_bits())));
+        match app {
+            Some(app) => {
+                self.attach(id, Box::new(app), now);
+                self.pump(id, now);
+            }
+            None => {
+                let _ = self.endpoint.abort(id);
+            }
+        }
+    }
+
+    /// The proxy's requests: connections to open or abort, connections to
+    /// pump because an exchange moved. A pump may wake others; a few
+    /// rounds here, the rest next iteration.
+    fn run_proxy(&mut self, now: Time) -> usize {
+        let Some(proxy) = self.proxy.clone() else {
+            return 0;
+        };
+        let mut work = 0;
+        if proxy.next_deadline().is_some_and(|d| d <= now) {
+            proxy.on_timeout(now);
+            work += 1;
+        }
+        for _ in 0..8 {
+            let mut connects = std::mem::take(&mut self.proxy_connects);
+            proxy.take_connects(&mut connects);
+            for (up, remote) in connects.drain(..) {
+                work += 1;
+                let source = self
+                    .upstream
+                    .as_ref()
+                    .and_then(|u| u.source_for(remote.ip()));
+                match source.map(|s| self.endpoint.connect(now, s, remote)) {
+                    Some(Ok(id)) => {
+                        self.opening.insert(id, up);
+                        self.opening_by_up.insert(up, id);
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(%remote, "upstream connect: {e}");
+                        proxy.connect_failed(now, up);
+                    }
+                    None => {
+                        tracing::debug!(%remote, "upstream connect: no source address of its family");
+                        proxy.connect_failed(now, up);
+                    }
+                }
+            }
+            self.proxy_connects = connects;
+            let mut aborts = std::mem::take(&mut self.proxy_aborts);
+            proxy.take_aborts(&mut aborts);
+            for up in aborts.drain(..) {
+                if let Some(id) = self.opening_by_up.remove(&up) {
+                    self.opening.remove(&id);
+                    let _ = self.endpoint.abort(id);
+                    let _ = self.endpoint.close(id);
+                }
+            }
+            self.proxy_aborts = aborts;
+            let mut wakes = std::mem::take(&mut self.proxy_wakes);
+            proxy.take_wakes(&mut wakes);
+            if wakes.is_empty() {
+                self.proxy_wakes = wakes;
+                break;
+            }
+            wakes.sort_unstable();
+            wakes.dedup();
+            for w in wakes.drain(..) {
+                work += 1;
+                let id = ConnId::from_bits(w.0);
+                self.pump(id, now);
+            }
+            self.proxy_wakes = wakes;
+        }
+        work
+    }
+
+    fn attach(&mut self, id: ConnId, app: Box<dyn App>, now: Time) {
         let slot = id.slot() as usize;
         if self.conns.len() <= slot {
             self.conns.resize_with(slot + 1, || None);
@@ -481,7 +688,7 @@ impl TcpService {
         self.live += 1;
         self.conns[slot] = Some(AppConn {
             id,
-            app: self.apps.make(listener, now),
+            app,
             pending_in: Vec::new(),
             pending_out: Vec::new(),
             peer_finished: false,
@@ -873,6 +1080,13 @@ impl TcpService {
         c.app_send_timeouts = self.send_timeouts;
         c.http_lingering_closes = self.http_lingering_closes;
         c.http_linger_timeouts = self.http_linger_timeouts;
+        c.tcp_upstream_handoffs = self.upstream_handoffs;
+        c.neigh_evictions = self.neigh.evictions;
+        c.neigh_moves = self.neigh.moves;
+        c.neigh_refused = self.neigh.refused;
+        if let Some(p) = &self.proxy {
+            c.publish_proxy(&p.stats());
+        }
         self.apps.publish(c);
     }
 }

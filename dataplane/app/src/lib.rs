@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 mod date;
+pub mod proxy;
 pub mod routes;
 mod stats;
 
@@ -56,6 +57,10 @@ pub struct ConnContext {
     pub spiffe_id: Option<std::sync::Arc<str>>,
     /// The connection arrived over TLS.
     pub tls: bool,
+    /// The client's address and port.
+    pub peer: Option<std::net::SocketAddr>,
+    /// How the proxy names this connection when it has work for it.
+    pub wake: proxy::WakeKey,
 }
 
 /// One connection's application protocol, sans IO.

@@ -97,6 +97,16 @@ impl Http1App {
         self
     }
 
+    /// Requests that a proxy route matches go to `proxy`.
+    pub fn with_proxy(
+        mut self,
+        proxy: std::rc::Rc<dyn sluice_app::proxy::Proxy>,
+        peer: crate::ProxyPeer,
+    ) -> Self {
+        self.conn.set_proxy(proxy, peer);
+        self
+    }
+
     /// The client's verified SPIFFE ID, if it presented one (mTLS).
     pub fn peer_spiffe_id(&self) -> Option<&str> {
         self.peer_spiffe_id.as_deref()

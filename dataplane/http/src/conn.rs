@@ -1,6 +1,9 @@
 //! One HTTP/1.1 server connection: request bytes in, response bytes out.
 
+use std::rc::Rc;
 use std::sync::Arc;
+
+use sluice_app::proxy::{BodyLen, ExchangeId, Proxy, ProxyRequest, ResponsePart, WakeKey};
 
 use crate::chunked::{ChunkError, ChunkedDecoder};
 use crate::config::{Limits, ServerConfig};
@@ -52,7 +55,53 @@ enum Active {
         /// HTTP/1.0 request (keep-alive must be confirmed in the response).
         http10: bool,
     },
+    /// The request went to the proxy; its response comes from a backend.
+    Proxy {
+        ex: ExchangeId,
+        resp: ProxyResp,
+        close: bool,
+        http10: bool,
+        head_only: bool,
+        body: ReqBody,
+    },
 }
+
+/// Where a proxied request's body is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReqBody {
+    /// Still arriving from the client.
+    Reading,
+    /// All read; some may still wait in `proxy_body`.
+    Read,
+    /// All handed over, and the proxy told it ended.
+    Ended,
+}
+
+/// Where a proxied response is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProxyResp {
+    AwaitHead,
+    /// Head written; the body is chunked downstream (else copied as is:
+    /// a Content-Length, or close-delimited for HTTP/1.0).
+    Body {
+        chunked: bool,
+    },
+}
+
+/// Who the connection is, for proxied requests.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyPeer {
+    pub wake: WakeKey,
+    pub client: Option<std::net::SocketAddr>,
+    pub tls: bool,
+    pub spiffe_id: Option<Arc<str>>,
+}
+
+/// Request body bytes buffered on their way to the proxy.
+const PROXY_BODY_BUFFER: usize = 64 * 1024;
+/// Response bytes a proxied response may queue in `out` ahead of the
+/// socket.
+const PROXY_OUT_BUFFER: usize = 64 * 1024;
 
 /// An HTTP/1.1 server connection, sans IO. See the crate docs for how to
 /// drive it.
@@ -86,6 +135,20 @@ pub struct ServerConn {
     no_more_requests: bool,
     eof: bool,
     stats: Stats,
+    /// The loop's proxy (None: built-in routes only).
+    proxy: Option<Rc<dyn Proxy>>,
+    peer: ProxyPeer,
+    /// Body bytes of the current request go to the proxy.
+    proxy_sink: bool,
+    proxy_body: Vec<u8>,
+}
+
+impl Drop for ServerConn {
+    fn drop(&mut self) {
+        if let (Active::Proxy { ex, .. }, Some(p)) = (self.active, &self.proxy) {
+            p.cancel(ex);
+        }
+    }
 }
 
 impl ServerConn {
@@ -121,7 +184,17 @@ impl ServerConn {
             no_more_requests: false,
             eof: false,
             stats: Stats::default(),
+            proxy: None,
+            peer: ProxyPeer::default(),
+            proxy_sink: false,
+            proxy_body: Vec::new(),
         }
+    }
+
+    /// Requests that a proxy route matches go to `proxy`.
+    pub fn set_proxy(&mut self, proxy: Rc<dyn Proxy>, peer: ProxyPeer) {
+        self.proxy = Some(proxy);
+        self.peer = peer;
     }
 
     /// Takes bytes of the request stream from the front of `data` and
@@ -165,7 +238,14 @@ impl ServerConn {
         match self.phase {
             Phase::Head => self.clear_inbuf(),
             Phase::Body => {
-                if self.echo_sink {
+                if self.proxy_sink {
+                    // The body ends short: the backend must not take it
+                    // as complete.
+                    self.proxy_abort();
+                    if let Active::Proxy { .. } = self.active {
+                        self.active = Active::None;
+                    }
+                } else if self.echo_sink {
                     if let Active::Echo {
                         head_sent: true, ..
                     } = self.active
@@ -187,6 +267,17 @@ impl ServerConn {
     /// short. Afterwards `should_close` turns true once output is written.
     pub fn on_timeout(&mut self) {
         if self.no_more_requests {
+            return;
+        }
+        if let Active::Proxy { resp, .. } = self.active {
+            // Waiting on the backend (or the client's body) too long.
+            self.proxy_abort();
+            if resp == ProxyResp::AwaitHead {
+                self.active = Active::None;
+                self.reject(if self.phase == Phase::Body { 408 } else { 504 }, false);
+            }
+            self.phase = Phase::Head;
+            self.no_more_requests = true;
             return;
         }
         match self.phase {
@@ -217,6 +308,7 @@ impl ServerConn {
     /// generated as they are written: a `/bytes/N` body of any size needs no
     /// more memory than `buf`.
     pub fn poll_write(&mut self, buf: &mut [u8]) -> usize {
+        self.pump_proxy();
         let mut n = 0;
         while n < buf.len() {
             if self.out_pos < self.out.len() {
@@ -233,6 +325,11 @@ impl ServerConn {
             }
             match self.active {
                 Active::None => break,
+                Active::Proxy { .. } => {
+                    if !self.pump_proxy() {
+                        break;
+                    }
+                }
                 Active::Bytes { remaining, phase } => {
                     let want = ((buf.len() - n) as u64).min(remaining) as usize;
                     let mut off = phase as usize;
@@ -335,6 +432,7 @@ impl ServerConn {
         }
         match self.phase {
             Phase::Head => self.no_more_requests || self.can_start_request(),
+            Phase::Body if self.proxy_sink => self.proxy_body.len() < PROXY_BODY_BUFFER,
             Phase::Body => {
                 !self.echo_sink || self.echo.len() - self.echo_pos < self.lim.echo_buffer_bytes
             }
@@ -348,6 +446,10 @@ impl ServerConn {
         }
         match self.active {
             Active::None => false,
+            Active::Proxy { ex, .. } => {
+                !self.proxy_body.is_empty()
+                    || self.proxy.as_ref().is_some_and(|p| p.response_ready(ex))
+            }
             Active::Bytes { .. } => true,
             Active::Echo {
                 head_sent,
@@ -409,6 +511,7 @@ impl ServerConn {
             + self.inbuf.capacity()
             + self.out.capacity()
             + self.echo.capacity()
+            + self.proxy_body.capacity()
     }
 
     /// Frees the buffers if the connection is idle (for connections that
@@ -420,6 +523,7 @@ impl ServerConn {
             self.out_pos = 0;
             self.echo = Vec::new();
             self.echo_pos = 0;
+            self.proxy_body = Vec::new();
         }
     }
 
@@ -449,7 +553,7 @@ impl ServerConn {
             let window = &data[..data.len().min(max)];
             match head::parse(window, &self.lim) {
                 Parsed::Complete(n, h) => {
-                    self.begin(h);
+                    self.begin(h, &window[..n]);
                     n
                 }
                 Parsed::Invalid(status) => {
@@ -486,8 +590,12 @@ impl ServerConn {
             match parsed {
                 Parsed::Complete(n, h) => {
                     debug_assert!(n > old);
+                    let raw = std::mem::take(&mut self.inbuf);
                     self.clear_inbuf();
-                    self.begin(h);
+                    self.begin(h, &raw[..n]);
+                    // Keep the buffer's capacity for the next head.
+                    self.inbuf = raw;
+                    self.inbuf.clear();
                     n.saturating_sub(old).max(1)
                 }
                 Parsed::Invalid(status) => {
@@ -526,7 +634,7 @@ impl ServerConn {
     }
 
     /// Starts answering a complete request head.
-    fn begin(&mut self, h: Result<Head, u16>) {
+    fn begin(&mut self, h: Result<Head, u16>, raw: &[u8]) {
         self.stats.requests += 1;
         let h = match h {
             Ok(h) => h,
@@ -535,6 +643,9 @@ impl ServerConn {
                 return;
             }
         };
+        if self.proxy.is_some() && self.begin_proxied(&h, raw) {
+            return;
+        }
         let close = !h.keep_alive;
         let head_only = h.method == Method::Head;
         let has_body = h.body != BodyKind::None;
@@ -640,7 +751,9 @@ impl ServerConn {
 
     /// Reads request body bytes; returns bytes taken.
     fn read_body(&mut self, data: &[u8]) -> usize {
-        let room = if self.echo_sink {
+        let room = if self.proxy_sink {
+            PROXY_BODY_BUFFER.saturating_sub(self.proxy_body.len())
+        } else if self.echo_sink {
             self.lim
                 .echo_buffer_bytes
                 .saturating_sub(self.echo.len() - self.echo_pos)
@@ -691,6 +804,11 @@ impl ServerConn {
     fn body_data(&mut self, bytes: &[u8]) {
         self.body_seen += bytes.len() as u64;
         self.stats.body_bytes_in += bytes.len() as u64;
+        if self.proxy_sink {
+            self.proxy_body.extend_from_slice(bytes);
+            self.flush_proxy_body();
+            return;
+        }
         if self.echo_sink {
             if let Active::Echo {
                 head_sent: false, ..
@@ -713,6 +831,14 @@ impl ServerConn {
 
     fn end_body(&mut self) {
         self.phase = Phase::Head;
+        if self.proxy_sink {
+            self.proxy_sink = false;
+            if let Active::Proxy { body, .. } = &mut self.active {
+                *body = ReqBody::Read;
+            }
+            self.flush_proxy_body();
+            return;
+        }
         if self.echo_sink {
             self.echo_sink = false;
             if let Active::Echo {
@@ -758,7 +884,17 @@ impl ServerConn {
     fn body_error(&mut self, status: u16) {
         self.stats.bad_requests += 1;
         self.phase = Phase::Head;
-        if self.echo_sink {
+        if self.proxy_sink {
+            self.proxy_abort();
+            if let Active::Proxy {
+                resp: ProxyResp::AwaitHead,
+                ..
+            } = self.active
+            {
+                self.active = Active::None;
+                self.error_response(status, b"", false);
+            }
+        } else if self.echo_sink {
             self.echo_sink = false;
             if let Active::Echo {
                 head_sent: true, ..
@@ -823,6 +959,283 @@ impl ServerConn {
         }
     }
 
+    // ---- proxied requests --------------------------------------------------
+
+    /// Hands the request to the proxy if a route matches; false otherwise.
+    fn begin_proxied(&mut self, h: &Head, raw: &[u8]) -> bool {
+        let Some(proxy) = self.proxy.clone() else {
+            return false;
+        };
+        let mut slots = [httparse::EMPTY_HEADER; crate::config::MAX_HEADERS_CAP];
+        let mut req = httparse::Request::new(&mut slots[..self.lim.max_headers]);
+        if !matches!(req.parse(raw), Ok(httparse::Status::Complete(_))) {
+            return false;
+        }
+        let (Some(method), Some(target)) = (req.method, req.path) else {
+            return false;
+        };
+        let host = req
+            .headers
+            .iter()
+            .find(|x| x.name.eq_ignore_ascii_case("host"))
+            .map(|x| x.value);
+        if !target.starts_with('/') || !proxy.matches(host, method.as_bytes(), target.as_bytes()) {
+            return false;
+        }
+        // Fields named by Connection are hop-by-hop too (RFC 9110 §7.6.1).
+        let named: Vec<&[u8]> = req
+            .headers
+            .iter()
+            .filter(|x| x.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|x| crate::client::connection_tokens(x.value))
+            .collect();
+        let headers = req
+            .headers
+            .iter()
+            .filter(|x| {
+                let n = x.name.as_bytes();
+                !crate::client::is_hop_by_hop(n)
+                    && !n.eq_ignore_ascii_case(b"host")
+                    && !n.eq_ignore_ascii_case(b"content-length")
+                    && !n.eq_ignore_ascii_case(b"expect")
+                    && !named.iter().any(|c| n.eq_ignore_ascii_case(c))
+            })
+            .map(|x| (x.name.as_bytes().to_vec(), x.value.to_vec()))
+            .collect();
+        let body = match h.body {
+            BodyKind::None => BodyLen::None,
+            BodyKind::Length(0) => BodyLen::None,
+            BodyKind::Length(n) => BodyLen::Length(n),
+            BodyKind::Chunked => BodyLen::Streamed,
+        };
+        let request = ProxyRequest {
+            method: method.as_bytes().to_vec(),
+            path: target.as_bytes().to_vec(),
+            authority: host.map(<[u8]>::to_vec),
+            headers,
+            body,
+            client: self.peer.client,
+            tls: self.peer.tls,
+            version: if h.http10 { 10 } else { 11 },
+            spiffe_id: self.peer.spiffe_id.clone(),
+        };
+        let ex = proxy.start(request, self.peer.wake);
+        let has_body = body != BodyLen::None;
+        if h.expect_continue && has_body {
+            // The proxy reads the body whatever the backend would say.
+            self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.stats.count_status(100);
+        }
+        self.active = Active::Proxy {
+            ex,
+            resp: ProxyResp::AwaitHead,
+            close: !h.keep_alive,
+            http10: h.http10,
+            head_only: h.method == Method::Head,
+            body: if has_body {
+                ReqBody::Reading
+            } else {
+                ReqBody::Ended
+            },
+        };
+        if !h.keep_alive {
+            self.no_more_requests = true;
+        }
+        if has_body {
+            self.proxy_sink = true;
+            self.start_body(h);
+        }
+        true
+    }
+
+    /// Hands buffered request body bytes to the proxy, and the body's end
+    /// once all of it went.
+    fn flush_proxy_body(&mut self) {
+        let (Active::Proxy { ex, body, .. }, Some(p)) = (self.active, &self.proxy) else {
+            self.proxy_body.clear();
+            return;
+        };
+        if !self.proxy_body.is_empty() {
+            let n = p.send_body(ex, &self.proxy_body);
+            self.proxy_body.drain(..n);
+        }
+        if body == ReqBody::Read && self.proxy_body.is_empty() {
+            p.end_body(ex);
+            if let Active::Proxy { body, .. } = &mut self.active {
+                *body = ReqBody::Ended;
+            }
+        }
+    }
+
+    /// Moves the proxied response into `out` (within its bound); true if
+    /// anything moved.
+    fn pump_proxy(&mut self) -> bool {
+        if !matches!(self.active, Active::Proxy { .. }) {
+            return false;
+        }
+        self.flush_proxy_body();
+        let Some(p) = self.proxy.clone() else {
+            return false;
+        };
+        let mut moved = false;
+        while let Active::Proxy {
+            ex,
+            resp,
+            close,
+            http10,
+            head_only,
+            ..
+        } = self.active
+        {
+            if self.out.len() - self.out_pos >= PROXY_OUT_BUFFER {
+                break;
+            }
+            let Some(part) = p.poll_response(ex) else {
+                break;
+            };
+            moved = true;
+            match (part, resp) {
+                (
+                    Ok(ResponsePart::Head {
+                        status,
+                        headers,
+                        body,
+                    }),
+                    ProxyResp::AwaitHead,
+                ) => {
+                    let chunked =
+                        self.write_proxy_head(status, &headers, body, close, http10, head_only);
+                    if let Active::Proxy { resp, .. } = &mut self.active {
+                        *resp = ProxyResp::Body { chunked };
+                    }
+                }
+                (Ok(ResponsePart::Data(d)), ProxyResp::Body { chunked }) => {
+                    if head_only || d.is_empty() {
+                        continue;
+                    }
+                    if chunked {
+                        push_hex(&mut self.out, d.len() as u64);
+                        self.out.extend_from_slice(b"\r\n");
+                        self.out.extend_from_slice(&d);
+                        self.out.extend_from_slice(b"\r\n");
+                    } else {
+                        self.out.extend_from_slice(&d);
+                    }
+                }
+                (Ok(ResponsePart::Trailers(t)), ProxyResp::Body { chunked: true }) => {
+                    if !head_only {
+                        self.out.extend_from_slice(b"0\r\n");
+                        for (n, v) in &t {
+                            self.out.extend_from_slice(n);
+                            self.out.extend_from_slice(b": ");
+                            self.out.extend_from_slice(v);
+                            self.out.extend_from_slice(b"\r\n");
+                        }
+                        self.out.extend_from_slice(b"\r\n");
+                    }
+                    if let Active::Proxy { resp, .. } = &mut self.active {
+                        *resp = ProxyResp::Body { chunked: false };
+                    }
+                }
+                (Ok(ResponsePart::Trailers(_)), _) => {}
+                (Ok(ResponsePart::End), ProxyResp::Body { chunked }) => {
+                    if chunked && !head_only {
+                        self.out.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    self.active = Active::None;
+                    if close {
+                        self.no_more_requests = true;
+                    }
+                }
+                (Err(e), ProxyResp::AwaitHead) => {
+                    self.proxy_sink = false;
+                    self.proxy_body.clear();
+                    self.active = Active::None;
+                    // The request body may still be arriving: do not read
+                    // it as a request.
+                    self.phase = Phase::Head;
+                    self.error_response(e.status(), b"", head_only);
+                    self.no_more_requests = true;
+                }
+                (Err(_), ProxyResp::Body { .. }) => {
+                    // The backend failed mid-response: cut the client off
+                    // so it sees the response is incomplete.
+                    self.abort();
+                }
+                (Ok(_), _) => {
+                    // Out of order (a proxy bug): end the connection.
+                    p.cancel(ex);
+                    self.abort();
+                }
+            }
+        }
+        moved
+    }
+
+    /// Writes a proxied response head to `out`; returns whether the body
+    /// is chunked downstream.
+    fn write_proxy_head(
+        &mut self,
+        status: u16,
+        headers: &[(Vec<u8>, Vec<u8>)],
+        body: BodyLen,
+        close: bool,
+        http10: bool,
+        head_only: bool,
+    ) -> bool {
+        self.stats.count_status(status);
+        self.queued += 1;
+        let no_body = matches!(status, 100..=199 | 204 | 304);
+        let (length, chunked, close) = match body {
+            _ if no_body => (None, false, close),
+            BodyLen::None => (Some(0), false, close),
+            BodyLen::Length(n) => (Some(n), false, close),
+            // HTTP/1.0 has no chunked: the body ends with the connection.
+            BodyLen::Streamed if http10 => (None, false, true),
+            BodyLen::Streamed => (None, !head_only, close),
+        };
+        let o = &mut self.out;
+        o.extend_from_slice(b"HTTP/1.1 ");
+        push_dec(o, u64::from(status));
+        o.push(b' ');
+        o.extend_from_slice(reason(status));
+        o.extend_from_slice(b"\r\n");
+        for (n, v) in headers {
+            o.extend_from_slice(n);
+            o.extend_from_slice(b": ");
+            o.extend_from_slice(v);
+            o.extend_from_slice(b"\r\n");
+        }
+        if let Some(n) = length {
+            o.extend_from_slice(b"Content-Length: ");
+            push_dec(o, n);
+            o.extend_from_slice(b"\r\n");
+        } else if chunked || (head_only && body == BodyLen::Streamed && !http10) {
+            o.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        if close {
+            o.extend_from_slice(b"Connection: close\r\n");
+            self.no_more_requests = true;
+        } else if http10 {
+            o.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        o.extend_from_slice(b"\r\n");
+        chunked
+    }
+
+    /// Gives up on the proxied exchange: the backend connection is reset if
+    /// the response was still coming; a response already started is cut.
+    fn proxy_abort(&mut self) {
+        self.proxy_sink = false;
+        self.proxy_body.clear();
+        if let (Active::Proxy { ex, resp, .. }, Some(p)) = (self.active, &self.proxy) {
+            p.cancel(ex);
+            if resp != ProxyResp::AwaitHead {
+                self.abort();
+            }
+        }
+    }
+
     /// Appends a response head to `out`.
     fn response_head(
         &mut self,
@@ -876,15 +1289,33 @@ fn reason(status: u16) -> &'static [u8] {
     match status {
         100 => b"Continue",
         200 => b"OK",
+        201 => b"Created",
+        202 => b"Accepted",
+        204 => b"No Content",
+        206 => b"Partial Content",
+        301 => b"Moved Permanently",
+        302 => b"Found",
+        303 => b"See Other",
+        304 => b"Not Modified",
+        307 => b"Temporary Redirect",
+        308 => b"Permanent Redirect",
         400 => b"Bad Request",
+        401 => b"Unauthorized",
+        403 => b"Forbidden",
         404 => b"Not Found",
         405 => b"Method Not Allowed",
         408 => b"Request Timeout",
+        409 => b"Conflict",
         413 => b"Content Too Large",
         414 => b"URI Too Long",
         417 => b"Expectation Failed",
+        429 => b"Too Many Requests",
         431 => b"Request Header Fields Too Large",
+        500 => b"Internal Server Error",
         501 => b"Not Implemented",
+        502 => b"Bad Gateway",
+        503 => b"Service Unavailable",
+        504 => b"Gateway Timeout",
         505 => b"HTTP Version Not Supported",
         _ => b"Error",
     }

@@ -38,6 +38,7 @@
 
 mod app;
 mod chunked;
+mod client;
 mod config;
 mod conn;
 mod head;
@@ -46,8 +47,12 @@ mod stats;
 pub mod testing;
 
 pub use app::{Http1App, Timeouts};
+pub use client::{
+    connection_tokens, is_hop_by_hop, write_request_head, BodyFraming, ClientConn, ClientError,
+    ClientEvent, ClientLimits, Fields, ResponseHead,
+};
 pub use config::ServerConfig;
-pub use conn::ServerConn;
+pub use conn::{ProxyPeer, ServerConn};
 pub use sluice_app::{format_http_date, LoopDate};
 pub use stats::Stats;
 

@@ -52,6 +52,9 @@ pub(crate) struct TlsAppParams {
     pub(crate) client_auth: bool,
     /// Plaintext bytes per record (from the max fragment size).
     pub(crate) record_plaintext: usize,
+    /// What the service knows of the connection (peer, wake key); TLS
+    /// adds ALPN, SNI and the client's identity.
+    pub(crate) base: ConnContext,
 }
 
 enum Phase {
@@ -199,6 +202,7 @@ impl TlsApp {
             sni: self.conn.server_name().map(str::to_owned),
             spiffe_id,
             tls: true,
+            ..self.params.base.clone()
         };
         {
             let mut stats = self.params.stats.borrow_mut();

@@ -22,7 +22,7 @@ use rustls::server::{
 };
 use rustls::version::{TLS12, TLS13};
 use rustls::RootCertStore;
-use sluice_app::{AppFactory, SharedStats, Time};
+use sluice_app::{AppFactory, ConnContext, SharedStats, Time};
 
 use crate::app::{TlsApp, TlsAppParams};
 use crate::certs::{self, ServerCert, SniResolver};
@@ -227,6 +227,12 @@ impl TlsLoop {
     /// in force (picked up here, after a reload, without a lock otherwise).
     /// Fails only if rustls refuses a connection it accepted at startup.
     pub fn accept(&mut self, now: Time) -> Result<TlsApp, TlsError> {
+        self.accept_with(now, ConnContext::default())
+    }
+
+    /// [`TlsLoop::accept`] for a connection the service describes in
+    /// `base` (its peer address and wake key reach the inner app).
+    pub fn accept_with(&mut self, now: Time, base: ConnContext) -> Result<TlsApp, TlsError> {
         if self.server.generation.load(Ordering::Acquire) != self.snapshot.generation {
             self.snapshot = self.server.snapshot();
         }
@@ -244,6 +250,7 @@ impl TlsLoop {
                 record_plaintext: settings
                     .max_fragment_size
                     .map_or(MAX_RECORD_PLAINTEXT, |size| size - RECORD_HEADER),
+                base,
             },
         ))
     }

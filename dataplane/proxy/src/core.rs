@@ -1,0 +1,1238 @@
+//! Exchanges, upstream connections and pools of one loop.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_app::proxy::{
+    BodyLen, ExchangeId, Headers, Proxy, ProxyError, ProxyRequest, ResponsePart, WakeKey,
+};
+use sluice_app::{Close, Time};
+use sluice_http::{BodyFraming, ClientConn, ClientEvent, ClientLimits, ResponseHead};
+
+use crate::spec::ProxySpec;
+use crate::upstream::UpstreamApp;
+use crate::UpstreamId;
+
+/// Request body bytes an exchange buffers on their way upstream.
+const REQUEST_BODY_BUFFER: usize = 64 * 1024;
+/// Response bytes an exchange buffers on their way downstream; the
+/// upstream connection stops reading beyond it (backpressure to the
+/// backend through TCP's window).
+const RESPONSE_BUFFER: usize = 256 * 1024;
+/// An idle connection beyond the cluster's `max_idle` is closed after this
+/// long unused (the pool shrinks after a burst, not during one).
+const IDLE_TRIM: Duration = Duration::from_secs(2);
+
+/// Counters of one loop's proxy (summed over loops by the reporter).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProxyStats {
+    pub requests: u64,
+    pub responses_1xx: u64,
+    pub responses_2xx: u64,
+    pub responses_3xx: u64,
+    pub responses_4xx: u64,
+    pub responses_5xx: u64,
+    /// Requests refused because the cluster's pending queue was full.
+    pub overflows: u64,
+    pub no_backend: u64,
+    pub connect_failures: u64,
+    pub upstream_resets: u64,
+    pub bad_responses: u64,
+    pub timeouts: u64,
+    pub retries: u64,
+    /// Connections opened to backends.
+    pub upstream_connects: u64,
+    /// Requests sent on a connection that had served one before.
+    pub upstream_reuses: u64,
+    /// Upstream connections closed because they idled past the timeout.
+    pub upstream_idle_closes: u64,
+    /// Gauges.
+    pub active_exchanges: u64,
+    pub upstream_open: u64,
+    pub upstream_idle: u64,
+}
+
+#[derive(Debug)]
+struct Exchange {
+    gen: u32,
+    wake: WakeKey,
+    cluster: usize,
+    backend: usize,
+    /// The request head as sent upstream (kept for a retry).
+    head: Vec<u8>,
+    framing: BodyFraming,
+    is_head: bool,
+    /// Safe to send again on another connection after a failure that
+    /// left no response byte.
+    idempotent: bool,
+    body: Vec<u8>,
+    body_done: bool,
+    resp: VecDeque<Result<ResponsePart, ProxyError>>,
+    resp_bytes: usize,
+    /// End or an error is queued: nothing more comes from upstream.
+    finished: bool,
+    head_seen: bool,
+    up: Option<UpstreamId>,
+    tries: u32,
+    max_tries: u32,
+    deadline: Option<Time>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum UpState {
+    Connecting,
+    Ready,
+}
+
+#[derive(Debug)]
+struct Up {
+    gen: u32,
+    backend: usize,
+    state: UpState,
+    client: ClientConn,
+    ex: Option<ExchangeId>,
+    wake: Option<WakeKey>,
+    idle_since: Time,
+    idle_timeout: Duration,
+    close: Close,
+    /// Has carried a request before (a further one is a reuse).
+    used: bool,
+    in_idle_list: bool,
+}
+
+#[derive(Debug)]
+struct Backend {
+    cluster: usize,
+    addr: SocketAddr,
+    /// Idle connections, the most recently used last.
+    idle: Vec<UpstreamId>,
+    /// Open and opening connections.
+    conns: usize,
+    connecting: usize,
+    /// Exchanges waiting for a connection of this backend.
+    pending: VecDeque<ExchangeId>,
+}
+
+/// A timer: (when, what). `Ex` and `Connect` are checked against the
+/// current generation when they fire (lazy deletion).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Ex(u32, u32),
+    Connect(u32, u32),
+}
+
+#[derive(Debug)]
+struct Core {
+    spec: Arc<ProxySpec>,
+    exchanges: Vec<Option<Exchange>>,
+    free_ex: Vec<u32>,
+    ups: Vec<Option<Up>>,
+    free_up: Vec<u32>,
+    next_gen: u32,
+    backends: Vec<Backend>,
+    /// First backend index of each cluster, and the round-robin cursor.
+    cluster_first: Vec<usize>,
+    rr: Vec<usize>,
+    pending_per_cluster: Vec<usize>,
+    connects: Vec<(UpstreamId, SocketAddr)>,
+    aborts: Vec<UpstreamId>,
+    wakes: Vec<WakeKey>,
+    timers: BinaryHeap<Reverse<(Time, Timer)>>,
+    stats: ProxyStats,
+    /// The loop's time as the service last said.
+    now: Time,
+}
+
+/// The loop's proxy. Shared (`Rc`) by the downstream apps and the upstream
+/// apps of one loop; never crosses threads.
+#[derive(Debug)]
+pub struct LoopProxy {
+    core: RefCell<Core>,
+}
+
+fn idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+    )
+}
+
+impl LoopProxy {
+    pub fn new(spec: Arc<ProxySpec>, seed: u64) -> Rc<Self> {
+        let mut backends = Vec::new();
+        let mut cluster_first = Vec::new();
+        for (ci, c) in spec.clusters.iter().enumerate() {
+            cluster_first.push(backends.len());
+            for addr in &c.backends {
+                backends.push(Backend {
+                    cluster: ci,
+                    addr: *addr,
+                    idle: Vec::new(),
+                    conns: 0,
+                    connecting: 0,
+                    pending: VecDeque::new(),
+                });
+            }
+        }
+        // Loops start their round robin at different backends.
+        let rr = spec
+            .clusters
+            .iter()
+            .map(|c| (seed as usize) % c.backends.len().max(1))
+            .collect();
+        let n = spec.clusters.len();
+        Rc::new(Self {
+            core: RefCell::new(Core {
+                spec,
+                exchanges: Vec::new(),
+                free_ex: Vec::new(),
+                ups: Vec::new(),
+                free_up: Vec::new(),
+                next_gen: 1,
+                backends,
+                cluster_first,
+                rr,
+                pending_per_cluster: vec![0; n],
+                connects: Vec::new(),
+                aborts: Vec::new(),
+                wakes: Vec::new(),
+                timers: BinaryHeap::new(),
+                stats: ProxyStats::default(),
+                now: Time::ZERO,
+            }),
+        })
+    }
+
+    /// Connections the service is to open: (id, backend address).
+    pub fn take_connects(&self, out: &mut Vec<(UpstreamId, SocketAddr)>) {
+        out.append(&mut self.core.borrow_mut().connects);
+    }
+
+    /// Opening connections the service is to abort (connect timeout).
+    pub fn take_aborts(&self, out: &mut Vec<UpstreamId>) {
+        out.append(&mut self.core.borrow_mut().aborts);
+    }
+
+    /// Connections (downstream or upstream) with work to do.
+    pub fn take_wakes(&self, out: &mut Vec<WakeKey>) {
+        out.append(&mut self.core.borrow_mut().wakes);
+    }
+
+    /// The service could not open, or the peer refused, connection `up`.
+    pub fn connect_failed(&self, now: Time, up: UpstreamId) {
+        self.core.borrow_mut().connect_failed(now, up);
+    }
+
+    /// Connection `up` is established: the app to run on it, woken by
+    /// `wake`. None if the proxy gave up on it meanwhile (the service
+    /// closes it).
+    pub fn connected(
+        self: &Rc<Self>,
+        now: Time,
+        up: UpstreamId,
+        wake: WakeKey,
+    ) -> Option<UpstreamApp> {
+        let ok = self.core.borrow_mut().connected(now, up, wake);
+        ok.then(|| UpstreamApp::new(Rc::clone(self), up))
+    }
+
+    /// The loop's clock, before anything that may start exchanges runs.
+    pub fn set_now(&self, now: Time) {
+        self.core.borrow_mut().now = now;
+    }
+
+    pub fn next_deadline(&self) -> Option<Time> {
+        self.core.borrow().timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    pub fn on_timeout(&self, now: Time) {
+        self.core.borrow_mut().on_timeout(now);
+    }
+
+    pub fn stats(&self) -> ProxyStats {
+        let c = self.core.borrow();
+        let mut s = c.stats;
+        s.active_exchanges = c.exchanges.iter().flatten().count() as u64;
+        s.upstream_open = c.ups.iter().flatten().count() as u64;
+        s.upstream_idle = c.backends.iter().map(|b| b.idle.len() as u64).sum();
+        s
+    }
+
+    // ---- for UpstreamApp ---------------------------------------------------
+
+    pub(crate) fn with_core<R>(&self, f: impl FnOnce(&mut CoreRef<'_>) -> R) -> R {
+        let mut core = self.core.borrow_mut();
+        f(&mut CoreRef(&mut core))
+    }
+}
+
+/// Access to the core for the upstream app (keeps `Core` private).
+pub(crate) struct CoreRef<'a>(&'a mut Core);
+
+impl CoreRef<'_> {
+    pub fn up_read(&mut self, now: Time, up: UpstreamId, data: &[u8]) -> usize {
+        self.0.up_read(now, up, data)
+    }
+    pub fn up_eof(&mut self, now: Time, up: UpstreamId) {
+        self.0.up_eof(now, up)
+    }
+    pub fn up_write(&mut self, up: UpstreamId, buf: &mut [u8]) -> usize {
+        self.0.up_write(up, buf)
+    }
+    pub fn up_wants_read(&self, up: UpstreamId) -> bool {
+        self.0.up_wants_read(up)
+    }
+    pub fn up_wants_write(&self, up: UpstreamId) -> bool {
+        self.0.up_wants_write(up)
+    }
+    pub fn up_deadline(&self, up: UpstreamId) -> Option<Time> {
+        let u = self.0.up(up)?;
+        if u.ex.is_some() || u.close != Close::No {
+            return None;
+        }
+        Some(if self.0.over_max_idle(u.backend) {
+            u.idle_since + IDLE_TRIM.min(u.idle_timeout)
+        } else {
+            u.idle_since + u.idle_timeout
+        })
+    }
+    pub fn up_timeout(&mut self, now: Time, up: UpstreamId) {
+        self.0.up_timeout(now, up)
+    }
+    pub fn up_close(&self, up: UpstreamId) -> Close {
+        self.0.up(up).map_or(Close::Abort, |u| u.close)
+    }
+    pub fn up_idle(&self, up: UpstreamId) -> bool {
+        self.0.up(up).is_some_and(|u| u.ex.is_none())
+    }
+    pub fn up_memory(&self, up: UpstreamId) -> usize {
+        self.0.up(up).map_or(0, |u| u.client.memory())
+    }
+    pub fn up_release_memory(&mut self, up: UpstreamId) {
+        if let Some(u) = self.0.up_mut(up) {
+            u.client.release_memory();
+        }
+    }
+    pub fn up_drain(&mut self, up: UpstreamId) {
+        if let Some(u) = self.0.up_mut(up) {
+            if u.ex.is_none() && u.close == Close::No {
+                u.close = Close::Graceful;
+            }
+        }
+        self.0.unlist_idle(up);
+    }
+    pub fn up_gone(&mut self, now: Time, up: UpstreamId) {
+        self.0.up_gone(now, up)
+    }
+}
+
+impl Core {
+    fn gen(&mut self) -> u32 {
+        let g = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1).max(1);
+        g
+    }
+
+    fn ex(&self, id: ExchangeId) -> Option<&Exchange> {
+        self.exchanges
+            .get(id.index as usize)?
+            .as_ref()
+            .filter(|e| e.gen == id.gen)
+    }
+
+    fn ex_mut(&mut self, id: ExchangeId) -> Option<&mut Exchange> {
+        self.exchanges
+            .get_mut(id.index as usize)?
+            .as_mut()
+            .filter(|e| e.gen == id.gen)
+    }
+
+    fn up(&self, id: UpstreamId) -> Option<&Up> {
+        self.ups
+            .get(id.index as usize)?
+            .as_ref()
+            .filter(|u| u.gen == id.gen)
+    }
+
+    fn up_mut(&mut self, id: UpstreamId) -> Option<&mut Up> {
+        self.ups
+            .get_mut(id.index as usize)?
+            .as_mut()
+            .filter(|u| u.gen == id.gen)
+    }
+
+    fn wake_up(&mut self, up: UpstreamId) {
+        if let Some(w) = self.up(up).and_then(|u| u.wake) {
+            self.wakes.push(w);
+        }
+    }
+
+    fn wake_ex(&mut self, ex: ExchangeId) {
+        if let Some(w) = self.ex(ex).map(|e| e.wake) {
+            self.wakes.push(w);
+        }
+    }
+
+    // ---- downstream ----------------------------------------------------------
+
+    fn start(&mut self, now: Time, req: ProxyRequest, wake: WakeKey) -> ExchangeId {
+        self.stats.requests += 1;
+        let route = self
+            .spec
+            .route(req.authority.as_deref(), &req.method, &req.path);
+        let gen = self.gen();
+        let index = match self.free_ex.pop() {
+            Some(i) => i,
+            None => {
+                self.exchanges.push(None);
+                (self.exchanges.len() - 1) as u32
+            }
+        };
+        let id = ExchangeId { index, gen };
+        let (cluster, timeout, retries) = match route {
+            Some(r) => {
+                let r = &self.spec.routes[r];
+                (r.cluster, r.timeout, r.retries)
+            }
+            None => (usize::MAX, None, 0),
+        };
+        let framing = match req.body {
+            BodyLen::None => BodyFraming::None,
+            BodyLen::Length(n) => BodyFraming::Length(n),
+            BodyLen::Streamed => BodyFraming::Chunked,
+        };
+        let mut ex = Exchange {
+            gen,
+            wake,
+            cluster,
+            backend: usize::MAX,
+            head: Vec::new(),
+            framing,
+            is_head: req.method == b"HEAD",
+            idempotent: idempotent(&req.method) && req.body == BodyLen::None,
+            body: Vec::new(),
+            body_done: req.body == BodyLen::None,
+            resp: VecDeque::new(),
+            resp_bytes: 0,
+            finished: false,
+            head_seen: false,
+            up: None,
+            tries: 0,
+            max_tries: 1 + retries,
+            deadline: timeout.map(|t| now + t),
+        };
+        let error = if cluster == usize::MAX || self.spec.clusters[cluster].backends.is_empty() {
+            self.stats.no_backend += 1;
+            Some(ProxyError::NoHealthyBackend)
+        } else if self.pending_per_cluster[cluster] >= self.spec.clusters[cluster].max_pending {
+            self.stats.overflows += 1;
+            Some(ProxyError::Overflow)
+        } else {
+            None
+        };
+        if let Some(e) = error {
+            ex.resp.push_back(Err(e));
+            ex.finished = true;
+            self.exchanges[index as usize] = Some(ex);
+            self.wakes.push(wake);
+            return id;
+        }
+        ex.head = build_head(&req, &self.spec, framing);
+        if let Some(d) = ex.deadline {
+            self.timers.push(Reverse((d, Timer::Ex(index, gen))));
+        }
+        self.exchanges[index as usize] = Some(ex);
+        let backend = self.pick(cluster, None);
+        self.enqueue(now, id, backend);
+        id
+    }
+
+    /// Round robin over the cluster's backends, skipping `avoid` when
+    /// there is another.
+    fn pick(&mut self, cluster: usize, avoid: Option<usize>) -> usize {
+        let n = self.spec.clusters[cluster].backends.len();
+        let first = self.cluster_first[cluster];
+        let mut k = self.rr[cluster] % n;
+        if n > 1 && avoid == Some(first + k) {
+            k = (k + 1) % n;
+        }
+        self.rr[cluster] = (k + 1) % n;
+        first + k
+    }
+
+    fn enqueue(&mut self, now: Time, ex: ExchangeId, backend: usize) {
+        let Some(e) = self.ex_mut(ex) else {
+            return;
+        };
+        e.backend = backend;
+        e.tries += 1;
+        let cluster = e.cluster;
+        self.pending_per_cluster[cluster] += 1;
+        self.backends[backend].pending.push_back(ex);
+        self.dispatch(now, backend);
+    }
+
+    /// Give waiting exchanges of `backend` its idle connections, and open
+    /// connections for the rest within the pool limit.
+    fn dispatch(&mut self, now: Time, backend: usize) {
+        loop {
+            let Some(&ex) = self.backends[backend].pending.front() else {
+                return;
+            };
+            if self.ex(ex).is_none() {
+                self.backends[backend].pending.pop_front();
+                continue;
+            }
+            if let Some(up) = self.backends[backend].idle.pop() {
+                if let Some(u) = self.up_mut(up) {
+                    u.in_idle_list = false;
+                }
+                self.backends[backend].pending.pop_front();
+                let cluster = self.backends[backend].cluster;
+                self.pending_per_cluster[cluster] -= 1;
+                self.assign(ex, up);
+                continue;
+            }
+            break;
+        }
+        let c = &self.spec.clusters[self.backends[backend].cluster];
+        let (max, timeout) = (c.max_connections, c.connect_timeout);
+        let idle_timeout = c.idle_timeout;
+        while self.backends[backend].pending.len() > self.backends[backend].connecting
+            && self.backends[backend].conns < max
+        {
+            self.open(now, backend, timeout, idle_timeout);
+        }
+    }
+
+    fn open(&mut self, now: Time, backend: usize, timeout: Duration, idle_timeout: Duration) {
+        let gen = self.gen();
+        let index = match self.free_up.pop() {
+            Some(i) => i,
+            None => {
+                self.ups.push(None);
+                (self.ups.len() - 1) as u32
+            }
+        };
+        self.ups[index as usize] = Some(Up {
+            gen,
+            backend,
+            state: UpState::Connecting,
+            client: ClientConn::new(ClientLimits::default()),
+            ex: None,
+            wake: None,
+            idle_since: now,
+            idle_timeout,
+            close: Close::No,
+            used: false,
+            in_idle_list: false,
+        });
+        let id = UpstreamId { index, gen };
+        let b = &mut self.backends[backend];
+        b.conns += 1;
+        b.connecting += 1;
+        self.stats.upstream_connects += 1;
+        self.connects.push((id, b.addr));
+        self.timers
+            .push(Reverse((now + timeout, Timer::Connect(index, gen))));
+    }
+
+    fn assign(&mut self, ex: ExchangeId, up: UpstreamId) {
+        let Some(e) = self.ex_mut(ex) else {
+            return;
+        };
+        e.up = Some(up);
+        let (head, framing, is_head) = (std::mem::take(&mut e.head), e.framing, e.is_head);
+        let Some(u) = self.up_mut(up) else {
+            return;
+        };
+        if u.used {
+            self.stats.upstream_reuses += 1;
+        }
+        let u = self.up_mut(up).expect("checked above");
+        u.used = true;
+        u.ex = Some(ex);
+        let sent = u.client.send_request(&head, framing, is_head);
+        // Keep the head for a retry.
+        if let Some(e) = self.ex_mut(ex) {
+            e.head = head;
+        }
+        if sent.is_err() {
+            self.fail_up(up, ProxyError::UpstreamReset);
+            return;
+        }
+        self.wake_up(up);
+    }
+
+    fn send_body(&mut self, ex: ExchangeId, data: &[u8]) -> usize {
+        let Some(e) = self.ex_mut(ex) else {
+            return data.len();
+        };
+        if e.finished && e.up.is_none() {
+            // Answered already (an error): drop the body.
+            return data.len();
+        }
+        let room = REQUEST_BODY_BUFFER.saturating_sub(e.body.len());
+        let n = room.min(data.len());
+        e.body.extend_from_slice(&data[..n]);
+        if let Some(up) = e.up {
+            self.wake_up(up);
+        }
+        n
+    }
+
+    fn end_body(&mut self, ex: ExchangeId) {
+        if let Some(e) = self.ex_mut(ex) {
+            e.body_done = true;
+            if let Some(up) = e.up {
+                self.wake_up(up);
+            }
+        }
+    }
+
+    fn poll_response(&mut self, ex: ExchangeId) -> Option<Result<ResponsePart, ProxyError>> {
+        let e = self.ex_mut(ex)?;
+        let part = e.resp.pop_front()?;
+        if let Ok(ResponsePart::Data(d)) = &part {
+            let before = e.resp_bytes;
+            e.resp_bytes -= d.len();
+            // Below half: let the upstream connection read again.
+            if before >= RESPONSE_BUFFER / 2 && e.resp_bytes < RESPONSE_BUFFER / 2 {
+                if let Some(up) = e.up {
+                    self.wake_up(up);
+                }
+            }
+        }
+        if matches!(part, Ok(ResponsePart::End) | Err(_)) {
+            self.free_ex(ex);
+        }
+        Some(part)
+    }
+
+    fn cancel(&mut self, ex: ExchangeId) {
+        let Some(e) = self.ex(ex) else {
+            return;
+        };
+        if let Some(up) = e.up {
+            if !e.finished {
+                // The response is still coming: the connection cannot be
+                // reused mid-response.
+                if let Some(u) = self.up_mut(up) {
+                    u.ex = None;
+                    u.close = Close::Abort;
+                }
+                self.wake_up(up);
+            }
+        }
+        self.free_ex(ex);
+    }
+
+    fn free_ex(&mut self, ex: ExchangeId) {
+        let Some(e) = self.exchanges[ex.index as usize].take() else {
+            return;
+        };
+        if e.up.is_none() && e.backend != usize::MAX {
+            // Still waiting in a queue: it counts there until dispatch skips it.
+            if let Some(pos) = self.backends[e.backend]
+                .pending
+                .iter()
+                .position(|p| *p == ex)
+            {
+                self.backends[e.backend].pending.remove(pos);
+                self.pending_per_cluster[e.cluster] -= 1;
+            }
+        }
+        self.free_ex.push(ex.index);
+    }
+
+    fn finish_ex(&mut self, ex: ExchangeId, result: Result<ResponsePart, ProxyError>) {
+        let mut count = None;
+        if let Some(e) = self.ex_mut(ex) {
+            if e.finished {
+                return;
+            }
+            e.finished = true;
+            if let Err(err) = result {
+                count = Some(err);
+            }
+            e.resp.push_back(result);
+        }
+        match count {
+            Some(ProxyError::ConnectFailed) => self.stats.connect_failures += 1,
+            Some(ProxyError::UpstreamReset) => self.stats.upstream_resets += 1,
+            Some(ProxyError::BadResponse) => self.stats.bad_responses += 1,
+            Some(ProxyError::Timeout) => self.stats.timeouts += 1,
+            _ => {}
+        }
+        self.wake_ex(ex);
+    }
+
+    // ---- upstream ----------------------------------------------------------
+
+    fn connected(&mut self, now: Time, up: UpstreamId, wake: WakeKey) -> bool {
+        let Some(u) = self.up_mut(up) else {
+            return false;
+        };
+        u.state = UpState::Ready;
+        u.wake = Some(wake);
+        u.idle_since = now;
+        let backend = u.backend;
+        self.backends[backend].connecting -= 1;
+        self.make_idle(now, up);
+        true
+    }
+
+    /// `up` has no exchange: give it the next waiting one, or list it idle.
+    fn make_idle(&mut self, now: Time, up: UpstreamId) {
+        let Some(u) = self.up_mut(up) else {
+            return;
+        };
+        u.ex = None;
+        u.idle_since = now;
+        if u.close != Close::No || !u.client.reusable() {
+            if u.close == Close::No {
+                u.close = Close::Graceful;
+            }
+            self.wake_up(up);
+            return;
+        }
+        let backend = u.backend;
+        u.in_idle_list = true;
+        self.backends[backend].idle.push(up);
+        self.dispatch(now, backend);
+        // Idle connections beyond `max_idle` are not closed here: under
+        // load, connections go idle and busy all the time, and closing
+        // them on a count is the churn (TIME_WAIT, connects) a pool is
+        // there to avoid. The least recently used ones age out instead
+        // (see `up_deadline`).
+        self.wake_up(up);
+    }
+
+    fn unlist_idle(&mut self, up: UpstreamId) {
+        let Some(u) = self.up_mut(up) else {
+            return;
+        };
+        if !u.in_idle_list {
+            return;
+        }
+        u.in_idle_list = false;
+        let b = u.backend;
+        self.backends[b].idle.retain(|x| *x != up);
+    }
+
+    fn connect_failed(&mut self, now: Time, up: UpstreamId) {
+        let Some(u) = self.ups.get_mut(up.index as usize).and_then(Option::take) else {
+            return;
+        };
+        if u.gen != up.gen {
+            self.ups[up.index as usize] = Some(u);
+            return;
+        }
+        self.free_up.push(up.index);
+        let backend = u.backend;
+        let b = &mut self.backends[backend];
+        b.conns -= 1;
+        if u.state == UpState::Connecting {
+            b.connecting -= 1;
+        }
+        self.stats.connect_failures += 1;
+        // The exchanges that waited for this backend beyond what its other
+        // opening connections cover try another backend, or fail.
+        let surplus = self.backends[backend]
+            .pending
+            .len()
+            .saturating_sub(self.backends[backend].connecting);
+        if surplus == 0 {
+            return;
+        }
+        let moved: Vec<ExchangeId> = {
+            let b = &mut self.backends[backend];
+            let keep = b.pending.len() - surplus;
+            b.pending.drain(keep..).collect()
+        };
+        for ex in moved {
+            let Some(e) = self.ex(ex) else {
+                continue;
+            };
+            let (cluster, retry) = (e.cluster, e.tries < e.max_tries);
+            self.pending_per_cluster[cluster] -= 1;
+            if retry && self.spec.clusters[cluster].backends.len() > 1 {
+                self.stats.retries += 1;
+                let next = self.pick(cluster, Some(backend));
+                self.enqueue(now, ex, next);
+            } else {
+                if let Some(e) = self.ex_mut(ex) {
+                    e.backend = usize::MAX;
+                }
+                self.finish_ex(ex, Err(ProxyError::ConnectFailed));
+                self.stats.connect_failures -= 1;
+            }
+        }
+    }
+
+    /// The upstream app is gone (the TCP connection closed or was reset).
+    fn up_gone(&mut self, now: Time, up: UpstreamId) {
+        let Some(u) = self.up(up) else {
+            return;
+        };
+        let (ex, backend) = (u.ex, u.backend);
+        self.unlist_idle(up);
+        if let Some(ex) = ex {
+            self.fail_exchange_of(now, up, ex);
+        }
+        let u = self.ups[up.index as usize].take().expect("checked above");
+        if u.state == UpState::Connecting {
+            self.backends[backend].connecting -= 1;
+        }
+        self.backends[backend].conns -= 1;
+        self.free_up.push(up.index);
+        self.dispatch(now, backend);
+    }
+
+    /// The connection carrying `ex` failed: retry the request elsewhere if
+    /// that is safe, else fail it.
+    fn fail_exchange_of(&mut self, now: Time, up: UpstreamId, ex: ExchangeId) {
+        let written = self.up(up).map_or(0, |u| u.client.request_bytes_written());
+        let started = self.up(up).is_some_and(|u| u.client.response_started());
+        if let Some(u) = self.up_mut(up) {
+            u.ex = None;
+        }
+        let Some(e) = self.ex_mut(ex) else {
+            return;
+        };
+        if e.finished {
+            return;
+        }
+        e.up = None;
+        // Never sent (the backend closed a connection we thought idle), or
+        // idempotent with no response byte: safe to send again.
+        let safe = !e.head_seen && !started && (written == 0 || e.idempotent);
+        if safe && e.tries < e.max_tries + u32::from(written == 0) {
+            let (cluster, backend) = (e.cluster, e.backend);
+            self.stats.retries += 1;
+            let next = self.pick(cluster, Some(backend));
+            self.enqueue(now, ex, next);
+            return;
+        }
+        self.finish_ex(ex, Err(ProxyError::UpstreamReset));
+    }
+
+    fn fail_up(&mut self, up: UpstreamId, err: ProxyError) {
+        let ex = self.up_mut(up).and_then(|u| {
+            u.close = Close::Abort;
+            u.ex.take()
+        });
+        if let Some(ex) = ex {
+            if let Some(e) = self.ex_mut(ex) {
+                e.up = None;
+            }
+            self.finish_ex(ex, Err(err));
+        }
+        self.wake_up(up);
+    }
+
+    fn up_wants_read(&self, up: UpstreamId) -> bool {
+        let Some(u) = self.up(up) else {
+            return false;
+        };
+        match u.ex.and_then(|ex| self.ex(ex)) {
+            Some(e) => e.resp_bytes < RESPONSE_BUFFER,
+            None => true,
+        }
+    }
+
+    fn up_wants_write(&self, up: UpstreamId) -> bool {
+        let Some(u) = self.up(up) else {
+            return false;
+        };
+        u.client.wants_write()
+            || u.ex
+                .and_then(|ex| self.ex(ex))
+                .is_some_and(|e| !e.body.is_empty() || e.body_done)
+    }
+
+    fn up_write(&mut self, up: UpstreamId, buf: &mut [u8]) -> usize {
+        let Some(u) = self.ups.get_mut(up.index as usize).and_then(Option::as_mut) else {
+            return 0;
+        };
+        if u.gen != up.gen {
+            return 0;
+        }
+        if let Some(ex) = u.ex {
+            if let Some(e) = self.exchanges[ex.index as usize]
+                .as_mut()
+                .filter(|e| e.gen == ex.gen)
+            {
+                let before = e.body.len();
+                if !e.body.is_empty() {
+                    let n = u.client.write_body(&e.body);
+                    e.body.drain(..n);
+                }
+                let mut failed = false;
+                if e.body_done && e.body.is_empty() && e.framing != BodyFraming::None {
+                    failed = u.client.finish_body(&[]).is_err();
+                    e.framing = BodyFraming::None;
+                }
+                let freed = before >= REQUEST_BODY_BUFFER && e.body.len() < REQUEST_BODY_BUFFER;
+                let wake = e.wake;
+                if freed {
+                    self.wakes.push(wake);
+                }
+                if failed {
+                    // The downstream body ended short of its Content-Length.
+                    self.fail_up(up, ProxyError::BadRequest);
+                    return 0;
+                }
+            }
+        }
+        let u = self.ups[up.index as usize].as_mut().expect("checked above");
+        u.client.poll_write(buf)
+    }
+
+    fn up_read(&mut self, now: Time, up: UpstreamId, data: &[u8]) -> usize {
+        let Some(u) = self.ups.get_mut(up.index as usize).and_then(Option::as_mut) else {
+            return data.len();
+        };
+        if u.gen != up.gen || u.close == Close::Abort {
+            return data.len();
+        }
+        let ex_id = u.ex;
+        let mut ex = ex_id.and_then(|id| {
+            self.exchanges[id.index as usize]
+                .as_mut()
+                .filter(|e| e.gen == id.gen)
+        });
+        if ex.as_ref().is_some_and(|e| e.resp_bytes >= RESPONSE_BUFFER) {
+            return 0;
+        }
+        let mut ended = false;
+        let mut head_status = None;
+        let result = u.client.on_read(data, &mut |ev| {
+            let Some(e) = ex.as_deref_mut() else {
+                return;
+            };
+            match ev {
+                ClientEvent::Informational(_) => {}
+                ClientEvent::Head(h) => {
+                    head_status = Some(h.status);
+                    e.head_seen = true;
+                    e.resp.push_back(Ok(response_head(h, e.is_head)));
+                }
+                ClientEvent::Body(b) => {
+                    e.resp_bytes += b.len();
+                    match e.resp.back_mut() {
+                        // Coalesce small reads into one part.
+                        Some(Ok(ResponsePart::Data(d))) if d.len() < 16 * 1024 => {
+                            d.extend_from_slice(b)
+                        }
+                        _ => e.resp.push_back(Ok(ResponsePart::Data(b.to_vec()))),
+                    }
+                }
+                ClientEvent::Trailers(t) => {
+                    let t: Headers = t.iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
+                    e.resp.push_back(Ok(ResponsePart::Trailers(t)));
+                }
+                ClientEvent::End => {
+                    ended = true;
+                    e.finished = true;
+                    e.resp.push_back(Ok(ResponsePart::End));
+                }
+            }
+        });
+        if let Some(s) = head_status {
+            self.count_status(s);
+        }
+        let took = match result {
+            Ok(n) => n,
+            Err(_) => {
+                self.stats.bad_responses += 1;
+                match ex_id {
+                    Some(ex) if !self.ex(ex).is_some_and(|e| e.head_seen) => {
+                        self.fail_up(up, ProxyError::BadResponse)
+                    }
+                    Some(ex) => {
+                        // Mid-body: the client sees the response cut.
+                        self.fail_up(up, ProxyError::UpstreamReset);
+                        let _ = ex;
+                    }
+                    None => self.fail_up(up, ProxyError::BadResponse),
+                }
+                return data.len();
+            }
+        };
+        if let Some(ex) = ex_id {
+            self.wake_ex(ex);
+            if ended {
+                if let Some(e) = self.ex_mut(ex) {
+                    e.up = None;
+                }
+                self.make_idle(now, up);
+            }
+        }
+        took
+    }
+
+    fn count_status(&mut self, s: u16) {
+        let st = &mut self.stats;
+        match s {
+            100..=199 => st.responses_1xx += 1,
+            200..=299 => st.responses_2xx += 1,
+            300..=399 => st.responses_3xx += 1,
+            400..=499 => st.responses_4xx += 1,
+            _ => st.responses_5xx += 1,
+        }
+    }
+
+    fn up_eof(&mut self, now: Time, up: UpstreamId) {
+        let Some(u) = self.ups.get_mut(up.index as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if u.gen != up.gen {
+            return;
+        }
+        let ex_id = u.ex;
+        let mut ex = ex_id.and_then(|id| {
+            self.exchanges[id.index as usize]
+                .as_mut()
+                .filter(|e| e.gen == id.gen)
+        });
+        let mut ended = false;
+        let r = u.client.on_read_eof(&mut |ev| {
+            if let (ClientEvent::End, Some(e)) = (ev, ex.as_deref_mut()) {
+                ended = true;
+                e.finished = true;
+                e.resp.push_back(Ok(ResponsePart::End));
+            }
+        });
+        // The backend closed: this connection takes no further request.
+        u.close = Close::Graceful;
+        self.unlist_idle(up);
+        match ex_id {
+            Some(ex) if ended => {
+                if let Some(e) = self.ex_mut(ex) {
+                    e.up = None;
+                }
+                if let Some(u) = self.up_mut(up) {
+                    u.ex = None;
+                }
+                self.wake_ex(ex);
+            }
+            Some(ex) => {
+                let _ = r;
+                self.fail_exchange_of(now, up, ex);
+            }
+            None => {}
+        }
+        self.wake_up(up);
+    }
+
+    /// More idle connections than the cluster keeps.
+    fn over_max_idle(&self, backend: usize) -> bool {
+        let b = &self.backends[backend];
+        b.idle.len() > self.spec.clusters[b.cluster].max_idle
+    }
+
+    fn up_timeout(&mut self, now: Time, up: UpstreamId) {
+        let Some(u) = self.up(up) else {
+            return;
+        };
+        let limit = if self.over_max_idle(u.backend) {
+            IDLE_TRIM.min(u.idle_timeout)
+        } else {
+            u.idle_timeout
+        };
+        if u.ex.is_none() && u.close == Close::No && now >= u.idle_since + limit {
+            self.stats.upstream_idle_closes += 1;
+            self.unlist_idle(up);
+            if let Some(u) = self.up_mut(up) {
+                u.close = Close::Graceful;
+            }
+        }
+    }
+
+    fn on_timeout(&mut self, now: Time) {
+        while let Some(Reverse((t, timer))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::Ex(index, gen) => {
+                    let ex = ExchangeId { index, gen };
+                    let Some(e) = self.ex(ex) else {
+                        continue;
+                    };
+                    if e.finished {
+                        continue;
+                    }
+                    match e.up {
+                        Some(up) => {
+                            if let Some(u) = self.up_mut(up) {
+                                u.ex = None;
+                                u.close = Close::Abort;
+                            }
+                            self.wake_up(up);
+                            if let Some(e) = self.ex_mut(ex) {
+                                e.up = None;
+                            }
+                        }
+                        None => {
+                            let (b, c) = (e.backend, e.cluster);
+                            if let Some(pos) =
+                                self.backends[b].pending.iter().position(|p| *p == ex)
+                            {
+                                self.backends[b].pending.remove(pos);
+                                self.pending_per_cluster[c] -= 1;
+                            }
+                            if let Some(e) = self.ex_mut(ex) {
+                                e.backend = usize::MAX;
+                            }
+                        }
+                    }
+                    self.finish_ex(ex, Err(ProxyError::Timeout));
+                }
+                Timer::Connect(index, gen) => {
+                    let up = UpstreamId { index, gen };
+                    if self.up(up).is_some_and(|u| u.state == UpState::Connecting) {
+                        self.aborts.push(up);
+                        self.connect_failed(now, up);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Proxy for LoopProxy {
+    fn matches(&self, authority: Option<&[u8]>, method: &[u8], path: &[u8]) -> bool {
+        self.core
+            .borrow()
+            .spec
+            .route(authority, method, path)
+            .is_some()
+    }
+
+    fn start(&self, req: ProxyRequest, wake: WakeKey) -> ExchangeId {
+        let mut core = self.core.borrow_mut();
+        let now = core.now;
+        core.start(now, req, wake)
+    }
+
+    fn send_body(&self, ex: ExchangeId, data: &[u8]) -> usize {
+        self.core.borrow_mut().send_body(ex, data)
+    }
+
+    fn end_body(&self, ex: ExchangeId) {
+        self.core.borrow_mut().end_body(ex)
+    }
+
+    fn poll_response(&self, ex: ExchangeId) -> Option<Result<ResponsePart, ProxyError>> {
+        self.core.borrow_mut().poll_response(ex)
+    }
+
+    fn response_ready(&self, ex: ExchangeId) -> bool {
+        self.core.borrow().ex(ex).is_none_or(|e| !e.resp.is_empty())
+    }
+
+    fn cancel(&self, ex: ExchangeId) {
+        self.core.borrow_mut().cancel(ex)
+    }
+}
+
+/// The response head as the downstream sees it: hop-by-hop fields off.
+fn response_head(h: &ResponseHead, is_head: bool) -> ResponsePart {
+    let connection: Vec<Vec<u8>> = h
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+        .flat_map(|(_, v)| sluice_http::connection_tokens(v).map(<[u8]>::to_ascii_lowercase))
+        .collect();
+    let headers = h
+        .headers()
+        .filter(|(n, _)| {
+            !sluice_http::is_hop_by_hop(n)
+                && !n.eq_ignore_ascii_case(b"content-length")
+                && !connection.iter().any(|c| n.eq_ignore_ascii_case(c))
+        })
+        .map(|(n, v)| (n.to_vec(), v.to_vec()))
+        .collect();
+    let body = match h.framing {
+        _ if is_head => match h.header(b"content-length").and_then(parse_u64) {
+            Some(n) => BodyLen::Length(n),
+            None => BodyLen::None,
+        },
+        BodyFraming::None => BodyLen::None,
+        BodyFraming::Length(n) => BodyLen::Length(n),
+        BodyFraming::Chunked | BodyFraming::UntilClose => BodyLen::Streamed,
+    };
+    ResponsePart::Head {
+        status: h.status,
+        headers,
+        body,
+    }
+}
+
+fn parse_u64(v: &[u8]) -> Option<u64> {
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
+/// The request head sent upstream: the client's end-to-end fields, `Host`,
+/// and the forwarding fields (RFC 7239's de-facto forms).
+fn build_head(req: &ProxyRequest, spec: &ProxySpec, framing: BodyFraming) -> Vec<u8> {
+    let mut headers: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(req.headers.len() + 4);
+    if let Some(a) = &req.authority {
+        headers.push((b"host", a.clone()));
+    }
+    let mut xff: Option<Vec<u8>> = None;
+    for (n, v) in &req.headers {
+        if n.eq_ignore_ascii_case(b"x-forwarded-for") {
+            let x = xff.get_or_insert_with(Vec::new);
+            if !x.is_empty() {
+                x.extend_from_slice(b", ");
+            }
+            x.extend_from_slice(v);
+            continue;
+        }
+        if n.eq_ignore_ascii_case(b"x-forwarded-proto")
+            || spec
+                .spiffe_header
+                .as_deref()
+                .is_some_and(|h| n.eq_ignore_ascii_case(h))
+        {
+            // Ours to set: a client must not forge them.
+            continue;
+        }
+        headers.push((n, v.clone()));
+    }
+    if let Some(client) = req.client {
+        let x = xff.get_or_insert_with(Vec::new);
+        if !x.is_empty() {
+            x.extend_from_slice(b", ");
+        }
+        x.extend_from_slice(client.ip().to_string().as_bytes());
+    }
+    if let Some(x) = xff {
+        headers.push((b"x-forwarded-for", x));
+    }
+    let proto: &[u8] = if req.tls { b"https" } else { b"http" };
+    headers.push((b"x-forwarded-proto", proto.to_vec()));
+    if let (Some(h), Some(id)) = (&spec.spiffe_header, &req.spiffe_id) {
+        headers.push((h, id.as_bytes().to_vec()));
+    }
+    let mut out = Vec::with_capacity(256);
+    sluice_http::write_request_head(
+        &mut out,
+        &req.method,
+        &req.path,
+        headers.iter().map(|(n, v)| (*n, v.as_slice())),
+        &framing,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests;

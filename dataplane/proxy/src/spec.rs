@@ -1,0 +1,166 @@
+//! What one loop's proxy is built from: a validated configuration
+//! (sluice-config), compiled to indices and plain values once, so the
+//! request path compares bytes and never looks names up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sluice_config::{Config, Router, UpstreamProtocol};
+
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    pub name: String,
+    pub backends: Vec<SocketAddr>,
+    /// Connections per backend per loop, busy and idle.
+    pub max_connections: usize,
+    /// Idle connections kept per backend per loop.
+    pub max_idle: usize,
+    /// Requests waiting for a connection, per cluster per loop; beyond it
+    /// a request gets a fast 503.
+    pub max_pending: usize,
+    pub connect_timeout: Duration,
+    /// An idle upstream connection is closed after this long; keep it
+    /// below the backend's own keep-alive timeout.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteSpec {
+    /// Index into [`ProxySpec::clusters`].
+    pub cluster: usize,
+    /// Total time for the request, retries included.
+    pub timeout: Option<Duration>,
+    /// Extra tries for requests that are safe to repeat.
+    pub retries: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProxySpec {
+    router: Router,
+    /// By the configuration's route index.
+    pub routes: Vec<RouteSpec>,
+    pub clusters: Vec<ClusterSpec>,
+    /// Header carrying the client's verified SPIFFE ID upstream.
+    pub spiffe_header: Option<Vec<u8>>,
+}
+
+impl ProxySpec {
+    /// Compiles a validated configuration. Errors name what this build
+    /// cannot do yet.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let mut clusters = Vec::with_capacity(config.clusters.len());
+        for c in &config.clusters {
+            if c.protocol != UpstreamProtocol::Http1 {
+                return Err(format!(
+                    "cluster \"{}\": protocol {} is not supported yet; this build proxies to http1 backends",
+                    c.name, c.protocol
+                ));
+            }
+            clusters.push(ClusterSpec {
+                name: c.name.clone(),
+                backends: c.endpoints.iter().map(|e| e.address).collect(),
+                max_connections: c.pool.max_connections.max(1) as usize,
+                max_idle: c.pool.max_idle as usize,
+                max_pending: c.breaker.max_pending_requests as usize,
+                connect_timeout: c.connect_timeout,
+                idle_timeout: c.idle_timeout,
+            });
+        }
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| RouteSpec {
+                cluster: config
+                    .clusters
+                    .iter()
+                    .position(|c| c.name == r.cluster)
+                    .unwrap_or(usize::MAX),
+                timeout: Some(r.timeout).filter(|t| !t.is_zero()),
+                retries: r.retries,
+            })
+            .collect();
+        Ok(Self {
+            router: Router::new(config),
+            routes,
+            clusters,
+            spiffe_header: config
+                .proxy
+                .spiffe_header
+                .as_ref()
+                .map(|h| h.as_bytes().to_vec()),
+        })
+    }
+
+    /// The route of a request (see sluice_config::router for the rules).
+    pub fn route(&self, authority: Option<&[u8]>, method: &[u8], path: &[u8]) -> Option<usize> {
+        let host = match authority {
+            Some(a) => Some(std::str::from_utf8(a).ok()?),
+            None => None,
+        };
+        let method = std::str::from_utf8(method).ok()?;
+        let path = std::str::from_utf8(path).ok()?;
+        self.router.route(host, method, path).map(|m| m.route)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_routes_and_clusters() {
+        let config = Config::from_toml_str(
+            r#"
+            [[route]]
+            prefix = "/api"
+            cluster = "api"
+            timeout = "500ms"
+            retries = 2
+            [[route]]
+            prefix = "/"
+            host = "a.example"
+            cluster = "web"
+            [[cluster]]
+            name = "api"
+            endpoints = ["198.18.0.3:8080"]
+            [[cluster]]
+            name = "web"
+            endpoints = ["198.18.0.3:8081", "[2001:2::3]:8081"]
+            [cluster.pool]
+            max_connections = 8
+            "#,
+            "t.toml",
+        )
+        .unwrap();
+        let spec = ProxySpec::from_config(&config).unwrap();
+        assert_eq!(spec.route(None, b"GET", b"/api/x"), Some(0));
+        assert_eq!(spec.route(Some(b"a.example:80"), b"GET", b"/x"), Some(1));
+        assert_eq!(spec.route(Some(b"b.example"), b"GET", b"/x"), None);
+        assert_eq!(spec.routes[0].timeout, Some(Duration::from_millis(500)));
+        assert_eq!(spec.routes[0].retries, 2);
+        assert_eq!(spec.clusters[1].backends.len(), 2);
+        assert_eq!(spec.clusters[1].max_connections, 8);
+    }
+
+    #[test]
+    fn unsupported_protocols_are_named() {
+        let config = Config::from_toml_str(
+            r#"
+            [[route]]
+            prefix = "/"
+            cluster = "grpc"
+            [[cluster]]
+            name = "grpc"
+            protocol = "h2c"
+            endpoints = ["198.18.0.3:50051"]
+            "#,
+            "t.toml",
+        )
+        .unwrap();
+        let e = ProxySpec::from_config(&config).unwrap_err();
+        assert!(
+            e.contains("cluster \"grpc\": protocol h2c is not supported yet"),
+            "{e}"
+        );
+    }
+}
