@@ -277,6 +277,8 @@ counters! {
     proxy_timeouts,
     /// Proxy: requests sent again on another connection or backend.
     proxy_retries,
+    /// Proxy: retries not made because the cluster's retry budget (20% of active requests by default) was spent.
+    proxy_retries_refused,
     /// Proxy: connections opened to backends.
     proxy_upstream_connects,
     /// Proxy: requests sent on a connection that had carried one before.
@@ -314,6 +316,7 @@ impl Counters {
         self.proxy_bad_responses = p.bad_responses;
         self.proxy_timeouts = p.timeouts;
         self.proxy_retries = p.retries;
+        self.proxy_retries_refused = p.retries_refused;
         self.proxy_upstream_connects = p.upstream_connects;
         self.proxy_upstream_reuses = p.upstream_reuses;
         self.proxy_upstream_idle_closes = p.upstream_idle_closes;

@@ -316,10 +316,17 @@ impl TcpService {
                 .listen(*at, 0)
                 .map_err(|e| anyhow::anyhow!("listening on {at}: {e}"))?;
         }
-        let proxy = setup
-            .proxy
-            .as_ref()
-            .map(|spec| LoopProxy::new(Arc::clone(spec), u64::from(core)));
+        let proxy = setup.proxy.as_ref().map(|spec| {
+            LoopProxy::for_loop(
+                Arc::clone(spec),
+                u32::from(core),
+                u32::from(cores),
+                // Random per run: trace and request ids must not repeat
+                // after a restart.
+                u64::from_le_bytes(setup.engine.isn_key[..8].try_into().unwrap_or_default())
+                    ^ u64::from(core),
+            )
+        });
         let apps = LoopApps::new(&setup.apps, proxy.clone().map(|p| p as Rc<dyn Proxy>));
         apps.date().set_unix_time(setup.clock.unix_secs(now));
         Ok(Self {

@@ -246,6 +246,47 @@ fn proxies_http1_byte_exact_reused_and_replies_cross_queues() {
         assert!(hd.get(gone).is_none(), "{gone} reached the backend: {h}");
     }
     assert_eq!(h["version"], "http/1.1", "{h}");
+    // No trace from the client: one is started; a request id is added.
+    let tp = hd["traceparent"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no traceparent: {h}"));
+    assert!(
+        tp.len() == 55 && tp.starts_with("00-") && tp.ends_with("-01"),
+        "{tp}"
+    );
+    assert_eq!(
+        hd["x-request-id"][0].as_str().map(str::len),
+        Some(36),
+        "{h}"
+    );
+    // The client's trace continues: same trace id and flags, a new span;
+    // tracestate and the client's request id go through as they are.
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    let t = headers_json(
+        &client,
+        &format!("{vip4}/headers"),
+        &[
+            &format!("traceparent: {parent}"),
+            "tracestate: congo=t61rcWkgMzE",
+            "X-Request-Id: client-chosen-id",
+        ],
+    );
+    let th = &t["headers"];
+    let tp = th["traceparent"][0].as_str().unwrap();
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{t}"
+    );
+    assert!(
+        tp.ends_with("-00") && !tp.contains("00f067aa0ba902b7"),
+        "{t}"
+    );
+    assert_eq!(th["tracestate"][0], "congo=t61rcWkgMzE", "{t}");
+    assert_eq!(
+        th["x-request-id"],
+        serde_json::json!(["client-chosen-id"]),
+        "{t}"
+    );
     let h6 = headers_json(&client, &format!("{vip6}/v6/headers"), &[]);
     assert_eq!(
         h6["headers"]["x-forwarded-for"][0],

@@ -31,9 +31,14 @@ pub mod defaults {
     pub const ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
     /// `route.retries`: one retry, as Envoy does once a retry policy exists.
     pub const ROUTE_RETRIES: u32 = 1;
-    /// `route.retry_on`: only the conditions where the backend cannot have
-    /// seen the request, so a retry is safe for every method.
-    pub const ROUTE_RETRY_ON: &[RetryOn] = &[RetryOn::ConnectFailure, RetryOn::RefusedStream];
+    /// `route.retry_on`: the conditions where the backend cannot have seen
+    /// the request (safe for every method), and a reset before any
+    /// response byte, which the proxy retries for idempotent methods only.
+    pub const ROUTE_RETRY_ON: &[RetryOn] = &[
+        RetryOn::ConnectFailure,
+        RetryOn::RefusedStream,
+        RetryOn::Reset,
+    ];
 
     /// `cluster.protocol`.
     pub const CLUSTER_PROTOCOL: UpstreamProtocol = UpstreamProtocol::Http1;

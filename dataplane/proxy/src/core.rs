@@ -13,8 +13,12 @@ use sluice_app::proxy::{
 };
 use sluice_app::{Close, Time};
 use sluice_http::{BodyFraming, ClientConn, ClientEvent, ClientLimits, ResponseHead};
+use sluice_lb::{
+    hash_key, Balancer, EligibleSet, LeastRequest, LocalBreaker, RoundRobin, SplitMix64,
+};
 
-use crate::spec::ProxySpec;
+use crate::spec::{Balance, ProxySpec};
+use crate::trace::{self, TraceParent};
 use crate::upstream::UpstreamApp;
 use crate::UpstreamId;
 
@@ -45,6 +49,8 @@ pub struct ProxyStats {
     pub bad_responses: u64,
     pub timeouts: u64,
     pub retries: u64,
+    /// Retries not made because the cluster's retry budget was spent.
+    pub retries_refused: u64,
     /// Connections opened to backends.
     pub upstream_connects: u64,
     /// Requests sent on a connection that had served one before.
@@ -81,6 +87,18 @@ struct Exchange {
     tries: u32,
     max_tries: u32,
     deadline: Option<Time>,
+    /// Maglev's key (a header's value or the client address), hashed.
+    key_hash: Option<u64>,
+    /// The backend least request counts this exchange against.
+    started_on: Option<usize>,
+    /// Holds one of the cluster's `max_requests`.
+    request_held: bool,
+    /// Holds one of the cluster's retries in flight.
+    retry_held: bool,
+    /// The backend a delayed retry should avoid.
+    retry_avoid: usize,
+    retry_connect: bool,
+    retry_reset: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -124,6 +142,8 @@ struct Backend {
 enum Timer {
     Ex(u32, u32),
     Connect(u32, u32),
+    /// A retry's backoff ended.
+    Retry(u32, u32),
 }
 
 #[derive(Debug)]
@@ -137,8 +157,14 @@ struct Core {
     backends: Vec<Backend>,
     /// First backend index of each cluster, and the round-robin cursor.
     cluster_first: Vec<usize>,
-    rr: Vec<usize>,
-    pending_per_cluster: Vec<usize>,
+    balancers: Vec<Balancer>,
+    /// Backends each cluster may use (all, until health lands), and a
+    /// scratch copy for picks that avoid one.
+    eligible: Vec<EligibleSet>,
+    scratch: Vec<EligibleSet>,
+    /// This loop's share of each cluster's limits.
+    breakers: Vec<LocalBreaker>,
+    rng: SplitMix64,
     connects: Vec<(UpstreamId, SocketAddr)>,
     aborts: Vec<UpstreamId>,
     wakes: Vec<WakeKey>,
@@ -163,7 +189,14 @@ fn idempotent(method: &[u8]) -> bool {
 }
 
 impl LoopProxy {
+    /// The proxy of a process with one loop (tests).
     pub fn new(spec: Arc<ProxySpec>, seed: u64) -> Rc<Self> {
+        Self::for_loop(spec, 0, 1, seed)
+    }
+
+    /// The proxy of loop `index` of `loops`: each cluster's breaker limits
+    /// are split between the loops.
+    pub fn for_loop(spec: Arc<ProxySpec>, index: u32, loops: u32, seed: u64) -> Rc<Self> {
         let mut backends = Vec::new();
         let mut cluster_first = Vec::new();
         for (ci, c) in spec.clusters.iter().enumerate() {
@@ -179,13 +212,41 @@ impl LoopProxy {
                 });
             }
         }
-        // Loops start their round robin at different backends.
-        let rr = spec
+        let mut rng = SplitMix64::new(seed);
+        let mut balancers = Vec::with_capacity(spec.clusters.len());
+        for c in &spec.clusters {
+            let mut b = match &c.balance {
+                Balance::RoundRobin => Balancer::RoundRobin(
+                    RoundRobin::new(&c.weights).expect("weights checked by the config"),
+                ),
+                Balance::LeastRequest => Balancer::LeastRequest(
+                    LeastRequest::new(&c.weights, rng.next_u64())
+                        .expect("weights checked by the config"),
+                ),
+                Balance::Maglev { table, .. } => Balancer::Maglev {
+                    table: Arc::clone(table),
+                    rng: SplitMix64::new(rng.next_u64()),
+                },
+            };
+            // Loops start their round robin at different backends.
+            if let Balancer::RoundRobin(_) = b {
+                let all = EligibleSet::all(c.backends.len());
+                for _ in 0..(seed as usize % c.backends.len().max(1)) {
+                    let _ = b.pick(&all, None);
+                }
+            }
+            balancers.push(b);
+        }
+        let eligible: Vec<EligibleSet> = spec
             .clusters
             .iter()
-            .map(|c| (seed as usize) % c.backends.len().max(1))
+            .map(|c| EligibleSet::all(c.backends.len()))
             .collect();
-        let n = spec.clusters.len();
+        let breakers = spec
+            .clusters
+            .iter()
+            .map(|c| LocalBreaker::new(c.breaker.per_loop(loops, index)))
+            .collect();
         Rc::new(Self {
             core: RefCell::new(Core {
                 spec,
@@ -196,8 +257,11 @@ impl LoopProxy {
                 next_gen: 1,
                 backends,
                 cluster_first,
-                rr,
-                pending_per_cluster: vec![0; n],
+                balancers,
+                scratch: eligible.clone(),
+                eligible,
+                breakers,
+                rng,
                 connects: Vec::new(),
                 aborts: Vec::new(),
                 wakes: Vec::new(),
@@ -394,12 +458,18 @@ impl Core {
             }
         };
         let id = ExchangeId { index, gen };
-        let (cluster, timeout, retries) = match route {
+        let (cluster, timeout, retries, retry_connect, retry_reset) = match route {
             Some(r) => {
                 let r = &self.spec.routes[r];
-                (r.cluster, r.timeout, r.retries)
+                (
+                    r.cluster,
+                    r.timeout,
+                    r.retries,
+                    r.retry_connect,
+                    r.retry_reset,
+                )
             }
-            None => (usize::MAX, None, 0),
+            None => (usize::MAX, None, 0, false, false),
         };
         let framing = match req.body {
             BodyLen::None => BodyFraming::None,
@@ -425,14 +495,22 @@ impl Core {
             tries: 0,
             max_tries: 1 + retries,
             deadline: timeout.map(|t| now + t),
+            key_hash: None,
+            started_on: None,
+            request_held: false,
+            retry_held: false,
+            retry_avoid: usize::MAX,
+            retry_connect,
+            retry_reset,
         };
         let error = if cluster == usize::MAX || self.spec.clusters[cluster].backends.is_empty() {
             self.stats.no_backend += 1;
             Some(ProxyError::NoHealthyBackend)
-        } else if self.pending_per_cluster[cluster] >= self.spec.clusters[cluster].max_pending {
+        } else if self.breakers[cluster].try_acquire_request().is_err() {
             self.stats.overflows += 1;
             Some(ProxyError::Overflow)
         } else {
+            ex.request_held = true;
             None
         };
         if let Some(e) = error {
@@ -442,39 +520,112 @@ impl Core {
             self.wakes.push(wake);
             return id;
         }
-        ex.head = build_head(&req, &self.spec, framing);
+        ex.head = build_head(&req, &self.spec, framing, &mut self.rng);
+        if let Balance::Maglev { hash_on, .. } = &self.spec.clusters[cluster].balance {
+            ex.key_hash = maglev_key(hash_on, &req);
+        }
         if let Some(d) = ex.deadline {
             self.timers.push(Reverse((d, Timer::Ex(index, gen))));
         }
+        let key = ex.key_hash;
         self.exchanges[index as usize] = Some(ex);
-        let backend = self.pick(cluster, None);
-        self.enqueue(now, id, backend);
+        match self.pick(cluster, None, key) {
+            Some(backend) => self.enqueue(now, id, backend),
+            None => {
+                self.stats.no_backend += 1;
+                self.finish_ex(id, Err(ProxyError::NoHealthyBackend));
+            }
+        }
         id
     }
 
-    /// Round robin over the cluster's backends, skipping `avoid` when
-    /// there is another.
-    fn pick(&mut self, cluster: usize, avoid: Option<usize>) -> usize {
-        let n = self.spec.clusters[cluster].backends.len();
+    /// The cluster's balancer over its eligible backends, without `avoid`
+    /// when another is eligible. A global backend index.
+    fn pick(&mut self, cluster: usize, avoid: Option<usize>, key: Option<u64>) -> Option<usize> {
         let first = self.cluster_first[cluster];
-        let mut k = self.rr[cluster] % n;
-        if n > 1 && avoid == Some(first + k) {
-            k = (k + 1) % n;
+        let set = &mut self.scratch[cluster];
+        set.copy_from_words(self.eligible[cluster].words());
+        if let Some(a) = avoid.and_then(|a| a.checked_sub(first)) {
+            if set.count() > 1 && set.contains(a) {
+                set.remove(a);
+            }
         }
-        self.rr[cluster] = (k + 1) % n;
-        first + k
+        self.balancers[cluster]
+            .pick(&self.scratch[cluster], key)
+            .map(|k| first + k)
     }
 
+    /// Queue `ex` for a connection of `backend` (a fast 503 when the
+    /// cluster's pending queue is full).
     fn enqueue(&mut self, now: Time, ex: ExchangeId, backend: usize) {
         let Some(e) = self.ex_mut(ex) else {
             return;
         };
+        let cluster = e.cluster;
+        if self.breakers[cluster].try_acquire_pending().is_err() {
+            self.stats.overflows += 1;
+            if let Some(e) = self.ex_mut(ex) {
+                e.backend = usize::MAX;
+            }
+            self.finish_ex(ex, Err(ProxyError::Overflow));
+            return;
+        }
+        let e = self.ex_mut(ex).expect("checked above");
         e.backend = backend;
         e.tries += 1;
-        let cluster = e.cluster;
-        self.pending_per_cluster[cluster] += 1;
         self.backends[backend].pending.push_back(ex);
         self.dispatch(now, backend);
+    }
+
+    /// The exchange leaves its backend (done, or about to be retried).
+    fn unstart(&mut self, ex: ExchangeId) {
+        let Some(e) = self.ex_mut(ex) else {
+            return;
+        };
+        if let Some(b) = e.started_on.take() {
+            let c = e.cluster;
+            let first = self.cluster_first[c];
+            self.balancers[c].finish(b - first);
+        }
+    }
+
+    /// Try `ex` again, on another backend if there is one: at once when
+    /// the backend never saw it, else after the cluster's backoff. False
+    /// when the retry budget is spent (the caller fails the exchange).
+    fn retry(&mut self, now: Time, ex: ExchangeId, avoid: usize, immediate: bool) -> bool {
+        let Some(e) = self.ex(ex) else {
+            return true;
+        };
+        let (c, held, tries) = (e.cluster, e.retry_held, e.tries);
+        if !held {
+            if self.breakers[c].try_acquire_retry().is_err() {
+                self.stats.retries_refused += 1;
+                return false;
+            }
+            if let Some(e) = self.ex_mut(ex) {
+                e.retry_held = true;
+            }
+        }
+        self.unstart(ex);
+        self.stats.retries += 1;
+        if immediate {
+            let key = self.ex(ex).and_then(|e| e.key_hash);
+            match self.pick(c, Some(avoid), key) {
+                Some(b) => self.enqueue(now, ex, b),
+                None => self.finish_ex(ex, Err(ProxyError::NoHealthyBackend)),
+            }
+            return true;
+        }
+        let delay = self.spec.clusters[c]
+            .backoff
+            .delay(tries.saturating_sub(1), &mut self.rng);
+        if let Some(e) = self.ex_mut(ex) {
+            e.backend = usize::MAX;
+            e.retry_avoid = avoid;
+        }
+        self.timers
+            .push(Reverse((now + delay, Timer::Retry(ex.index, ex.gen))));
+        true
     }
 
     /// Give waiting exchanges of `backend` its idle connections, and open
@@ -489,23 +640,36 @@ impl Core {
                 continue;
             }
             if let Some(up) = self.backends[backend].idle.pop() {
-                if let Some(u) = self.up_mut(up) {
-                    u.in_idle_list = false;
+                let usable = match self.up_mut(up) {
+                    Some(u) => {
+                        u.in_idle_list = false;
+                        u.close == Close::No && u.client.reusable()
+                    }
+                    None => false,
+                };
+                if !usable {
+                    continue;
                 }
                 self.backends[backend].pending.pop_front();
                 let cluster = self.backends[backend].cluster;
-                self.pending_per_cluster[cluster] -= 1;
+                self.breakers[cluster].release_pending();
                 self.assign(ex, up);
                 continue;
             }
             break;
         }
-        let c = &self.spec.clusters[self.backends[backend].cluster];
+        let cluster = self.backends[backend].cluster;
+        let c = &self.spec.clusters[cluster];
         let (max, timeout) = (c.max_connections, c.connect_timeout);
         let idle_timeout = c.idle_timeout;
         while self.backends[backend].pending.len() > self.backends[backend].connecting
             && self.backends[backend].conns < max
         {
+            // The cluster-wide connection limit: past it, requests wait
+            // for a connection to free up.
+            if self.breakers[cluster].try_acquire_connection().is_err() {
+                break;
+            }
             self.open(now, backend, timeout, idle_timeout);
         }
     }
@@ -551,8 +715,17 @@ impl Core {
         let Some(u) = self.up_mut(up) else {
             return;
         };
-        if u.used {
+        let (used, backend) = (u.used, u.backend);
+        if used {
             self.stats.upstream_reuses += 1;
+        }
+        if let Some(e) = self.ex_mut(ex) {
+            if e.started_on.is_none() {
+                e.started_on = Some(backend);
+                let c = e.cluster;
+                let first = self.cluster_first[c];
+                self.balancers[c].start(backend - first);
+            }
         }
         let u = self.up_mut(up).expect("checked above");
         u.used = true;
@@ -633,19 +806,29 @@ impl Core {
     }
 
     fn free_ex(&mut self, ex: ExchangeId) {
-        let Some(e) = self.exchanges[ex.index as usize].take() else {
+        if self.ex(ex).is_none() {
             return;
-        };
+        }
+        self.unstart(ex);
+        let e = self.exchanges[ex.index as usize]
+            .take()
+            .expect("checked above");
         if e.up.is_none() && e.backend != usize::MAX {
-            // Still waiting in a queue: it counts there until dispatch skips it.
+            // Still waiting in a queue.
             if let Some(pos) = self.backends[e.backend]
                 .pending
                 .iter()
                 .position(|p| *p == ex)
             {
                 self.backends[e.backend].pending.remove(pos);
-                self.pending_per_cluster[e.cluster] -= 1;
+                self.breakers[e.cluster].release_pending();
             }
+        }
+        if e.request_held {
+            self.breakers[e.cluster].release_request();
+        }
+        if e.retry_held {
+            self.breakers[e.cluster].release_retry();
         }
         self.free_ex.push(ex.index);
     }
@@ -709,8 +892,14 @@ impl Core {
         // load, connections go idle and busy all the time, and closing
         // them on a count is the churn (TIME_WAIT, connects) a pool is
         // there to avoid. The least recently used ones age out instead
-        // (see `up_deadline`).
+        // (see `up_deadline`): wake them so their apps re-read it.
         self.wake_up(up);
+        let max_idle = self.spec.clusters[self.backends[backend].cluster].max_idle;
+        let excess = self.backends[backend].idle.len().saturating_sub(max_idle);
+        for i in 0..excess {
+            let old = self.backends[backend].idle[i];
+            self.wake_up(old);
+        }
     }
 
     fn unlist_idle(&mut self, up: UpstreamId) {
@@ -740,6 +929,8 @@ impl Core {
         if u.state == UpState::Connecting {
             b.connecting -= 1;
         }
+        let cluster = b.cluster;
+        self.breakers[cluster].release_connection();
         self.stats.connect_failures += 1;
         // The exchanges that waited for this backend beyond what its other
         // opening connections cover try another backend, or fail.
@@ -759,12 +950,10 @@ impl Core {
             let Some(e) = self.ex(ex) else {
                 continue;
             };
-            let (cluster, retry) = (e.cluster, e.tries < e.max_tries);
-            self.pending_per_cluster[cluster] -= 1;
-            if retry && self.spec.clusters[cluster].backends.len() > 1 {
-                self.stats.retries += 1;
-                let next = self.pick(cluster, Some(backend));
-                self.enqueue(now, ex, next);
+            let (cluster, retry) = (e.cluster, e.retry_connect && e.tries < e.max_tries);
+            self.breakers[cluster].release_pending();
+            if retry && self.retry(now, ex, backend, false) {
+                // Retried after the backoff.
             } else {
                 if let Some(e) = self.ex_mut(ex) {
                     e.backend = usize::MAX;
@@ -790,6 +979,8 @@ impl Core {
             self.backends[backend].connecting -= 1;
         }
         self.backends[backend].conns -= 1;
+        let cluster = self.backends[backend].cluster;
+        self.breakers[cluster].release_connection();
         self.free_up.push(up.index);
         self.dispatch(now, backend);
     }
@@ -811,18 +1002,26 @@ impl Core {
         e.up = None;
         // Never sent (the backend closed a connection we thought idle), or
         // idempotent with no response byte: safe to send again.
-        let safe = !e.head_seen && !started && (written == 0 || e.idempotent);
-        if safe && e.tries < e.max_tries + u32::from(written == 0) {
-            let (cluster, backend) = (e.cluster, e.backend);
-            self.stats.retries += 1;
-            let next = self.pick(cluster, Some(backend));
-            self.enqueue(now, ex, next);
-            return;
+        // A request the backend never saw (it closed a connection we
+        // thought idle) is sent again with one try to spare (a backend
+        // that closes every connection at once must not make a loop of
+        // it); one it may have seen only if idempotent and `reset` allows.
+        let unseen = written == 0;
+        let safe = !e.head_seen
+            && !started
+            && ((unseen && e.tries <= e.max_tries)
+                || (e.idempotent && e.retry_reset && e.tries < e.max_tries));
+        if safe {
+            let backend = e.backend;
+            if self.retry(now, ex, backend, written == 0) {
+                return;
+            }
         }
         self.finish_ex(ex, Err(ProxyError::UpstreamReset));
     }
 
     fn fail_up(&mut self, up: UpstreamId, err: ProxyError) {
+        self.unlist_idle(up);
         let ex = self.up_mut(up).and_then(|u| {
             u.close = Close::Abort;
             u.ex.take()
@@ -850,10 +1049,15 @@ impl Core {
         let Some(u) = self.up(up) else {
             return false;
         };
+        if u.ex.is_none() && u.close != Close::No {
+            // A request moved off this closing connection must not go out
+            // on it too (the backend would run it twice).
+            return false;
+        }
         u.client.wants_write()
-            || u.ex
-                .and_then(|ex| self.ex(ex))
-                .is_some_and(|e| !e.body.is_empty() || e.body_done)
+            || u.ex.and_then(|ex| self.ex(ex)).is_some_and(|e| {
+                !e.body.is_empty() || (e.body_done && e.framing != BodyFraming::None)
+            })
     }
 
     fn up_write(&mut self, up: UpstreamId, buf: &mut [u8]) -> usize {
@@ -891,6 +1095,9 @@ impl Core {
             }
         }
         let u = self.ups[up.index as usize].as_mut().expect("checked above");
+        if u.ex.is_none() && u.close != Close::No {
+            return 0;
+        }
         u.client.poll_write(buf)
     }
 
@@ -912,6 +1119,7 @@ impl Core {
         }
         let mut ended = false;
         let mut head_status = None;
+        let mut keep_alive: Option<u32> = None;
         let result = u.client.on_read(data, &mut |ev| {
             let Some(e) = ex.as_deref_mut() else {
                 return;
@@ -920,6 +1128,7 @@ impl Core {
                 ClientEvent::Informational(_) => {}
                 ClientEvent::Head(h) => {
                     head_status = Some(h.status);
+                    keep_alive = h.keep_alive_timeout;
                     e.head_seen = true;
                     e.resp.push_back(Ok(response_head(h, e.is_head)));
                 }
@@ -947,10 +1156,25 @@ impl Core {
         if let Some(s) = head_status {
             self.count_status(s);
         }
+        if let (Some(secs), Some(u)) = (keep_alive, self.up_mut(up)) {
+            // The backend says how long it keeps an idle connection: stay
+            // a second below, so a request never meets its close.
+            let theirs = Duration::from_secs(u64::from(secs));
+            let ours = theirs
+                .saturating_sub(Duration::from_secs(1))
+                .max(Duration::from_millis(500));
+            if ours < u.idle_timeout {
+                u.idle_timeout = ours;
+            }
+        }
         let took = match result {
             Ok(n) => n,
             Err(_) => {
-                self.stats.bad_responses += 1;
+                if ex_id.is_none() {
+                    // Bytes on an idle connection (say a 408 before it
+                    // closes): no exchange to count it against.
+                    self.stats.bad_responses += 1;
+                }
                 match ex_id {
                     Some(ex) if !self.ex(ex).is_some_and(|e| e.head_seen) => {
                         self.fail_up(up, ProxyError::BadResponse)
@@ -1081,20 +1305,36 @@ impl Core {
                                 e.up = None;
                             }
                         }
-                        None => {
+                        None if e.backend != usize::MAX => {
                             let (b, c) = (e.backend, e.cluster);
                             if let Some(pos) =
                                 self.backends[b].pending.iter().position(|p| *p == ex)
                             {
                                 self.backends[b].pending.remove(pos);
-                                self.pending_per_cluster[c] -= 1;
+                                self.breakers[c].release_pending();
                             }
                             if let Some(e) = self.ex_mut(ex) {
                                 e.backend = usize::MAX;
                             }
                         }
+                        // Waiting out a retry's backoff.
+                        None => {}
                     }
                     self.finish_ex(ex, Err(ProxyError::Timeout));
+                }
+                Timer::Retry(index, gen) => {
+                    let ex = ExchangeId { index, gen };
+                    let Some(e) = self.ex(ex) else {
+                        continue;
+                    };
+                    if e.finished || e.up.is_some() || e.backend != usize::MAX {
+                        continue;
+                    }
+                    let (c, avoid, key) = (e.cluster, e.retry_avoid, e.key_hash);
+                    match self.pick(c, Some(avoid), key) {
+                        Some(b) => self.enqueue(now, ex, b),
+                        None => self.finish_ex(ex, Err(ProxyError::NoHealthyBackend)),
+                    }
                 }
                 Timer::Connect(index, gen) => {
                     let up = UpstreamId { index, gen };
@@ -1176,18 +1416,44 @@ fn response_head(h: &ResponseHead, is_head: bool) -> ResponsePart {
     }
 }
 
+/// Maglev's key for a request: the header's value, or (without it, or
+/// when so configured) the client's address.
+fn maglev_key(hash_on: &sluice_config::HashOn, req: &ProxyRequest) -> Option<u64> {
+    if let sluice_config::HashOn::Header(name) = hash_on {
+        if let Some((_, v)) = req
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            return Some(hash_key(v));
+        }
+    }
+    req.client.map(|c| match c.ip() {
+        std::net::IpAddr::V4(a) => hash_key(&a.octets()),
+        std::net::IpAddr::V6(a) => hash_key(&a.octets()),
+    })
+}
+
 fn parse_u64(v: &[u8]) -> Option<u64> {
     std::str::from_utf8(v).ok()?.trim().parse().ok()
 }
 
 /// The request head sent upstream: the client's end-to-end fields, `Host`,
-/// and the forwarding fields (RFC 7239's de-facto forms).
-fn build_head(req: &ProxyRequest, spec: &ProxySpec, framing: BodyFraming) -> Vec<u8> {
-    let mut headers: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(req.headers.len() + 4);
+/// the forwarding fields (their de-facto forms), the trace context
+/// continued with a new span (or a new trace), and a request id.
+fn build_head(
+    req: &ProxyRequest,
+    spec: &ProxySpec,
+    framing: BodyFraming,
+    rng: &mut SplitMix64,
+) -> Vec<u8> {
+    let mut headers: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(req.headers.len() + 6);
     if let Some(a) = &req.authority {
         headers.push((b"host", a.clone()));
     }
     let mut xff: Option<Vec<u8>> = None;
+    let mut parent: Option<TraceParent> = None;
+    let mut has_request_id = false;
     for (n, v) in &req.headers {
         if n.eq_ignore_ascii_case(b"x-forwarded-for") {
             let x = xff.get_or_insert_with(Vec::new);
@@ -1196,6 +1462,23 @@ fn build_head(req: &ProxyRequest, spec: &ProxySpec, framing: BodyFraming) -> Vec
             }
             x.extend_from_slice(v);
             continue;
+        }
+        if n.eq_ignore_ascii_case(b"traceparent") {
+            // Replaced by our span; an invalid one starts a new trace
+            // (and its tracestate goes with it, per the spec).
+            parent = parent.or(TraceParent::parse(v));
+            continue;
+        }
+        if n.eq_ignore_ascii_case(b"tracestate") && parent.is_none() {
+            let valid = req.headers.iter().any(|(n, v)| {
+                n.eq_ignore_ascii_case(b"traceparent") && TraceParent::parse(v).is_some()
+            });
+            if !valid {
+                continue;
+            }
+        }
+        if n.eq_ignore_ascii_case(b"x-request-id") {
+            has_request_id = true;
         }
         if n.eq_ignore_ascii_case(b"x-forwarded-proto")
             || spec
@@ -1222,6 +1505,11 @@ fn build_head(req: &ProxyRequest, spec: &ProxySpec, framing: BodyFraming) -> Vec
     headers.push((b"x-forwarded-proto", proto.to_vec()));
     if let (Some(h), Some(id)) = (&spec.spiffe_header, &req.spiffe_id) {
         headers.push((h, id.as_bytes().to_vec()));
+    }
+    let trace = parent.unwrap_or_else(|| trace::new_trace(rng));
+    headers.push((b"traceparent", trace.child(trace::span_id(rng))));
+    if spec.request_id && !has_request_id {
+        headers.push((b"x-request-id", trace::request_id(rng)));
     }
     let mut out = Vec::with_capacity(256);
     sluice_http::write_request_head(

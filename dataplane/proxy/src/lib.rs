@@ -19,6 +19,7 @@
 
 mod core;
 pub mod spec;
+pub mod trace;
 mod upstream;
 
 pub use crate::core::{LoopProxy, ProxyStats};

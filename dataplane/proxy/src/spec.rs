@@ -5,19 +5,37 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sluice_config::{Config, Router, UpstreamProtocol};
+use std::sync::Arc;
+
+use sluice_config::{Config, HashOn, LbPolicy, RetryOn, Router, UpstreamProtocol};
+use sluice_lb::{Backoff, BreakerLimits, Maglev, MaglevBackend, RetryBudget};
+
+/// How a cluster picks a backend.
+#[derive(Clone, Debug)]
+pub enum Balance {
+    RoundRobin,
+    LeastRequest,
+    /// The table is built once (the same on every loop and appliance for
+    /// the same configuration) and shared.
+    Maglev {
+        table: Arc<Maglev>,
+        hash_on: HashOn,
+    },
+}
 
 #[derive(Clone, Debug)]
 pub struct ClusterSpec {
     pub name: String,
     pub backends: Vec<SocketAddr>,
+    pub weights: Vec<u32>,
+    pub balance: Balance,
+    /// The whole cluster's limits (each loop takes its share).
+    pub breaker: BreakerLimits,
+    pub backoff: Backoff,
     /// Connections per backend per loop, busy and idle.
     pub max_connections: usize,
     /// Idle connections kept per backend per loop.
     pub max_idle: usize,
-    /// Requests waiting for a connection, per cluster per loop; beyond it
-    /// a request gets a fast 503.
-    pub max_pending: usize,
     pub connect_timeout: Duration,
     /// An idle upstream connection is closed after this long; keep it
     /// below the backend's own keep-alive timeout.
@@ -32,6 +50,12 @@ pub struct RouteSpec {
     pub timeout: Option<Duration>,
     /// Extra tries for requests that are safe to repeat.
     pub retries: u32,
+    /// Retry after a failed connect (`connect-failure`, `5xx`,
+    /// `gateway-error`).
+    pub retry_connect: bool,
+    /// Retry an idempotent request whose connection broke before any
+    /// response byte (`reset`, `5xx`, `gateway-error`).
+    pub retry_reset: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -42,6 +66,8 @@ pub struct ProxySpec {
     pub clusters: Vec<ClusterSpec>,
     /// Header carrying the client's verified SPIFFE ID upstream.
     pub spiffe_header: Option<Vec<u8>>,
+    /// Add `x-request-id` to requests without one.
+    pub request_id: bool,
 }
 
 impl ProxySpec {
@@ -56,12 +82,50 @@ impl ProxySpec {
                     c.name, c.protocol
                 ));
             }
+            let weights: Vec<u32> = c.endpoints.iter().map(|e| e.weight.max(1)).collect();
+            let balance = match c.lb {
+                LbPolicy::RoundRobin => Balance::RoundRobin,
+                LbPolicy::LeastRequest => Balance::LeastRequest,
+                LbPolicy::Maglev => {
+                    let keys: Vec<String> =
+                        c.endpoints.iter().map(|e| e.address.to_string()).collect();
+                    let backends: Vec<MaglevBackend<'_>> = keys
+                        .iter()
+                        .zip(&weights)
+                        .map(|(k, w)| MaglevBackend {
+                            address: k,
+                            weight: *w,
+                        })
+                        .collect();
+                    let table = Maglev::build(&backends, Maglev::DEFAULT_TABLE_SIZE)
+                        .map_err(|e| format!("cluster \"{}\": maglev: {e}", c.name))?;
+                    Balance::Maglev {
+                        table: Arc::new(table),
+                        hash_on: c.hash_on.clone().unwrap_or(HashOn::ClientAddress),
+                    }
+                }
+            };
+            let budget = &c.retry_budget;
             clusters.push(ClusterSpec {
                 name: c.name.clone(),
                 backends: c.endpoints.iter().map(|e| e.address).collect(),
+                weights,
+                balance,
+                breaker: BreakerLimits {
+                    max_connections: c.breaker.max_connections,
+                    max_pending_requests: c.breaker.max_pending_requests,
+                    max_requests: c.breaker.max_requests,
+                    retry_budget: RetryBudget {
+                        percent: budget.percent.round().clamp(0.0, 100.0) as u32,
+                        min_concurrency: budget.min_retries_concurrency,
+                    },
+                },
+                backoff: Backoff {
+                    base: budget.backoff_base,
+                    max: budget.backoff_max,
+                },
                 max_connections: c.pool.max_connections.max(1) as usize,
                 max_idle: c.pool.max_idle as usize,
-                max_pending: c.breaker.max_pending_requests as usize,
                 connect_timeout: c.connect_timeout,
                 idle_timeout: c.idle_timeout,
             });
@@ -77,6 +141,16 @@ impl ProxySpec {
                     .unwrap_or(usize::MAX),
                 timeout: Some(r.timeout).filter(|t| !t.is_zero()),
                 retries: r.retries,
+                retry_connect: r.retry_on.iter().any(|o| {
+                    matches!(
+                        o,
+                        RetryOn::ConnectFailure | RetryOn::FiveXx | RetryOn::GatewayError
+                    )
+                }),
+                retry_reset: r
+                    .retry_on
+                    .iter()
+                    .any(|o| matches!(o, RetryOn::Reset | RetryOn::FiveXx | RetryOn::GatewayError)),
             })
             .collect();
         Ok(Self {
@@ -88,6 +162,7 @@ impl ProxySpec {
                 .spiffe_header
                 .as_ref()
                 .map(|h| h.as_bytes().to_vec()),
+            request_id: config.proxy.request_id,
         })
     }
 
