@@ -89,11 +89,27 @@ pub fn run(mut args: Args) -> Result<()> {
         .as_ref()
         .map(|c| upstream::resolve(&args, iface.index, &iface.name, c))
         .transpose()?;
+    // The health board: every backend eligible until the decision
+    // component says otherwise.
+    let health = match &proxy_spec {
+        Some(spec) => {
+            let words: Arc<dyn sluice_proxy::board::Words> =
+                Arc::new(sluice_proxy::board::MemoryWords::new(4096));
+            let board =
+                Arc::new(sluice_proxy::board::Board::new(spec, words).map_err(|e| anyhow!("{e}"))?);
+            let (tx, rx) = channel::bounded(crate::health::BATCH_QUEUE);
+            Some((board, tx, rx))
+        }
+        None => None,
+    };
     let (tcp, mailboxes) = build_tcp(
         &args,
         queues.len(),
-        proxy_spec,
+        proxy_spec.clone(),
         upstream.as_ref().map(|(source, _)| source.clone()),
+        health
+            .as_ref()
+            .map(|(b, tx, _)| (Arc::clone(b), tx.clone())),
     )?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -121,6 +137,19 @@ pub fn run(mut args: Args) -> Result<()> {
         &args,
         upstream.as_ref().map(|(source, _)| source),
     )?;
+    let health_thread = match (&health, &proxy_spec, &proxy_config, tcp.as_ref()) {
+        (Some((board, _, rx)), Some(spec), Some(config), Some(t)) => Some(crate::health::spawn(
+            Arc::clone(spec),
+            config,
+            Arc::clone(board),
+            rx.clone(),
+            t.clock,
+            Arc::clone(&stop),
+            u64::from_le_bytes(random_key()?[..8].try_into().unwrap_or_default()),
+        )?),
+        _ => None,
+    };
+    drop(health);
     let neigh_follower = match (upstream, tcp.as_ref()) {
         (Some((_, mut hops)), Some(t)) => {
             upstream::wait_resolved(&mut hops)?;
@@ -160,6 +189,9 @@ pub fn run(mut args: Args) -> Result<()> {
         if let Some(f) = neigh_follower {
             let _ = f.join();
         }
+        if let Some(h) = health_thread {
+            let _ = h.join();
+        }
         drop(gateway);
         return Err(e);
     }
@@ -189,6 +221,9 @@ pub fn run(mut args: Args) -> Result<()> {
     }
     if let Some(f) = neigh_follower {
         let _ = f.join();
+    }
+    if let Some(h) = health_thread {
+        let _ = h.join();
     }
     let xdp = gateway.counters().ok();
     gateway
@@ -305,6 +340,10 @@ fn build_tcp(
     nloops: usize,
     proxy: Option<Arc<ProxySpec>>,
     upstream: Option<UpstreamSource>,
+    health: Option<(
+        Arc<sluice_proxy::board::Board>,
+        channel::Sender<crate::health::Batch>,
+    )>,
 ) -> Result<(Option<TcpSetup>, Vec<Mailbox>)> {
     let tls = build_tls(args)?;
     if args.http.is_empty() && args.tls.tls.is_empty() {
@@ -394,6 +433,7 @@ fn build_tcp(
             send_timeout: secs(args.send_timeout_secs),
             upstream,
             proxy,
+            health,
         }),
         mailboxes,
     ))

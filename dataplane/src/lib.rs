@@ -6,6 +6,7 @@ pub mod app;
 pub mod apps;
 pub mod cli;
 pub mod handoff;
+pub mod health;
 pub mod neigh;
 pub mod netlink;
 pub mod report;

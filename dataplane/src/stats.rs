@@ -291,6 +291,8 @@ counters! {
     proxy_upstream_open,
     /// Proxy gauge: idle upstream connections in the pools.
     proxy_upstream_idle,
+    /// Proxy: outcome batches the decision component's queue had no room for (outlier detection saw less).
+    proxy_outcome_batches_dropped,
     /// TCP: segments for an upstream port that landed on another loop's queue and were handed to it.
     tcp_upstream_handoffs,
     /// Neighbours: learned entries pushed out by newer ones (the table is full).

@@ -34,6 +34,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam::channel::Sender;
 use sluice_app::proxy::{Proxy, WakeKey};
 use sluice_app::{App, Close, ConnContext};
 use sluice_netstack::echo::verify_checksums;
@@ -43,6 +44,7 @@ use sluice_netstack::tcp::timer_wheel::TimerWheel;
 use sluice_netstack::tcp::tuple::FourTuple;
 use sluice_netstack::tcp::{ConnId, Endpoint, EndpointConfig, Event, Handled, Unowned};
 use sluice_netstack::time::Time;
+use sluice_proxy::board::Board;
 use sluice_proxy::{LoopProxy, ProxySpec, UpstreamId};
 use sluice_xsk::Xsk;
 
@@ -139,6 +141,9 @@ pub struct TcpSetup {
     pub upstream: Option<UpstreamSource>,
     /// Routes and clusters of the reverse proxy (None: built-in routes only).
     pub proxy: Option<Arc<ProxySpec>>,
+    /// The health board the loops pick from, and where their outcomes go
+    /// (the decision component).
+    pub health: Option<(Arc<Board>, Sender<crate::health::Batch>)>,
 }
 
 /// The addresses and ports the loops' active opens use. Replies to them
@@ -274,6 +279,9 @@ pub struct TcpService {
     proxy_connects: Vec<(UpstreamId, SocketAddr)>,
     proxy_aborts: Vec<UpstreamId>,
     proxy_wakes: Vec<WakeKey>,
+    /// Where this loop's outcomes go, and batches lost to a full queue.
+    outcomes_tx: Option<Sender<crate::health::Batch>>,
+    outcome_batches_dropped: u64,
     next_date: Time,
     /// Bytes every app of this loop holds (the gauge `app_mem_bytes`).
     app_mem: usize,
@@ -327,6 +335,9 @@ impl TcpService {
                     ^ u64::from(core),
             )
         });
+        if let (Some(p), Some((board, _))) = (&proxy, &setup.health) {
+            p.set_board(Arc::clone(board));
+        }
         let apps = LoopApps::new(&setup.apps, proxy.clone().map(|p| p as Rc<dyn Proxy>));
         apps.date().set_unix_time(setup.clock.unix_secs(now));
         Ok(Self {
@@ -353,6 +364,8 @@ impl TcpService {
             proxy_connects: Vec::new(),
             proxy_aborts: Vec::new(),
             proxy_wakes: Vec::new(),
+            outcomes_tx: setup.health.as_ref().map(|(_, tx)| tx.clone()),
+            outcome_batches_dropped: 0,
             next_date: now + DATE_PERIOD,
             app_mem: 0,
             http_lingering_closes: 0,
@@ -1093,6 +1106,16 @@ impl TcpService {
         c.neigh_refused = self.neigh.refused;
         if let Some(p) = &self.proxy {
             c.publish_proxy(&p.stats());
+            // Every report tick: the outcomes since the last one go to the
+            // decision component (never blocking the loop).
+            if let Some(tx) = &self.outcomes_tx {
+                let mut batch = Vec::new();
+                p.take_outcomes(&mut batch);
+                if !batch.is_empty() && tx.try_send(batch).is_err() {
+                    self.outcome_batches_dropped += 1;
+                }
+            }
+            c.proxy_outcome_batches_dropped = self.outcome_batches_dropped;
         }
         self.apps.publish(c);
     }

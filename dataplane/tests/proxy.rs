@@ -458,3 +458,147 @@ fn config_errors_name_the_file_line_and_column() {
     assert!(err.contains("--proxy"), "{err}");
     let _ = std::fs::remove_file(&path);
 }
+
+/// `x-backend` of one response (the test backend names itself).
+fn backend_of(ns: &str, url: &str) -> (u16, String) {
+    let out = curl(ns, &["-s", "-D", "-", "-o", "/dev/null", url]);
+    let head = String::from_utf8_lossy(&out.stdout).to_string();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let name = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-backend: "))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    (code, name)
+}
+
+#[test]
+fn outlier_ejection_and_return_and_breaker_overflow() {
+    let topo = Topo::up("po", 1);
+    let client = topo.client();
+    let backend_ns = topo.topo.backend_ns();
+    let good = format!("{}:8080", addr::BACKEND_V4);
+    let bad = format!("{}:8081", addr::BACKEND_V4);
+    let _good = Backend::start(&backend_ns, &["--listen", &good, "--name", "good"]);
+    let failing = Backend::start(
+        &backend_ns,
+        &[
+            "--listen",
+            &bad,
+            "--name",
+            "bad",
+            "--fail-rate",
+            "100",
+            "--fail-status",
+            "500",
+        ],
+    );
+    let config = std::env::temp_dir().join(format!("sluice-outlier-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[route]]
+prefix = "/slow/"
+cluster = "narrow"
+
+[[route]]
+prefix = "/"
+cluster = "app"
+
+[[cluster]]
+name = "app"
+endpoints = ["{good}", "{bad}"]
+[cluster.outlier]
+consecutive_5xx = 3
+base_ejection = "2s"
+ejection_jitter = "0s"
+max_ejection_percent = 50
+
+[[cluster]]
+name = "narrow"
+endpoints = ["{good}"]
+[cluster.breaker]
+max_requests = 2
+"#
+        ),
+    )
+    .unwrap();
+    let mut dp = Dataplane::start(
+        &topo.gw(),
+        &dataplane_args(&topo, 1, &["--config".into(), config.display().to_string()]),
+    );
+    let url = format!("http://{}/x", addr::GW_VIP_V4);
+
+    // Round robin sends every other request to the failing backend until
+    // three 500s in a row eject it; then only the good one answers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut good_run = 0;
+    let mut saw_bad = false;
+    while good_run < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the failing backend was never ejected"
+        );
+        let (code, name) = backend_of(&client, &url);
+        if name == "bad" {
+            assert_eq!(code, 500);
+            saw_bad = true;
+            good_run = 0;
+        } else {
+            assert_eq!((code, name.as_str()), (200, "good"));
+            good_run += 1;
+        }
+    }
+    assert!(saw_bad, "round robin never reached the failing backend");
+    dp.wait_for_stderr("backend ejected", Duration::from_secs(5));
+
+    // It recovers: once its ejection ends, a probe request reaches it and
+    // its success brings it back into the rotation.
+    drop(failing);
+    let _recovered = Backend::start(&backend_ns, &["--listen", &bad, "--name", "bad"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the recovered backend never returned"
+        );
+        let (code, name) = backend_of(&client, &url);
+        assert!(code == 200 || code == 500, "{code}");
+        if name == "bad" && code == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    dp.wait_for_stderr("backend healthy", Duration::from_secs(5));
+
+    // Breaker: two requests in flight at most; the rest get a fast 503.
+    let slow = format!("http://{}/slow/delay?ms=2000", addr::GW_VIP_V4);
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, slow) = (client.clone(), slow.clone());
+            std::thread::spawn(move || status_of(&client, &slow))
+        })
+        .collect();
+    let results: Vec<(u16, Duration)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = results.iter().filter(|(c, _)| *c == 200).count();
+    let refused: Vec<&(u16, Duration)> = results.iter().filter(|(c, _)| *c == 503).collect();
+    assert!(ok >= 2 && ok + refused.len() == 8, "{results:?}");
+    assert!(!refused.is_empty(), "no request overflowed: {results:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|(_, t)| *t < Duration::from_millis(1500)),
+        "a refused request waited for the slow ones: {results:?}"
+    );
+    let t = wait_for_totals(&dp, Duration::from_secs(5), "overflow counted", |t| {
+        u(&t["proxy_overflows"]) >= 1
+    });
+    assert_eq!(u(&t["total"]["proxy_overflows"]) as usize, refused.len());
+    let _ = std::fs::remove_file(&config);
+}

@@ -14,8 +14,11 @@ use sluice_app::proxy::{
 use sluice_app::{Close, Time};
 use sluice_http::{BodyFraming, ClientConn, ClientEvent, ClientLimits, ResponseHead};
 use sluice_lb::{
-    hash_key, Balancer, EligibleSet, LeastRequest, LocalBreaker, RoundRobin, SplitMix64,
+    hash_key, Balancer, EligibleSet, GatewayFailure, LeastRequest, LocalBreaker, Outcome,
+    OutcomeKind, RoundRobin, SplitMix64,
 };
+
+use crate::board::Board;
 
 use crate::spec::{Balance, ProxySpec};
 use crate::trace::{self, TraceParent};
@@ -158,10 +161,15 @@ struct Core {
     /// First backend index of each cluster, and the round-robin cursor.
     cluster_first: Vec<usize>,
     balancers: Vec<Balancer>,
-    /// Backends each cluster may use (all, until health lands), and a
-    /// scratch copy for picks that avoid one.
-    eligible: Vec<EligibleSet>,
+    /// Each cluster's (eligible, half-open) backends, as last read from
+    /// the board (all eligible without one), and a scratch copy for picks.
+    health: Vec<(EligibleSet, EligibleSet)>,
     scratch: Vec<EligibleSet>,
+    board: Option<Arc<Board>>,
+    board_seen: u64,
+    /// Outcomes per (cluster, backend of the cluster) since the service
+    /// last took them, for the decision component.
+    outcomes: Vec<(usize, Outcome)>,
     /// This loop's share of each cluster's limits.
     breakers: Vec<LocalBreaker>,
     rng: SplitMix64,
@@ -237,10 +245,15 @@ impl LoopProxy {
             }
             balancers.push(b);
         }
-        let eligible: Vec<EligibleSet> = spec
+        let health: Vec<(EligibleSet, EligibleSet)> = spec
             .clusters
             .iter()
-            .map(|c| EligibleSet::all(c.backends.len()))
+            .map(|c| {
+                (
+                    EligibleSet::all(c.backends.len()),
+                    EligibleSet::none(c.backends.len()),
+                )
+            })
             .collect();
         let breakers = spec
             .clusters
@@ -258,8 +271,11 @@ impl LoopProxy {
                 backends,
                 cluster_first,
                 balancers,
-                scratch: eligible.clone(),
-                eligible,
+                scratch: health.iter().map(|(e, _)| e.clone()).collect(),
+                health,
+                board: None,
+                board_seen: 0,
+                outcomes: Vec::new(),
                 breakers,
                 rng,
                 connects: Vec::new(),
@@ -303,6 +319,19 @@ impl LoopProxy {
     ) -> Option<UpstreamApp> {
         let ok = self.core.borrow_mut().connected(now, up, wake);
         ok.then(|| UpstreamApp::new(Rc::clone(self), up))
+    }
+
+    /// Read backend eligibility from `board` from now on.
+    pub fn set_board(&self, board: Arc<Board>) {
+        let mut c = self.core.borrow_mut();
+        c.board = Some(board);
+        c.board_seen = 0;
+    }
+
+    /// Outcomes since the last call: (cluster, outcome per backend of the
+    /// cluster), for the decision component.
+    pub fn take_outcomes(&self, out: &mut Vec<(usize, Outcome)>) {
+        out.append(&mut self.core.borrow_mut().outcomes);
     }
 
     /// The loop's clock, before anything that may start exchanges runs.
@@ -542,17 +571,50 @@ impl Core {
     /// The cluster's balancer over its eligible backends, without `avoid`
     /// when another is eligible. A global backend index.
     fn pick(&mut self, cluster: usize, avoid: Option<usize>, key: Option<u64>) -> Option<usize> {
+        if let Some(board) = &self.board {
+            // One atomic load when nothing changed.
+            board.read(&mut self.board_seen, &mut self.health);
+        }
         let first = self.cluster_first[cluster];
         let set = &mut self.scratch[cluster];
-        set.copy_from_words(self.eligible[cluster].words());
+        set.copy_from_words(self.health[cluster].0.words());
         if let Some(a) = avoid.and_then(|a| a.checked_sub(first)) {
             if set.count() > 1 && set.contains(a) {
                 set.remove(a);
             }
         }
-        self.balancers[cluster]
-            .pick(&self.scratch[cluster], key)
-            .map(|k| first + k)
+        // A half-open backend takes a request only against a probe token
+        // (shared by every loop); without one it is out of this pick.
+        loop {
+            let k = self.balancers[cluster].pick(&self.scratch[cluster], key)?;
+            let half_open = self.health[cluster].1.contains(k);
+            let admitted = !half_open
+                || self
+                    .board
+                    .as_ref()
+                    .is_some_and(|b| b.tokens(cluster).try_take(k));
+            if admitted {
+                return Some(first + k);
+            }
+            self.scratch[cluster].remove(k);
+        }
+    }
+
+    /// An outcome for the decision component (outlier detection).
+    fn record(&mut self, backend: usize, kind: OutcomeKind) {
+        let cluster = self.backends[backend].cluster;
+        let local = backend - self.cluster_first[cluster];
+        if let Some((c, last)) = self.outcomes.last_mut() {
+            if *c == cluster && last.backend == local && last.kind == kind {
+                last.count += 1;
+                return;
+            }
+        }
+        // Bounded: a loop that is never asked keeps the newest.
+        if self.outcomes.len() >= 65_536 {
+            self.outcomes.remove(0);
+        }
+        self.outcomes.push((cluster, Outcome::new(local, kind, 1)));
     }
 
     /// Queue `ex` for a connection of `backend` (a fast 503 when the
@@ -932,6 +994,10 @@ impl Core {
         let cluster = b.cluster;
         self.breakers[cluster].release_connection();
         self.stats.connect_failures += 1;
+        self.record(
+            backend,
+            OutcomeKind::GatewayFailure(GatewayFailure::ConnectFailure),
+        );
         // The exchanges that waited for this backend beyond what its other
         // opening connections cover try another backend, or fail.
         let surplus = self.backends[backend]
@@ -990,6 +1056,12 @@ impl Core {
     fn fail_exchange_of(&mut self, now: Time, up: UpstreamId, ex: ExchangeId) {
         let written = self.up(up).map_or(0, |u| u.client.request_bytes_written());
         let started = self.up(up).is_some_and(|u| u.client.response_started());
+        if written > 0 && !self.ex(ex).is_some_and(|e| e.finished) {
+            // The backend took the request and broke the connection.
+            if let Some(b) = self.up(up).map(|u| u.backend) {
+                self.record(b, OutcomeKind::GatewayFailure(GatewayFailure::Reset));
+            }
+        }
         if let Some(u) = self.up_mut(up) {
             u.ex = None;
         }
@@ -1155,6 +1227,9 @@ impl Core {
         });
         if let Some(s) = head_status {
             self.count_status(s);
+            if let Some(b) = self.up(up).map(|u| u.backend) {
+                self.record(b, OutcomeKind::from_status(s));
+            }
         }
         if let (Some(secs), Some(u)) = (keep_alive, self.up_mut(up)) {
             // The backend says how long it keeps an idle connection: stay
@@ -1296,6 +1371,12 @@ impl Core {
                     }
                     match e.up {
                         Some(up) => {
+                            if let Some(b) = self.up(up).map(|u| u.backend) {
+                                self.record(
+                                    b,
+                                    OutcomeKind::GatewayFailure(GatewayFailure::Timeout),
+                                );
+                            }
                             if let Some(u) = self.up_mut(up) {
                                 u.ex = None;
                                 u.close = Close::Abort;

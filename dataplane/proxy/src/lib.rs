@@ -17,6 +17,7 @@
 //! (up to `max_pending` per cluster) rather than opening one per request.
 #![forbid(unsafe_code)]
 
+pub mod board;
 mod core;
 pub mod spec;
 pub mod trace;
