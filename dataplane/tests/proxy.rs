@@ -602,3 +602,51 @@ max_requests = 2
     assert_eq!(u(&t["total"]["proxy_overflows"]) as usize, refused.len());
     let _ = std::fs::remove_file(&config);
 }
+
+#[test]
+fn active_health_checks_take_a_failing_backend_out_before_any_client_sees_it() {
+    let topo = Topo::up("ph", 1);
+    let client = topo.client();
+    let backend_ns = topo.topo.backend_ns();
+    let good = format!("{}:8080", addr::BACKEND_V4);
+    let bad = format!("{}:8081", addr::BACKEND_V4);
+    let _good = Backend::start(&backend_ns, &["--listen", &good, "--name", "good"]);
+    let _bad = Backend::start(
+        &backend_ns,
+        &["--listen", &bad, "--name", "bad", "--fail-rate", "100"],
+    );
+    let config = std::env::temp_dir().join(format!("sluice-hc-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[route]]
+prefix = "/"
+cluster = "app"
+
+[[cluster]]
+name = "app"
+endpoints = ["{good}", "{bad}"]
+[cluster.outlier]
+enabled = false
+[cluster.health_check]
+path = "/healthz"
+interval = "200ms"
+timeout = "150ms"
+unhealthy_threshold = 2
+healthy_threshold = 1
+"#
+        ),
+    )
+    .unwrap();
+    let mut dp = Dataplane::start(
+        &topo.gw(),
+        &dataplane_args(&topo, 1, &["--config".into(), config.display().to_string()]),
+    );
+    dp.wait_for_stderr("backend unhealthy", Duration::from_secs(10));
+    let url = format!("http://{}/x", addr::GW_VIP_V4);
+    for _ in 0..20 {
+        assert_eq!(backend_of(&client, &url), (200, "good".to_string()));
+    }
+    let _ = std::fs::remove_file(&config);
+}
