@@ -405,8 +405,10 @@ mod tests {
 
     #[test]
     fn outlier_settings_translate() {
-        let mut o = sluice_config::OutlierDetection::default();
-        o.failure_rate_threshold = 0.5;
+        let mut o = sluice_config::OutlierDetection {
+            failure_rate_threshold: 0.5,
+            ..Default::default()
+        };
         let c = outlier_config(&o);
         assert_eq!(c.failure_rate.unwrap().threshold_percent, 50);
         assert_eq!(c.consecutive_5xx, Some(o.consecutive_5xx));
