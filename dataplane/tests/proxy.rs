@@ -650,3 +650,54 @@ healthy_threshold = 1
     }
     let _ = std::fs::remove_file(&config);
 }
+
+/// The classic failure of connection churn (a proxy that opens more
+/// upstream connections than it keeps, leaving TIME_WAIT everywhere) does
+/// not happen: 512 concurrent clients, zero errors, upstream connections
+/// within the pool, no TIME_WAIT at the backend.
+#[test]
+fn five_hundred_twelve_clients_stay_within_the_pool_without_time_wait() {
+    let topo = Topo::up("pr", 1);
+    let client = topo.client();
+    let backend_ns = topo.topo.backend_ns();
+    let b4 = format!("{}:8080", addr::BACKEND_V4);
+    let _backend = Backend::start(&backend_ns, &["--listen", &b4]);
+    let dp = Dataplane::start(
+        &topo.gw(),
+        &dataplane_args(&topo, 1, &["--proxy".into(), format!("/=http://{b4}")]),
+    );
+    let mut wrk = netns::command(&client, "wrk");
+    wrk.args([
+        "-t2",
+        "-c512",
+        "-d10s",
+        "--timeout",
+        "10s",
+        &format!("http://{}/", addr::GW_VIP_V4),
+    ]);
+    let out = run_bounded(wrk, Duration::from_secs(60), "wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "wrk: {text}");
+    assert!(!text.contains("Non-2xx"), "{text}");
+    assert!(!text.contains("Socket errors"), "{text}");
+    let t = wait_for_totals(&dp, Duration::from_secs(10), "drained", |t| {
+        u(&t["proxy_active"]) == 0
+    });
+    let t = &t["total"];
+    assert!(u(&t["proxy_requests"]) > 10_000, "{t}");
+    // The default pool: 64 connections per backend per loop.
+    assert!(u(&t["proxy_upstream_connects"]) <= 64, "{t}");
+    assert!(u(&t["proxy_upstream_open"]) <= 64, "{t}");
+    assert_eq!(u(&t["proxy_connect_failures"]), 0, "{t}");
+    for ns in [backend_ns.as_str(), topo.gw().as_str()] {
+        let tw = netns::command(ns, "ss")
+            .args(["-Htan", "state", "time-wait"])
+            .output()
+            .expect("ss");
+        assert!(
+            String::from_utf8_lossy(&tw.stdout).trim().is_empty(),
+            "TIME_WAIT in {ns}: {}",
+            String::from_utf8_lossy(&tw.stdout)
+        );
+    }
+}
