@@ -701,3 +701,166 @@ fn five_hundred_twelve_clients_stay_within_the_pool_without_time_wait() {
         );
     }
 }
+
+/// The backend link misbehaves: 2% loss both ways while large bodies cross
+/// it (byte-exact through the stack's retransmissions), then forged RSTs
+/// on 2% of the requests' segments (each reset idempotent GET is retried:
+/// every response arrives whole), then a backend killed under load and
+/// restarted (no errors, and it comes back).
+#[test]
+fn loss_resets_and_a_killed_backend_on_the_backend_link() {
+    use sluice_bpf::{ppm_from_percent, Chaos, ChaosConfig, ChaosCounter, ChaosOptions, XdpMode};
+    let topo = Topo::up("pc", 1);
+    let client = topo.client();
+    let backend_ns = topo.topo.backend_ns();
+    let bridge_ns = topo.topo.bridge_ns();
+    let b1 = format!("{}:8080", addr::BACKEND_V4);
+    let b2 = format!("{}:8081", addr::BACKEND_V4);
+    let _one = Backend::start(&backend_ns, &["--listen", &b1, "--name", "one"]);
+    let two = Backend::start(&backend_ns, &["--listen", &b2, "--name", "two"]);
+    let config = std::env::temp_dir().join(format!("sluice-chaos-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[route]]
+prefix = "/"
+cluster = "app"
+retries = 2
+
+[[cluster]]
+name = "app"
+endpoints = ["{b1}", "{b2}"]
+[cluster.outlier]
+consecutive_gateway_failures = 3
+base_ejection = "1s"
+ejection_jitter = "0s"
+# Sized for this test: every request in flight on the killed backend may
+# need a retry at the same moment.
+[cluster.retry_budget]
+percent = 100.0
+min_retries_concurrency = 64
+"#
+        ),
+    )
+    .unwrap();
+    let dp = Dataplane::start(
+        &topo.gw(),
+        &dataplane_args(&topo, 1, &["--config".into(), config.display().to_string()]),
+    );
+    let vip = format!("http://{}", addr::GW_VIP_V4);
+    let attach = |cfg: &ChaosConfig, iface: &str, ns: &str| {
+        let opts = ChaosOptions {
+            mode: XdpMode::Native,
+            dup_hook: false,
+            netns: Some(ns.to_string()),
+        };
+        Chaos::attach_with(iface, cfg, &opts).expect("attaching chaos")
+    };
+
+    // 2% loss each way on the backend ports.
+    let mut loss = ChaosConfig {
+        drop_ppm: ppm_from_percent(2.0).unwrap(),
+        port: Some(8080),
+        ..ChaosConfig::default()
+    };
+    let to_backend = attach(&loss, ifname::BACKEND, &backend_ns);
+    loss.port = Some(8080);
+    let from_backend = attach(&loss, ifname::BR_BACKEND, &bridge_ns);
+    let n = 6_000_000;
+    let url = format!("{vip}/bytes?n={n}");
+    for _ in 0..2 {
+        let body = curl_ok(&client, &[&url]);
+        assert_eq!(body.len(), n);
+        assert!(
+            Sha256::digest(&body).as_slice() == backend_pattern_sha256(n),
+            "body differs under loss"
+        );
+    }
+    let upload: Vec<u8> = (0..4_000_000u32)
+        .map(|i| (i.wrapping_mul(40_503) >> 7) as u8)
+        .collect();
+    let file = std::env::temp_dir().join(format!("sluice-chaos-up-{}", std::process::id()));
+    std::fs::write(&file, &upload).unwrap();
+    let data = format!("@{}", file.display());
+    for _ in 0..2 {
+        let echoed = curl_ok(&client, &["--data-binary", &data, &format!("{vip}/echo")]);
+        assert!(echoed == upload, "echo differs under loss");
+    }
+    let _ = std::fs::remove_file(&file);
+    let dropped = to_backend
+        .counters()
+        .unwrap()
+        .packets(ChaosCounter::Dropped)
+        + from_backend
+            .counters()
+            .unwrap()
+            .packets(ChaosCounter::Dropped);
+    assert!(dropped > 0, "chaos dropped nothing");
+    drop(to_backend);
+    drop(from_backend);
+
+    // Forged RSTs on 2% of the segments reaching the backends: the backend
+    // drops the connection; the proxy's request is reset and retried.
+    let rst = ChaosConfig {
+        rst_ppm: ppm_from_percent(2.0).unwrap(),
+        ..ChaosConfig::default()
+    };
+    let resets = attach(&rst, ifname::BACKEND, &backend_ns);
+    let urls: Vec<String> = (0..300)
+        .map(|i| format!("{vip}/bytes?n={}", 1000 + i))
+        .collect();
+    for (i, u) in urls.iter().enumerate() {
+        let body = curl_ok(&client, &["--fail", u]);
+        assert_eq!(body.len(), 1000 + i, "{u}");
+        assert!(
+            Sha256::digest(&body).as_slice() == backend_pattern_sha256(1000 + i),
+            "{u}"
+        );
+    }
+    let forged = resets.counters().unwrap().packets(ChaosCounter::RstForged);
+    drop(resets);
+    assert!(forged > 0, "chaos forged no RST");
+    let t = wait_for_totals(&dp, Duration::from_secs(5), "resets seen", |t| {
+        u(&t["proxy_upstream_resets"]) + u(&t["proxy_retries"]) > 0
+    });
+    eprintln!("{forged} RSTs forged: {}", t["total"]);
+
+    // A backend killed under load, then restarted.
+    let mut wrk = netns::command(&client, "wrk");
+    wrk.args([
+        "-t2",
+        "-c16",
+        "-d6s",
+        "--timeout",
+        "5s",
+        &format!("{vip}/x"),
+    ]);
+    let load = std::thread::spawn(move || run_bounded(wrk, Duration::from_secs(30), "wrk"));
+    std::thread::sleep(Duration::from_secs(2));
+    drop(two);
+    let out = load.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "wrk: {text}");
+    assert!(
+        !text.contains("Non-2xx"),
+        "errors while a backend died: {text}"
+    );
+    assert!(
+        !text.contains("Socket errors"),
+        "errors while a backend died: {text}"
+    );
+    let _two = Backend::start(&backend_ns, &["--listen", &b2, "--name", "two"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted backend never came back"
+        );
+        if backend_of(&client, &format!("{vip}/x")) == (200, "two".to_string()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_file(&config);
+}
