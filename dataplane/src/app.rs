@@ -28,6 +28,7 @@ use crate::stats::{Counters, QueueLabel, SharedCounters};
 use crate::tcp_service::{Clock, TcpService, TcpSetup, UpstreamSource};
 use crate::upstream;
 use crate::worker::{self, LoopConfig};
+use sluice_proxy::record::Latency;
 use sluice_proxy::ProxySpec;
 
 /// Forwarded segments a loop's mailbox holds before the sender drops them.
@@ -102,6 +103,24 @@ pub fn run(mut args: Args) -> Result<()> {
         }
         None => None,
     };
+    let access_log = match proxy_config
+        .as_ref()
+        .and_then(|c| c.proxy.access_log.as_deref())
+    {
+        Some(path) => Some(crate::access_log::spawn(path)?),
+        None => None,
+    };
+    let latency: Vec<Arc<std::sync::Mutex<Latency>>> = match &proxy_spec {
+        Some(s) => (0..queues.len())
+            .map(|_| {
+                Arc::new(std::sync::Mutex::new(Latency::new(
+                    s.routes.len(),
+                    s.clusters.len(),
+                )))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let (tcp, mailboxes) = build_tcp(
         &args,
         queues.len(),
@@ -110,6 +129,8 @@ pub fn run(mut args: Args) -> Result<()> {
         health
             .as_ref()
             .map(|(b, tx, _)| (Arc::clone(b), tx.clone())),
+        access_log.as_ref().map(|(tx, _)| tx.clone()),
+        latency.clone(),
     )?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -204,7 +225,26 @@ pub fn run(mut args: Args) -> Result<()> {
     );
 
     let tls = tcp.as_ref().and_then(|t| t.apps.tls.clone());
-    let failure = report_until_stopped(&args, &loops, &gateway, &stop, tls.as_deref(), &reload);
+    let latency_names = proxy_spec.as_ref().map(|s| {
+        (
+            s.route_names.clone(),
+            s.clusters
+                .iter()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>(),
+        )
+    });
+    let failure = report_until_stopped(
+        &args,
+        &loops,
+        &gateway,
+        &stop,
+        tls.as_deref(),
+        &reload,
+        latency_names
+            .as_ref()
+            .map(|(r, c)| (latency.as_slice(), r.as_slice(), c.as_slice())),
+    );
     stop.store(true, Ordering::Relaxed);
 
     let labels: Vec<QueueLabel> = loops.iter().map(|l| l.label).collect();
@@ -223,6 +263,13 @@ pub fn run(mut args: Args) -> Result<()> {
         let _ = f.join();
     }
     if let Some(h) = health_thread {
+        let _ = h.join();
+    }
+    // Every sender of the access log is gone with the loops and the setup:
+    // the writer flushes and ends.
+    drop(tcp);
+    if let Some((tx, h)) = access_log {
+        drop(tx);
         let _ = h.join();
     }
     let xdp = gateway.counters().ok();
@@ -344,6 +391,8 @@ fn build_tcp(
         Arc<sluice_proxy::board::Board>,
         channel::Sender<crate::health::Batch>,
     )>,
+    access_log: Option<channel::Sender<String>>,
+    latency: Vec<Arc<std::sync::Mutex<Latency>>>,
 ) -> Result<(Option<TcpSetup>, Vec<Mailbox>)> {
     let tls = build_tls(args)?;
     if args.http.is_empty() && args.tls.tls.is_empty() {
@@ -434,6 +483,8 @@ fn build_tcp(
             upstream,
             proxy,
             health,
+            access_log,
+            latency,
         }),
         mailboxes,
     ))
@@ -676,6 +727,12 @@ fn start_loops(
 
 /// Print counters every interval until a signal arrives or a loop dies.
 /// Returns the error that ended the run early, if any.
+type LatencySlots<'a> = (
+    &'a [Arc<std::sync::Mutex<Latency>>],
+    &'a [String],
+    &'a [String],
+);
+
 fn report_until_stopped(
     args: &Args,
     loops: &[Loop],
@@ -683,6 +740,7 @@ fn report_until_stopped(
     stop: &AtomicBool,
     tls: Option<&sluice_tls::TlsServer>,
     reload: &AtomicBool,
+    latency: Option<LatencySlots<'_>>,
 ) -> Option<anyhow::Error> {
     let started = Instant::now();
     let labels: Vec<QueueLabel> = loops.iter().map(|l| l.label).collect();
@@ -719,6 +777,23 @@ fn report_until_stopped(
         }
         let snapshot: Vec<Counters> = loops.iter().map(|l| l.shared.snapshot()).collect();
         let xdp = gateway.counters().ok();
+        // The interval's latency, merged over the loops.
+        let merged = latency.map(|(slots, routes, clusters)| {
+            let mut acc = Latency::new(routes.len(), clusters.len());
+            for s in slots {
+                if let Ok(mut l) = s.lock() {
+                    l.drain_into(&mut acc);
+                }
+            }
+            (acc, routes, clusters)
+        });
+        let report_latency = merged
+            .as_ref()
+            .map(|(acc, routes, clusters)| report::LatencyReport {
+                latency: acc,
+                routes,
+                clusters,
+            });
         report::interval_report(
             report::ReportStyle {
                 format: args.stats_format,
@@ -730,6 +805,7 @@ fn report_until_stopped(
             &snapshot,
             &before,
             xdp.as_ref(),
+            report_latency.as_ref(),
         );
         before = snapshot;
         last = now;

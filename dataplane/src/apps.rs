@@ -68,6 +68,7 @@ impl HttpApps {
                     client: ctx.peer,
                     tls: ctx.tls,
                     spiffe_id: ctx.spiffe_id.clone(),
+                    tls_handshake: ctx.tls_handshake,
                 },
             ),
             None => app,

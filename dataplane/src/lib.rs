@@ -2,6 +2,7 @@
 //! built-in services. The binary is a thin wrapper around [`app::run`].
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod app;
 pub mod apps;
 pub mod cli;

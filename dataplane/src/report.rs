@@ -9,6 +9,7 @@ use sluice_bpf::{XdpCounter, XdpCounters};
 
 use crate::cli::StatsFormat;
 use crate::stats::{final_table, interval_lines, Counters, QueueLabel};
+use sluice_proxy::record::Latency;
 
 /// How interval reports are printed.
 #[derive(Clone, Copy, Debug)]
@@ -18,6 +19,68 @@ pub struct ReportStyle {
     pub tcp: bool,
 }
 
+/// Latency of the proxied requests finished in an interval, with the names
+/// of routes and clusters.
+pub struct LatencyReport<'a> {
+    pub latency: &'a Latency,
+    pub routes: &'a [String],
+    pub clusters: &'a [String],
+}
+
+fn quantiles(h: &hdrhistogram::Histogram<u64>) -> Value {
+    json!({
+        "count": h.len(),
+        "p50_us": h.value_at_quantile(0.5),
+        "p90_us": h.value_at_quantile(0.9),
+        "p99_us": h.value_at_quantile(0.99),
+        "max_us": h.max(),
+    })
+}
+
+fn latency_json(l: &LatencyReport<'_>) -> Value {
+    let rows = |hs: &[hdrhistogram::Histogram<u64>], names: &[String]| -> Value {
+        Value::Array(
+            hs.iter()
+                .zip(names)
+                .filter(|(h, _)| !h.is_empty())
+                .map(|(h, n)| {
+                    let mut v = quantiles(h);
+                    v["name"] = json!(n);
+                    v
+                })
+                .collect(),
+        )
+    };
+    json!({
+        "routes": rows(&l.latency.routes, l.routes),
+        "clusters": rows(&l.latency.clusters, l.clusters),
+    })
+}
+
+fn latency_lines(l: &LatencyReport<'_>) -> String {
+    let mut out = String::new();
+    for (kind, hs, names) in [
+        ("route", &l.latency.routes, l.routes),
+        ("cluster", &l.latency.clusters, l.clusters),
+    ] {
+        for (h, n) in hs.iter().zip(names) {
+            if h.is_empty() {
+                continue;
+            }
+            out.push_str(&format!(
+                "  latency {kind} {n}: {} requests, p50 {} us, p90 {} us, p99 {} us, max {} us\n",
+                h.len(),
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.9),
+                h.value_at_quantile(0.99),
+                h.max()
+            ));
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn interval_report(
     style: ReportStyle,
     elapsed: Duration,
@@ -26,9 +89,16 @@ pub fn interval_report(
     now: &[Counters],
     before: &[Counters],
     xdp: Option<&XdpCounters>,
+    latency: Option<&LatencyReport<'_>>,
 ) {
     let text = match style.format {
-        StatsFormat::Human => interval_lines(elapsed, period, labels, now, before, style.tcp),
+        StatsFormat::Human => {
+            let mut t = interval_lines(elapsed, period, labels, now, before, style.tcp);
+            if let Some(l) = latency {
+                t.push_str(&latency_lines(l));
+            }
+            t
+        }
         StatsFormat::Json => {
             let v = json!({
                 "type": "interval",
@@ -36,6 +106,7 @@ pub fn interval_report(
                 "queues": queues_json(labels, now),
                 "total": sum(now),
                 "xdp": xdp.map(xdp_json),
+                "latency": latency.map(latency_json),
             });
             format!("{v}\n")
         }

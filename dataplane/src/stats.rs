@@ -293,6 +293,8 @@ counters! {
     proxy_upstream_idle,
     /// Proxy: outcome batches the decision component's queue had no room for (outlier detection saw less).
     proxy_outcome_batches_dropped,
+    /// Proxy: access log lines dropped because the writer's queue was full (the disk is slower than the requests).
+    proxy_access_log_dropped,
     /// TCP: segments for an upstream port that landed on another loop's queue and were handed to it.
     tcp_upstream_handoffs,
     /// Neighbours: learned entries pushed out by newer ones (the table is full).

@@ -45,6 +45,7 @@ use sluice_netstack::tcp::tuple::FourTuple;
 use sluice_netstack::tcp::{ConnId, Endpoint, EndpointConfig, Event, Handled, Unowned};
 use sluice_netstack::time::Time;
 use sluice_proxy::board::Board;
+use sluice_proxy::record::{AccessRecord, Latency};
 use sluice_proxy::{LoopProxy, ProxySpec, UpstreamId};
 use sluice_xsk::Xsk;
 
@@ -111,6 +112,11 @@ impl Clock {
     pub fn unix_secs(&self, t: Time) -> u64 {
         (self.epoch_unix + Duration::from_nanos(t.as_nanos())).as_secs()
     }
+
+    /// Unix time of `t` with microseconds (the access log).
+    pub fn unix_secs_f64(&self, t: Time) -> f64 {
+        (self.epoch_unix + Duration::from_nanos(t.as_nanos())).as_secs_f64()
+    }
 }
 
 impl Default for Clock {
@@ -144,6 +150,10 @@ pub struct TcpSetup {
     /// The health board the loops pick from, and where their outcomes go
     /// (the decision component).
     pub health: Option<(Arc<Board>, Sender<crate::health::Batch>)>,
+    /// The access log's queue (None: off).
+    pub access_log: Option<Sender<String>>,
+    /// One latency slot per loop, drained by the reporter.
+    pub latency: Vec<Arc<std::sync::Mutex<Latency>>>,
 }
 
 /// The addresses and ports the loops' active opens use. Replies to them
@@ -239,6 +249,8 @@ struct AppConn {
     /// When the engine last took output from this connection, or when it
     /// last had none to give (the send timeout runs from then).
     last_output: Time,
+    /// The connection's retransmit count when its last request was logged.
+    retx_mark: u64,
 }
 
 impl AppConn {
@@ -282,6 +294,10 @@ pub struct TcpService {
     /// Where this loop's outcomes go, and batches lost to a full queue.
     outcomes_tx: Option<Sender<crate::health::Batch>>,
     outcome_batches_dropped: u64,
+    access_log: Option<Sender<String>>,
+    access_log_dropped: u64,
+    records: Vec<AccessRecord>,
+    latency: Option<Arc<std::sync::Mutex<Latency>>>,
     next_date: Time,
     /// Bytes every app of this loop holds (the gauge `app_mem_bytes`).
     app_mem: usize,
@@ -306,6 +322,10 @@ fn ip_of(addr: &[u8; 16], ipv6: bool) -> IpAddr {
     } else {
         IpAddr::V4(Ipv4Addr::new(addr[12], addr[13], addr[14], addr[15]))
     }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn mapped(ip: IpAddr) -> [u8; 16] {
@@ -366,6 +386,10 @@ impl TcpService {
             proxy_wakes: Vec::new(),
             outcomes_tx: setup.health.as_ref().map(|(_, tx)| tx.clone()),
             outcome_batches_dropped: 0,
+            access_log: setup.access_log.clone(),
+            access_log_dropped: 0,
+            records: Vec::new(),
+            latency: setup.latency.get(usize::from(core)).cloned(),
             next_date: now + DATE_PERIOD,
             app_mem: 0,
             http_lingering_closes: 0,
@@ -697,7 +721,82 @@ impl TcpService {
             }
             self.proxy_wakes = wakes;
         }
+        if self.access_log.is_some() {
+            self.log_records(&proxy, now);
+        }
         work
+    }
+
+    /// Access log lines for the requests that finished: the proxy's record
+    /// plus what only TCP knows (retransmits during the request, smoothed
+    /// RTT) of both connections.
+    fn log_records(&mut self, proxy: &LoopProxy, now: Time) {
+        let mut records = std::mem::take(&mut self.records);
+        proxy.take_records(&mut records);
+        for r in records.drain(..) {
+            let down = self.tcp_during(r.downstream);
+            let up = r.upstream_conn.map(|w| self.tcp_during(w));
+            let us = |d: Option<Duration>| d.map(|d| d.as_micros() as u64);
+            let start_unix = self.clock.unix_secs_f64(r.start);
+            let line = serde_json::json!({
+                "time": start_unix,
+                "loop": self.core,
+                "client": r.client.map(|c| c.to_string()),
+                "method": String::from_utf8_lossy(&r.method),
+                "path": String::from_utf8_lossy(&r.path),
+                "authority": r.authority.as_deref().map(String::from_utf8_lossy),
+                "status": r.status,
+                "error": r.error,
+                "route": r.route,
+                "cluster": r.cluster,
+                "upstream": r.upstream.map(|a| a.to_string()),
+                "retries": r.retries,
+                "bytes_out": r.bytes_out,
+                "request_id": r.request_id.as_deref().map(String::from_utf8_lossy),
+                "trace_id": hex(&r.trace_id),
+                "us": {
+                    "tls_handshake": us(r.tls_handshake),
+                    "upstream_connect": us(r.upstream_connect),
+                    "first_byte": us(r.first_byte),
+                    "total": r.end.saturating_since(r.start).as_micros() as u64,
+                },
+                "tcp": {
+                    "client": down,
+                    "upstream": up,
+                },
+            });
+            let mut text = line.to_string();
+            text.push('\n');
+            if let Some(tx) = &self.access_log {
+                if tx.try_send(text).is_err() {
+                    self.access_log_dropped += 1;
+                }
+            }
+        }
+        let _ = now;
+        self.records = records;
+    }
+
+    /// A connection's retransmits since the last logged request on it, and
+    /// its smoothed RTT (null when it is gone).
+    fn tcp_during(&mut self, w: WakeKey) -> serde_json::Value {
+        let id = ConnId::from_bits(w.0);
+        let Ok(info) = self.endpoint.info(id) else {
+            return serde_json::Value::Null;
+        };
+        let slot = id.slot() as usize;
+        let mark = match self.conns.get_mut(slot) {
+            Some(Some(c)) if c.id == id => {
+                let m = c.retx_mark;
+                c.retx_mark = info.retransmits;
+                m
+            }
+            _ => 0,
+        };
+        serde_json::json!({
+            "retransmits": info.retransmits.saturating_sub(mark),
+            "srtt_us": info.srtt.map(|d| d.as_micros() as u64),
+        })
     }
 
     fn attach(&mut self, id: ConnId, app: Box<dyn App>, now: Time) {
@@ -719,6 +818,7 @@ impl TcpService {
             released: false,
             ready: false,
             last_output: now,
+            retx_mark: 0,
         });
         self.pump(id, now);
     }
@@ -1116,6 +1216,12 @@ impl TcpService {
                 }
             }
             c.proxy_outcome_batches_dropped = self.outcome_batches_dropped;
+            c.proxy_access_log_dropped = self.access_log_dropped;
+            if let Some(slot) = &self.latency {
+                if let Ok(mut l) = slot.lock() {
+                    p.take_latency(&mut l);
+                }
+            }
         }
         self.apps.publish(c);
     }

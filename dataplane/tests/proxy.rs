@@ -359,10 +359,15 @@ fn proxy_answers_502_and_504_on_time() {
     let b4 = format!("{}:8080", addr::BACKEND_V4);
     let _backend = Backend::start(&topo.topo.backend_ns(), &["--listen", &b4]);
     let config = std::env::temp_dir().join(format!("sluice-proxy-{}.toml", std::process::id()));
+    let log = std::env::temp_dir().join(format!("sluice-access-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
     std::fs::write(
         &config,
         format!(
             r#"
+[proxy]
+access_log = "{}"
+
 [[route]]
 prefix = "/slow/"
 cluster = "app"
@@ -385,11 +390,12 @@ name = "down"
 # Nothing listens there: the backend's kernel answers RST.
 endpoints = ["{}:9"]
 "#,
+            log.display(),
             addr::BACKEND_V4
         ),
     )
     .unwrap();
-    let dp = Dataplane::start(
+    let mut dp = Dataplane::start(
         &topo.gw(),
         &dataplane_args(&topo, 1, &["--config".into(), config.display().to_string()]),
     );
@@ -416,7 +422,84 @@ endpoints = ["{}:9"]
     let t = &t["total"];
     assert!(u(&t["proxy_upstream_resets"]) >= 1, "{t}");
     assert!(u(&t["proxy_retries"]) >= 1, "{t}");
+
+    // Latency per route and per cluster in the interval reports.
+    let lat = wait_for_totals(&dp, Duration::from_secs(5), "latency", |_| true);
+    let _ = lat;
+    let reports: Vec<Value> = dp
+        .stdout
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "interval")
+        .collect();
+    let routes: Vec<String> = reports
+        .iter()
+        .flat_map(|r| {
+            r["latency"]["routes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|r| r["name"].as_str().map(str::to_string))
+        .collect();
+    for want in ["/slow/", "/down/", "/"] {
+        assert!(
+            routes.iter().any(|r| r == want),
+            "no latency for route {want}: {routes:?}"
+        );
+    }
+
+    // The access log: one JSON line per request, written by then.
+    assert!(dp.stop(Signal::SIGTERM).success(), "{}", dp.stderr_text());
+    let text = std::fs::read_to_string(&log).expect("the access log");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    let by_path = |p: &str| {
+        lines
+            .iter()
+            .find(|l| l["path"].as_str().is_some_and(|x| x.starts_with(p)))
+            .unwrap_or_else(|| panic!("no line for {p}: {text}"))
+    };
+    let slow = by_path("/slow/");
+    assert_eq!(
+        (slow["status"].as_u64(), slow["error"].as_str()),
+        (Some(504), Some("timeout")),
+        "{slow}"
+    );
+    let down = by_path("/down/");
+    assert_eq!(
+        (down["status"].as_u64(), down["error"].as_str()),
+        (Some(502), Some("connect_failed")),
+        "{down}"
+    );
+    let reset = by_path("/reset");
+    assert!(reset["retries"].as_u64().unwrap() >= 1, "{reset}");
+    let ok = by_path("/status");
+    assert_eq!(ok["status"], 201, "{ok}");
+    assert_eq!(ok["upstream"], b4, "{ok}");
+    assert_eq!(ok["method"], "GET", "{ok}");
+    assert_eq!(
+        ok["client"]
+            .as_str()
+            .map(|c| c.starts_with(&addr::CLIENT_V4.to_string())),
+        Some(true),
+        "{ok}"
+    );
+    assert_eq!(ok["trace_id"].as_str().map(str::len), Some(32), "{ok}");
+    assert_eq!(ok["request_id"].as_str().map(str::len), Some(36), "{ok}");
+    assert!(
+        ok["us"]["total"].as_u64().unwrap() >= ok["us"]["first_byte"].as_u64().unwrap(),
+        "{ok}"
+    );
+    assert!(ok["tcp"]["client"]["srtt_us"].is_u64(), "{ok}");
+    assert!(ok["tcp"]["upstream"]["retransmits"].is_u64(), "{ok}");
     let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_file(&log);
 }
 
 #[test]

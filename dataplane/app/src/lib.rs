@@ -61,6 +61,8 @@ pub struct ConnContext {
     pub peer: Option<std::net::SocketAddr>,
     /// How the proxy names this connection when it has work for it.
     pub wake: proxy::WakeKey,
+    /// How long the TLS handshake took (from the connection's accept).
+    pub tls_handshake: Option<std::time::Duration>,
 }
 
 /// One connection's application protocol, sans IO.

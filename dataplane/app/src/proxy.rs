@@ -57,6 +57,8 @@ pub struct ProxyRequest {
     pub version: u8,
     /// The client certificate's verified SPIFFE ID (mTLS).
     pub spiffe_id: Option<Arc<str>>,
+    /// The TLS handshake of the connection that carried the request.
+    pub tls_handshake: Option<std::time::Duration>,
 }
 
 /// A piece of the response, in order: `Head`, any `Data`, maybe

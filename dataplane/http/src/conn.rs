@@ -95,6 +95,7 @@ pub struct ProxyPeer {
     pub client: Option<std::net::SocketAddr>,
     pub tls: bool,
     pub spiffe_id: Option<Arc<str>>,
+    pub tls_handshake: Option<std::time::Duration>,
 }
 
 /// Request body bytes buffered on their way to the proxy.
@@ -1018,6 +1019,7 @@ impl ServerConn {
             tls: self.peer.tls,
             version: if h.http10 { 10 } else { 11 },
             spiffe_id: self.peer.spiffe_id.clone(),
+            tls_handshake: self.peer.tls_handshake,
         };
         let ex = proxy.start(request, self.peer.wake);
         let has_body = body != BodyLen::None;

@@ -19,6 +19,7 @@ use sluice_lb::{
 };
 
 use crate::board::Board;
+use crate::record::{AccessRecord, Latency};
 
 use crate::spec::{Balance, ProxySpec};
 use crate::trace::{self, TraceParent};
@@ -102,6 +103,31 @@ struct Exchange {
     retry_avoid: usize,
     retry_connect: bool,
     retry_reset: bool,
+    route: Option<usize>,
+    start: Time,
+    /// Set when the response head arrives.
+    first_byte: Option<Time>,
+    /// The status the client sees, once known.
+    status: u16,
+    /// The backend and connection that served it last.
+    served_by: Option<usize>,
+    upstream_conn: Option<WakeKey>,
+    upstream_connect: Option<Duration>,
+    bytes_out: u64,
+    /// Only when the access log is on.
+    log: Option<Box<LogInfo>>,
+}
+
+/// What the access log needs of a request beyond the counters.
+#[derive(Debug)]
+struct LogInfo {
+    method: Vec<u8>,
+    path: Vec<u8>,
+    authority: Option<Vec<u8>>,
+    client: Option<SocketAddr>,
+    tls_handshake: Option<Duration>,
+    request_id: Option<Vec<u8>>,
+    trace_id: [u8; 16],
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -120,6 +146,9 @@ struct Up {
     wake: Option<WakeKey>,
     idle_since: Time,
     idle_timeout: Duration,
+    opened_at: Time,
+    /// How long the connect took, until its first request reads it.
+    connect_took: Option<Duration>,
     close: Close,
     /// Has carried a request before (a further one is a reuse).
     used: bool,
@@ -180,6 +209,8 @@ struct Core {
     stats: ProxyStats,
     /// The loop's time as the service last said.
     now: Time,
+    latency: Latency,
+    records: Vec<AccessRecord>,
 }
 
 /// The loop's proxy. Shared (`Rc`) by the downstream apps and the upstream
@@ -220,6 +251,7 @@ impl LoopProxy {
                 });
             }
         }
+        let (spec_routes, spec_clusters) = (spec.routes.len(), spec.clusters.len());
         let mut rng = SplitMix64::new(seed);
         let mut balancers = Vec::with_capacity(spec.clusters.len());
         for c in &spec.clusters {
@@ -284,6 +316,8 @@ impl LoopProxy {
                 timers: BinaryHeap::new(),
                 stats: ProxyStats::default(),
                 now: Time::ZERO,
+                latency: Latency::new(spec_routes, spec_clusters),
+                records: Vec::new(),
             }),
         })
     }
@@ -326,6 +360,16 @@ impl LoopProxy {
         let mut c = self.core.borrow_mut();
         c.board = Some(board);
         c.board_seen = 0;
+    }
+
+    /// Latency counts since the last call, added into `into`.
+    pub fn take_latency(&self, into: &mut Latency) {
+        self.core.borrow_mut().latency.drain_into(into);
+    }
+
+    /// Access records since the last call (only with the access log on).
+    pub fn take_records(&self, out: &mut Vec<AccessRecord>) {
+        out.append(&mut self.core.borrow_mut().records);
     }
 
     /// Outcomes since the last call: (cluster, outcome per backend of the
@@ -531,6 +575,15 @@ impl Core {
             retry_avoid: usize::MAX,
             retry_connect,
             retry_reset,
+            route,
+            start: now,
+            first_byte: None,
+            status: 0,
+            served_by: None,
+            upstream_conn: None,
+            upstream_connect: None,
+            bytes_out: 0,
+            log: None,
         };
         let error = if cluster == usize::MAX || self.spec.clusters[cluster].backends.is_empty() {
             self.stats.no_backend += 1;
@@ -550,6 +603,19 @@ impl Core {
             return id;
         }
         ex.head = build_head(&req, &self.spec, framing, &mut self.rng);
+        if self.spec.access_log {
+            ex.log = Some(Box::new(LogInfo {
+                method: req.method.clone(),
+                path: req.path.clone(),
+                authority: req.authority.clone(),
+                client: req.client,
+                tls_handshake: req.tls_handshake,
+                request_id: header_value(&ex.head, b"x-request-id"),
+                trace_id: header_value(&ex.head, b"traceparent")
+                    .and_then(|v| TraceParent::parse(&v))
+                    .map_or([0; 16], |t| t.trace_id),
+            }));
+        }
         if let Balance::Maglev { hash_on, .. } = &self.spec.clusters[cluster].balance {
             ex.key_hash = maglev_key(hash_on, &req);
         }
@@ -754,6 +820,8 @@ impl Core {
             wake: None,
             idle_since: now,
             idle_timeout,
+            opened_at: now,
+            connect_took: None,
             close: Close::No,
             used: false,
             in_idle_list: false,
@@ -777,9 +845,14 @@ impl Core {
         let Some(u) = self.up_mut(up) else {
             return;
         };
-        let (used, backend) = (u.used, u.backend);
+        let (used, backend, wake, took) = (u.used, u.backend, u.wake, u.connect_took.take());
         if used {
             self.stats.upstream_reuses += 1;
+        }
+        if let Some(e) = self.ex_mut(ex) {
+            e.served_by = Some(backend);
+            e.upstream_conn = wake;
+            e.upstream_connect = if used { None } else { took };
         }
         if let Some(e) = self.ex_mut(ex) {
             if e.started_on.is_none() {
@@ -833,6 +906,12 @@ impl Core {
     fn poll_response(&mut self, ex: ExchangeId) -> Option<Result<ResponsePart, ProxyError>> {
         let e = self.ex_mut(ex)?;
         let part = e.resp.pop_front()?;
+        match &part {
+            Ok(ResponsePart::Head { status, .. }) => e.status = *status,
+            Ok(ResponsePart::Data(d)) => e.bytes_out += d.len() as u64,
+            Err(err) if e.status == 0 => e.status = err.status(),
+            _ => {}
+        }
         if let Ok(ResponsePart::Data(d)) = &part {
             let before = e.resp_bytes;
             e.resp_bytes -= d.len();
@@ -844,9 +923,56 @@ impl Core {
             }
         }
         if matches!(part, Ok(ResponsePart::End) | Err(_)) {
+            let error = part.as_ref().err().copied();
+            self.finish_record(ex, error);
             self.free_ex(ex);
         }
         Some(part)
+    }
+
+    /// The request is over for the client: its latency, and its access
+    /// record when the log is on.
+    fn finish_record(&mut self, ex: ExchangeId, error: Option<ProxyError>) {
+        let now = self.now;
+        let Some(e) = self.exchanges[ex.index as usize]
+            .as_mut()
+            .filter(|e| e.gen == ex.gen)
+        else {
+            return;
+        };
+        let cluster = (e.cluster != usize::MAX).then_some(e.cluster);
+        self.latency
+            .record(e.route, cluster, now.saturating_since(e.start));
+        let Some(log) = e.log.take() else {
+            return;
+        };
+        if self.records.len() >= MAX_RECORDS {
+            // The service drains every iteration; a backlog this deep
+            // means the writer is stuck: keep the newest.
+            self.records.remove(0);
+        }
+        self.records.push(AccessRecord {
+            start: e.start,
+            end: now,
+            method: log.method,
+            path: log.path,
+            authority: log.authority,
+            client: log.client,
+            status: e.status,
+            error: error.map(error_name),
+            route: e.route,
+            cluster,
+            upstream: e.served_by.map(|b| self.backends[b].addr),
+            retries: e.tries.saturating_sub(1),
+            bytes_out: e.bytes_out,
+            tls_handshake: log.tls_handshake,
+            upstream_connect: e.upstream_connect,
+            first_byte: e.first_byte.map(|t| t.saturating_since(e.start)),
+            request_id: log.request_id,
+            trace_id: log.trace_id,
+            downstream: e.wake,
+            upstream_conn: e.upstream_conn,
+        });
     }
 
     fn cancel(&mut self, ex: ExchangeId) {
@@ -864,6 +990,13 @@ impl Core {
                 self.wake_up(up);
             }
         }
+        // The client went away first (nginx logs these as 499).
+        if let Some(e) = self.ex_mut(ex) {
+            if e.status == 0 {
+                e.status = 499;
+            }
+        }
+        self.finish_record(ex, None);
         self.free_ex(ex);
     }
 
@@ -926,6 +1059,7 @@ impl Core {
         u.state = UpState::Ready;
         u.wake = Some(wake);
         u.idle_since = now;
+        u.connect_took = Some(now.saturating_since(u.opened_at));
         let backend = u.backend;
         self.backends[backend].connecting -= 1;
         self.make_idle(now, up);
@@ -1201,6 +1335,7 @@ impl Core {
                 ClientEvent::Head(h) => {
                     head_status = Some(h.status);
                     keep_alive = h.keep_alive_timeout;
+                    e.first_byte = Some(now);
                     e.head_seen = true;
                     e.resp.push_back(Ok(response_head(h, e.is_head)));
                 }
@@ -1512,6 +1647,32 @@ fn maglev_key(hash_on: &sluice_config::HashOn, req: &ProxyRequest) -> Option<u64
     req.client.map(|c| match c.ip() {
         std::net::IpAddr::V4(a) => hash_key(&a.octets()),
         std::net::IpAddr::V6(a) => hash_key(&a.octets()),
+    })
+}
+
+/// Access records kept per loop before the oldest is dropped.
+const MAX_RECORDS: usize = 65_536;
+
+fn error_name(e: ProxyError) -> &'static str {
+    match e {
+        ProxyError::Overflow => "overflow",
+        ProxyError::NoHealthyBackend => "no_healthy_backend",
+        ProxyError::ConnectFailed => "connect_failed",
+        ProxyError::UpstreamReset => "upstream_reset",
+        ProxyError::BadResponse => "bad_response",
+        ProxyError::Timeout => "timeout",
+        ProxyError::BadRequest => "bad_request",
+    }
+}
+
+/// A header's value in a request head we built (for the log).
+fn header_value(head: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        line[..colon]
+            .eq_ignore_ascii_case(name)
+            .then(|| line[colon + 1..].trim_ascii().to_vec())
     })
 }
 

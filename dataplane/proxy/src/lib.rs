@@ -19,6 +19,7 @@
 
 pub mod board;
 mod core;
+pub mod record;
 pub mod spec;
 pub mod trace;
 mod upstream;

@@ -68,6 +68,10 @@ pub struct ProxySpec {
     pub spiffe_header: Option<Vec<u8>>,
     /// Add `x-request-id` to requests without one.
     pub request_id: bool,
+    /// Keep an access record per request (the access log is on).
+    pub access_log: bool,
+    /// Route prefixes, for reports.
+    pub route_names: Vec<String>,
 }
 
 impl ProxySpec {
@@ -163,6 +167,15 @@ impl ProxySpec {
                 .as_ref()
                 .map(|h| h.as_bytes().to_vec()),
             request_id: config.proxy.request_id,
+            access_log: config.proxy.access_log.is_some(),
+            route_names: config
+                .routes
+                .iter()
+                .map(|r| match &r.host {
+                    Some(h) => format!("{h}{}", r.prefix),
+                    None => r.prefix.clone(),
+                })
+                .collect(),
         })
     }
 

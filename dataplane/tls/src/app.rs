@@ -81,6 +81,8 @@ pub struct TlsApp {
     conn: ServerConnection,
     phase: Phase,
     params: TlsAppParams,
+    /// When the connection was accepted (the handshake's length is logged).
+    accepted_at: Time,
     /// SIGTERM arrived during the handshake: the application starts draining.
     draining: bool,
     /// Plaintext the application wrote that rustls did not take. Should
@@ -106,6 +108,7 @@ impl TlsApp {
                 deadline: now + params.handshake_timeout,
             },
             params,
+            accepted_at: now,
             draining: false,
             unsent: Vec::new(),
             plaintext_pending: false,
@@ -202,6 +205,7 @@ impl TlsApp {
             sni: self.conn.server_name().map(str::to_owned),
             spiffe_id,
             tls: true,
+            tls_handshake: Some(now.saturating_since(self.accepted_at)),
             ..self.params.base.clone()
         };
         {

@@ -326,6 +326,7 @@ fn request(method: &str, path: &str, body: BodyLen) -> ProxyRequest {
         tls: false,
         version: 11,
         spiffe_id: None,
+        tls_handshake: None,
     }
 }
 
