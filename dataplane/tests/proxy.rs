@@ -287,6 +287,19 @@ fn proxies_http1_byte_exact_reused_and_replies_cross_queues() {
         serde_json::json!(["client-chosen-id"]),
         "{t}"
     );
+    // A client's deadline goes upstream as what is left of it.
+    let g = headers_json(&client, &format!("{vip4}/headers"), &["grpc-timeout: 2S"]);
+    let left = g["headers"]["grpc-timeout"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("{g}"));
+    let (n, unit) = left.split_at(left.len() - 1);
+    let left_us: u64 = n.parse::<u64>().unwrap()
+        * match unit {
+            "u" => 1,
+            "m" => 1000,
+            _ => panic!("unexpected unit in {left}"),
+        };
+    assert!(left_us > 0 && left_us <= 2_000_000, "{left}");
     let h6 = headers_json(&client, &format!("{vip6}/v6/headers"), &[]);
     assert_eq!(
         h6["headers"]["x-forwarded-for"][0],
@@ -405,6 +418,27 @@ endpoints = ["{}:9"]
     assert_eq!(code, 504, "slow backend");
     assert!(took < Duration::from_secs(4), "504 came after {took:?}");
 
+    // The client's own deadline (grpc-timeout) is honoured too.
+    let t0 = Instant::now();
+    let out = curl(
+        &client,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "grpc-timeout: 300m",
+            &format!("{vip}/delay?ms=5000"),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "504");
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "504 came after {:?}",
+        t0.elapsed()
+    );
+
     let (code, took) = status_of(&client, &format!("{vip}/down/x"));
     assert_eq!(code, 502, "refused connection");
     assert!(took < Duration::from_secs(4), "502 came after {took:?}");
@@ -458,7 +492,7 @@ endpoints = ["{}:9"]
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines.len(), 5, "{text}");
     let by_path = |p: &str| {
         lines
             .iter()
@@ -466,6 +500,8 @@ endpoints = ["{}:9"]
             .unwrap_or_else(|| panic!("no line for {p}: {text}"))
     };
     let slow = by_path("/slow/");
+    let deadline = by_path("/delay");
+    assert_eq!(deadline["status"], 504, "{deadline}");
     assert_eq!(
         (slow["status"].as_u64(), slow["error"].as_str()),
         (Some(504), Some("timeout")),

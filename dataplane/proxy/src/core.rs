@@ -567,7 +567,13 @@ impl Core {
             up: None,
             tries: 0,
             max_tries: 1 + retries,
-            deadline: timeout.map(|t| now + t),
+            // The sooner of the route's timeout and the client's own
+            // deadline (gRPC's `grpc-timeout`).
+            deadline: [timeout, grpc_timeout(&req.headers)]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|t| now + t),
             key_hash: None,
             started_on: None,
             request_held: false,
@@ -602,7 +608,8 @@ impl Core {
             self.wakes.push(wake);
             return id;
         }
-        ex.head = build_head(&req, &self.spec, framing, &mut self.rng);
+        let budget = ex.deadline.map(|d| d.saturating_since(now));
+        ex.head = build_head(&req, &self.spec, framing, &mut self.rng, budget);
         if self.spec.access_log {
             ex.log = Some(Box::new(LogInfo {
                 method: req.method.clone(),
@@ -1650,6 +1657,47 @@ fn maglev_key(hash_on: &sluice_config::HashOn, req: &ProxyRequest) -> Option<u64
     })
 }
 
+/// gRPC's `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
+pub(crate) fn grpc_timeout(headers: &[(Vec<u8>, Vec<u8>)]) -> Option<Duration> {
+    let (_, v) = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(b"grpc-timeout"))?;
+    let v = v.trim_ascii();
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b"H" => Duration::from_secs(n.saturating_mul(3600)),
+        b"M" => Duration::from_secs(n.saturating_mul(60)),
+        b"S" => Duration::from_secs(n),
+        b"m" => Duration::from_millis(n),
+        b"u" => Duration::from_micros(n),
+        b"n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The largest unit that keeps `d` within 8 digits (rounded down, never
+/// to zero: a budget that small is sent as 1n... and expires at once).
+pub(crate) fn format_grpc_timeout(d: Duration) -> Vec<u8> {
+    const MAX: u128 = 99_999_999;
+    let ns = d.as_nanos().max(1);
+    let (v, unit) = if ns <= MAX {
+        (ns, "n")
+    } else if ns / 1_000 <= MAX {
+        (ns / 1_000, "u")
+    } else if ns / 1_000_000 <= MAX {
+        (ns / 1_000_000, "m")
+    } else if ns / 1_000_000_000 <= MAX {
+        (ns / 1_000_000_000, "S")
+    } else {
+        ((ns / 60_000_000_000).min(MAX), "M")
+    };
+    format!("{v}{unit}").into_bytes()
+}
+
 /// Access records kept per loop before the oldest is dropped.
 const MAX_RECORDS: usize = 65_536;
 
@@ -1688,6 +1736,7 @@ fn build_head(
     spec: &ProxySpec,
     framing: BodyFraming,
     rng: &mut SplitMix64,
+    budget: Option<Duration>,
 ) -> Vec<u8> {
     let mut headers: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(req.headers.len() + 6);
     if let Some(a) = &req.authority {
@@ -1722,6 +1771,10 @@ fn build_head(
         if n.eq_ignore_ascii_case(b"x-request-id") {
             has_request_id = true;
         }
+        if n.eq_ignore_ascii_case(b"grpc-timeout") {
+            // Replaced by what is left of the deadline.
+            continue;
+        }
         if n.eq_ignore_ascii_case(b"x-forwarded-proto")
             || spec
                 .spiffe_header
@@ -1747,6 +1800,13 @@ fn build_head(
     headers.push((b"x-forwarded-proto", proto.to_vec()));
     if let (Some(h), Some(id)) = (&spec.spiffe_header, &req.spiffe_id) {
         headers.push((h, id.as_bytes().to_vec()));
+    }
+    if let Some(b) = budget.filter(|_| {
+        req.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(b"grpc-timeout"))
+    }) {
+        headers.push((b"grpc-timeout", format_grpc_timeout(b)));
     }
     let trace = parent.unwrap_or_else(|| trace::new_trace(rng));
     headers.push((b"traceparent", trace.child(trace::span_id(rng))));

@@ -1251,3 +1251,24 @@ fn idle_connection_that_sent_unsolicited_bytes_is_not_reused() {
     let c1 = h.connect();
     serve(&mut h, c1, ex, "/2", "two");
 }
+
+#[test]
+fn grpc_timeouts_parse_and_format() {
+    let h = |v: &str| vec![(b"grpc-timeout".to_vec(), v.as_bytes().to_vec())];
+    assert_eq!(grpc_timeout(&h("1S")), Some(Duration::from_secs(1)));
+    assert_eq!(grpc_timeout(&h("250m")), Some(Duration::from_millis(250)));
+    assert_eq!(grpc_timeout(&h("2H")), Some(Duration::from_secs(7200)));
+    assert_eq!(grpc_timeout(&h("123456789S")), None, "9 digits");
+    assert_eq!(grpc_timeout(&h("S")), None);
+    assert_eq!(grpc_timeout(&h("10x")), None);
+    assert_eq!(grpc_timeout(&[]), None);
+    assert_eq!(format_grpc_timeout(Duration::from_millis(250)), b"250000u".to_vec());
+    assert_eq!(format_grpc_timeout(Duration::from_secs(100)), b"100000m".to_vec());
+    assert_eq!(format_grpc_timeout(Duration::from_secs(1_000_000)), b"1000000S".to_vec());
+    assert_eq!(format_grpc_timeout(Duration::ZERO), b"1n".to_vec());
+    for d in [1u64, 999, 123_456_789, 3_600_000_000_000] {
+        let d = Duration::from_nanos(d);
+        let back = grpc_timeout(&h(std::str::from_utf8(&format_grpc_timeout(d)).unwrap())).unwrap();
+        assert!(back <= d && d - back < d / 1000 + Duration::from_nanos(1), "{d:?} {back:?}");
+    }
+}
