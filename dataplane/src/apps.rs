@@ -76,13 +76,19 @@ impl HttpApps {
     }
 
     fn http2(&self, ctx: &ConnContext, now: Time) -> Box<dyn App> {
-        Box::new(H2App::new(
+        // The app takes the wake key, peer, TLS flag and SPIFFE ID for
+        // proxied requests from `ctx`.
+        let app = H2App::new(
             Rc::clone(&self.h2),
             self.date.clone(),
             Rc::clone(&self.stats),
             ctx,
             now,
-        ))
+        );
+        Box::new(match &self.proxy {
+            Some(p) => app.with_proxy(Rc::clone(p)),
+            None => app,
+        })
     }
 }
 

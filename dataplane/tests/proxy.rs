@@ -983,3 +983,97 @@ min_retries_concurrency = 64
     }
     let _ = std::fs::remove_file(&config);
 }
+
+/// HTTP/2 downstream (h2c with prior knowledge, curl and h2load) to an
+/// HTTP/1.1 backend: bodies byte-exact both ways, forwarding fields, many
+/// concurrent streams on few upstream connections.
+#[test]
+fn http2_clients_are_proxied_to_http1_backends() {
+    let topo = Topo::up("p2", 2);
+    let client = topo.client();
+    let backend_ns = topo.topo.backend_ns();
+    let b4 = format!("{}:8080", addr::BACKEND_V4);
+    let _backend = Backend::start(&backend_ns, &["--listen", &b4]);
+    let dp = Dataplane::start(
+        &topo.gw(),
+        &dataplane_args(&topo, 2, &["--proxy".into(), format!("/=http://{b4}")]),
+    );
+    let vip = format!("http://{}", addr::GW_VIP_V4);
+    let h2 = "--http2-prior-knowledge";
+
+    let n = 8_000_000;
+    let body = curl_ok(&client, &[h2, &format!("{vip}/bytes?n={n}")]);
+    assert_eq!(body.len(), n);
+    assert!(
+        Sha256::digest(&body).as_slice() == backend_pattern_sha256(n),
+        "h2 download differs"
+    );
+
+    let upload: Vec<u8> = (0..6_000_000u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
+        .collect();
+    let file = std::env::temp_dir().join(format!("sluice-h2-up-{}", std::process::id()));
+    std::fs::write(&file, &upload).unwrap();
+    let data = format!("@{}", file.display());
+    let echoed = curl_ok(
+        &client,
+        &[
+            h2,
+            "-H",
+            "Expect:",
+            "--data-binary",
+            &data,
+            &format!("{vip}/echo"),
+        ],
+    );
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        echoed == upload,
+        "h2 upload differs ({} bytes back)",
+        echoed.len()
+    );
+
+    let raw = curl_ok(
+        &client,
+        &[h2, "-H", "X-Keep: yes", &format!("{vip}/headers")],
+    );
+    let h: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(h["headers"]["x-keep"][0], "yes", "{h}");
+    assert_eq!(h["headers"]["host"][0], addr::GW_VIP_V4.to_string(), "{h}");
+    assert_eq!(
+        h["headers"]["x-forwarded-for"][0],
+        addr::CLIENT_V4.to_string(),
+        "{h}"
+    );
+    assert!(
+        h["headers"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.starts_with(':')),
+        "a pseudo-header went upstream: {h}"
+    );
+    assert_eq!(h["version"], "http/1.1", "upstream is HTTP/1.1: {h}");
+
+    // Many streams over few connections: h2load, 4 connections x 32 streams.
+    let mut load = netns::command(&client, "h2load");
+    load.args(["-n", "20000", "-c", "4", "-m", "32", &format!("{vip}/")]);
+    let out = run_bounded(load, Duration::from_secs(120), "h2load");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "h2load: {text}");
+    assert!(
+        text.contains("20000 succeeded, 0 failed, 0 errored"),
+        "{text}"
+    );
+    let t = wait_for_totals(&dp, Duration::from_secs(10), "drained", |t| {
+        u(&t["proxy_active"]) == 0
+    });
+    let t = &t["total"];
+    // 128 streams in flight at most, the default pool of 64 per loop.
+    assert!(u(&t["proxy_upstream_connects"]) <= 128, "{t}");
+    assert_eq!(
+        u(&t["proxy_connect_failures"]) + u(&t["proxy_upstream_resets"]),
+        0,
+        "{t}"
+    );
+}

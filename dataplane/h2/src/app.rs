@@ -14,11 +14,13 @@ use bytes::Bytes;
 use h2::server::{Connection, Handshake, SendResponse};
 use h2::{Ping, PingPong, Reason, RecvStream, SendStream};
 use http::{Method, Request};
+use sluice_app::proxy::Proxy;
 use sluice_app::{App, Close, ConnContext, LoopDate, SharedStats, Time};
 
 use crate::config::H2Config;
 use crate::guard::{Flood, Guard};
 use crate::io::{IoState, Sent, Transport, WakeFlag};
+use crate::proxied::{self, Peer, Proxied};
 use crate::routes::{self, Route, MAX_CHUNK};
 use crate::scan::{Frame, Scanner, ACK, PING, RST_STREAM, SETTINGS, WINDOW_UPDATE};
 
@@ -127,7 +129,7 @@ enum Progress {
 }
 
 /// Send capacity for up to `want` bytes: what is assigned, else asks h2.
-fn capacity(
+pub(crate) fn capacity(
     send: &mut SendStream<Bytes>,
     want: usize,
     cx: &mut Context<'_>,
@@ -260,6 +262,11 @@ pub struct H2App {
     state: State,
     ping: Option<PingPong>,
     streams: Vec<Stream>,
+    /// Streams answered by the proxy.
+    proxied: Vec<Proxied>,
+    /// The loop's proxy (None: built-in routes only).
+    proxy: Option<Rc<dyn Proxy>>,
+    peer: Peer,
     scan: Scanner,
     guard: Guard,
     /// The output frames already accounted.
@@ -275,15 +282,13 @@ pub struct H2App {
     /// Input is dropped from now on.
     input_closed: bool,
     panicked: bool,
-    /// The client's verified SPIFFE ID (mTLS), for the requests of this
-    /// connection (the proxy forwards it).
-    peer_spiffe_id: Option<std::sync::Arc<str>>,
 }
 
 impl std::fmt::Debug for H2App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H2App")
             .field("streams", &self.streams.len())
+            .field("proxied", &self.proxied.len())
             .field("draining", &self.draining)
             .field("go_away", &self.go_away)
             .finish_non_exhaustive()
@@ -314,6 +319,9 @@ impl H2App {
             state: State::Handshake(hs),
             ping: None,
             streams: Vec::new(),
+            proxied: Vec::new(),
+            proxy: None,
+            peer: Peer::new(ctx),
             scan: Scanner::new(true),
             guard: Guard::default(),
             seen: Sent::default(),
@@ -325,11 +333,18 @@ impl H2App {
             go_away_applied: false,
             input_closed: false,
             panicked: false,
-            peer_spiffe_id: ctx.spiffe_id.clone(),
         };
         // h2 writes its SETTINGS before it reads the preface.
         app.drive(now);
         app
+    }
+
+    /// Requests that a proxy route matches go to `proxy` (with the wake
+    /// key, peer address, TLS flag and SPIFFE ID of the `ConnContext` this
+    /// app was made with); the others get the built-in routes.
+    pub fn with_proxy(mut self, proxy: Rc<dyn Proxy>) -> Self {
+        self.proxy = Some(proxy);
+        self
     }
 
     /// h2 panicked inside this connection (it was aborted and its h2 state
@@ -341,12 +356,12 @@ impl H2App {
 
     /// The client's verified SPIFFE ID, if it presented one (mTLS).
     pub fn peer_spiffe_id(&self) -> Option<&str> {
-        self.peer_spiffe_id.as_deref()
+        self.peer.spiffe_id.as_deref()
     }
 
-    /// Open streams with a response in progress.
+    /// Open streams with a response in progress (proxied ones included).
     pub fn active_streams(&self) -> usize {
-        self.streams.len()
+        self.streams.len() + self.proxied.len()
     }
 
     fn count(&self, f: impl FnOnce(&mut sluice_app::AppStats)) {
@@ -401,15 +416,26 @@ impl H2App {
     /// mid-stream can break (hyperium/h2#907, a spurious assertion): that
     /// panic is contained here. After a panic inside h2 its state is
     /// leaked instead (its mutex is poisoned; dropping would panic again).
+    ///
+    /// Proxied exchanges still open are cancelled first: the client will
+    /// never see their responses.
     fn teardown(&mut self, next: State) {
         let state = std::mem::replace(&mut self.state, next);
         let streams = std::mem::take(&mut self.streams);
+        let mut proxied = std::mem::take(&mut self.proxied);
+        if let Some(p) = &self.proxy {
+            for s in &mut proxied {
+                s.cancel(&**p);
+            }
+        }
         let ping = self.ping.take();
         if self.panicked {
-            std::mem::forget((state, streams, ping));
+            std::mem::forget((state, streams, proxied, ping));
             return;
         }
-        let _ = catch_unwind(AssertUnwindSafe(move || drop((streams, ping, state))));
+        let _ = catch_unwind(AssertUnwindSafe(move || {
+            drop((streams, proxied, ping, state));
+        }));
     }
 
     /// Polls h2 and the streams until nothing moves, at most MAX_ROUNDS.
@@ -491,6 +517,16 @@ impl H2App {
                         respond.send_reset(Reason::REFUSED_STREAM);
                         continue;
                     }
+                    let proxy = self.proxy.as_deref();
+                    let (req, respond) =
+                        match proxied::start(proxy, &self.peer, &self.stats, req, respond) {
+                            Ok(s) => {
+                                self.proxied.push(s);
+                                self.idle_since = None;
+                                continue;
+                            }
+                            Err(r) => r,
+                        };
                     match start(&self.date, &self.cfg, &self.stats, req, respond) {
                         Started::Streaming(s) => {
                             self.streams.push(s);
@@ -531,7 +567,7 @@ impl H2App {
     }
 
     fn poll_streams(&mut self, cx: &mut Context<'_>, now: Time) {
-        if self.streams.is_empty() {
+        if self.streams.is_empty() && self.proxied.is_empty() {
             return;
         }
         let out_blocked = self.io.borrow().write_blocked();
@@ -544,10 +580,41 @@ impl H2App {
                     false
                 }
             });
+        if let Some(p) = self.proxy.clone() {
+            let (date, stats) = (&self.date, &self.stats);
+            self.proxied
+                .retain_mut(|s| match s.poll(&*p, cx, now, out_blocked, date, stats) {
+                    proxied::Step::Waiting => true,
+                    proxied::Step::Done(ok) => {
+                        completed += u64::from(ok);
+                        false
+                    }
+                });
+        }
         self.guard.completed(completed, &self.cfg, now);
-        if self.streams.is_empty() {
+        if self.streams.is_empty() && self.proxied.is_empty() {
             self.idle_since = Some(now);
         }
+    }
+
+    /// Work for the proxy's sake that the flag does not show: a response
+    /// part it has ready, or held request body it now takes (see
+    /// [`Proxied::offer_held`]).
+    fn proxy_pending(&self) -> bool {
+        let Some(p) = &self.proxy else {
+            return false;
+        };
+        // Every stream's held bytes are offered, not just the first's.
+        let took = self
+            .proxied
+            .iter()
+            .fold(false, |any, s| s.offer_held(&**p) | any);
+        if took {
+            // h2 must get the window back (and the body's end may follow):
+            // the next drive does it.
+            self.flag.set();
+        }
+        took || self.proxied.iter().any(|s| s.response_ready(&**p))
     }
 
     fn poll_ping(&mut self, cx: &mut Context<'_>) {
@@ -607,7 +674,7 @@ impl H2App {
     }
 
     fn idle_deadline(&self) -> Option<Time> {
-        if !self.streams.is_empty() {
+        if !self.streams.is_empty() || !self.proxied.is_empty() {
             return None;
         }
         Some(self.idle_since? + self.idle_limit()?)
@@ -830,7 +897,10 @@ impl App for H2App {
         let mut drives = 0;
         loop {
             n += self.io.borrow_mut().take_output(&mut buf[n..]);
-            if n == buf.len() || drives == MAX_WRITE_DRIVES || !self.flag.is_set() {
+            if n == buf.len()
+                || drives == MAX_WRITE_DRIVES
+                || !(self.flag.is_set() || self.proxy_pending())
+            {
                 break;
             }
             self.drive(now);
@@ -848,7 +918,8 @@ impl App for H2App {
     fn wants_write(&self) -> bool {
         let io = self.io.borrow();
         let pollable = !matches!(self.state, State::Done { .. });
-        io.buffered_out() > 0 || (pollable && self.flag.is_set() && !io.write_blocked())
+        io.buffered_out() > 0
+            || (pollable && !io.write_blocked() && (self.flag.is_set() || self.proxy_pending()))
     }
 
     fn deadline(&self) -> Option<Time> {
@@ -856,12 +927,14 @@ impl App for H2App {
             return None;
         }
         let (c, streams) = (&self.cfg, self.streams.iter());
+        let proxied = self.proxied.iter().filter_map(|s| s.stall_since);
         let stall = streams
             .flat_map(|s| {
                 let stall = s.stall_since.map(|t| t + c.stall_timeout);
                 let quiet = s.quiet_since.map(|t| t + c.progress_timeout);
                 stall.into_iter().chain(quiet)
             })
+            .chain(proxied.map(|t| t + c.stall_timeout))
             .min();
         [
             self.ping_deadline(),
@@ -916,13 +989,25 @@ impl App for H2App {
                 }
                 !(window || body)
             });
+            // A proxied response stalls the same way (its backend's
+            // silence is the proxy's timeout, not ours).
+            if let Some(p) = self.proxy.clone() {
+                self.proxied.retain_mut(|s| {
+                    let window = s.stall_since.is_some_and(|t| t + stall <= now);
+                    if window {
+                        s.reset(&*p, Reason::CANCEL);
+                        stalled += 1;
+                    }
+                    !window
+                });
+            }
             if stalled + quieted > 0 {
                 self.count(|s| {
                     s.h2.stalled_streams += stalled;
                     s.http.progress_timeouts += quieted;
                 });
                 self.flag.set();
-                if self.streams.is_empty() {
+                if self.streams.is_empty() && self.proxied.is_empty() {
                     self.idle_since = Some(now);
                 }
             }
@@ -944,16 +1029,19 @@ impl App for H2App {
         self.drive(now);
     }
 
-    /// Approximate: the transport buffers' allocations and the echo bytes
-    /// taken from h2 and not yet sent back. h2's own buffers (a frame
-    /// being read, DATA not yet polled, up to `max_send_buffer` queued per
-    /// stream) are bounded by the windows and settings but not counted.
+    /// Approximate: the transport buffers' allocations, the echo bytes
+    /// taken from h2 and not yet sent back, and the proxied streams'
+    /// request bytes not yet taken by the proxy and response bytes not yet
+    /// handed to h2. h2's own buffers (a frame being read, DATA not yet
+    /// polled, up to `max_send_buffer` queued per stream) are bounded by
+    /// the windows and settings but not counted.
     fn memory(&self) -> usize {
         // h2 reports none of its own allocations; its codec buffers are
         // the bulk of them and live as long as the connection.
         crate::CODEC_BUFFERS
             + self.io.borrow().capacity()
             + self.streams.iter().map(Stream::queued).sum::<usize>()
+            + self.proxied.iter().map(Proxied::memory).sum::<usize>()
     }
 
     fn close(&self) -> Close {
@@ -968,6 +1056,7 @@ impl App for H2App {
         let io = self.io.borrow();
         matches!(self.state, State::Open(_))
             && self.streams.is_empty()
+            && self.proxied.is_empty()
             && io.buffered_in() == 0
             && io.buffered_out() == 0
             && self.scan.head_since().is_none()
@@ -985,7 +1074,7 @@ impl App for H2App {
             return;
         }
         self.draining = true;
-        if self.streams.is_empty() {
+        if self.streams.is_empty() && self.proxied.is_empty() {
             self.idle_since = Some(now);
         }
         match &mut self.state {

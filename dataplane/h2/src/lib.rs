@@ -8,7 +8,10 @@
 //! rounds per call. Around h2 the app adds what h2 lacks: the built-in
 //! routes (docs/http.md), keepalive PINGs, idle and head timeouts, and
 //! rate bounds on the frames that cost work without doing any (floods),
-//! counted by a frame scanner over the input before h2 sees it.
+//! counted by a frame scanner over the input before h2 sees it. With
+//! [`H2App::with_proxy`], requests a proxy route matches are streamed to
+//! the loop's reverse proxy instead, with h2's flow control as the
+//! backpressure both ways.
 //!
 //! Serving a connection whose preface the listener already read (h2c):
 //!
@@ -38,6 +41,7 @@ mod app;
 mod config;
 mod guard;
 mod io;
+mod proxied;
 mod routes;
 mod scan;
 

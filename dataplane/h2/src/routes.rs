@@ -56,6 +56,10 @@ pub(crate) fn error(
         400 => b"400 Bad Request\n",
         404 => b"404 Not Found\n",
         405 => b"405 Method Not Allowed\n",
+        // What the proxy answers for a backend it could not use.
+        502 => b"502 Bad Gateway\n",
+        503 => b"503 Service Unavailable\n",
+        504 => b"504 Gateway Timeout\n",
         _ => b"500 Internal Server Error\n",
     };
     let mut r = head(status, "text/plain", Some(body.len() as u64), date);

@@ -12,6 +12,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+use sluice_app::proxy::Proxy;
 use sluice_app::{App, Close, ConnContext, LoopDate, SharedStats, Time};
 use sluice_h2::{H2App, H2Config, PREFACE};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -191,17 +192,23 @@ pub fn t0() -> Time {
 
 impl Srv {
     pub fn new(cfg: H2Config) -> Self {
+        Self::build(cfg, &ConnContext::default(), None)
+    }
+
+    /// A server whose requests go to `proxy` when it matches them.
+    pub fn with_proxy(cfg: H2Config, ctx: &ConnContext, proxy: Rc<dyn Proxy>) -> Self {
+        Self::build(cfg, ctx, Some(proxy))
+    }
+
+    fn build(cfg: H2Config, ctx: &ConnContext, proxy: Option<Rc<dyn Proxy>>) -> Self {
         let stats = SharedStats::default();
         let date = LoopDate::new();
         date.set(*DATE);
         let now = t0();
-        let app = H2App::new(
-            Rc::new(cfg),
-            date.clone(),
-            stats.clone(),
-            &ConnContext::default(),
-            now,
-        );
+        let mut app = H2App::new(Rc::new(cfg), date.clone(), stats.clone(), ctx, now);
+        if let Some(p) = proxy {
+            app = app.with_proxy(p);
+        }
         Srv {
             app,
             now,
@@ -214,7 +221,12 @@ impl Srv {
 
     /// Preface, empty SETTINGS, then the ACK of the server's SETTINGS.
     pub fn handshaken(cfg: H2Config) -> Self {
-        let mut s = Srv::new(cfg);
+        Srv::new(cfg).handshake()
+    }
+
+    /// Preface, empty SETTINGS, then the ACK of the server's SETTINGS.
+    pub fn handshake(mut self) -> Self {
+        let s = &mut self;
         let mut hello = PREFACE.to_vec();
         hello.extend(settings(&[]));
         s.write(&hello);
@@ -228,7 +240,7 @@ impl Srv {
         s.write(&frame(SETTINGS, ACK, 0, &[]));
         let rest = s.frames();
         assert!(rest.is_empty(), "{rest:?}");
-        s
+        self
     }
 
     pub fn write(&mut self, bytes: &[u8]) {
