@@ -21,6 +21,49 @@
 #define SLUICE_MAX_VIPS 1024
 #define SLUICE_MAX_LISTENERS 4096
 
+/*
+ * The `health` map: an mmapable BPF_MAP_TYPE_ARRAY of SLUICE_HEALTH_WORDS
+ * 64-bit words (key = word index), shared by the writer of routing/health
+ * state (the decision component, later the control process), the poll loops
+ * (which read it through mmap, no syscall) and the XDP program.
+ *
+ * Word i sits at byte offset 8 * i of the mapping (array elements are 8-byte
+ * aligned and the mapping is page-aligned). Layout:
+ *
+ *   word SLUICE_HEALTH_GENERATION (0): sequence counter of a seqlock. The
+ *        single writer makes it odd, writes the other words, then makes it
+ *        even again (release); a reader copies what it needs between two
+ *        equal, even reads of it (acquire, then an acquire fence before the
+ *        second read).
+ *   word SLUICE_HEALTH_FLAGS (1): SLUICE_HEALTH_* flag bits, each written
+ *        with one 64-bit store, so it can be read on its own without the
+ *        seqlock (the XDP program does).
+ *   words 2..7: reserved, 0.
+ *   words SLUICE_HEALTH_FIRST_CLUSTER_WORD (8) and up: per-cluster bitmaps,
+ *        laid out by userspace (see dataplane/proxy/src/board.rs).
+ *
+ * The XDP program reads only word 1. (Enums rather than #defines so that the
+ * values reach the object's BTF and the Rust mirrors are tested against them.)
+ */
+enum sluice_health_layout {
+	SLUICE_HEALTH_GENERATION = 0,         /* seqlock sequence, odd while writing */
+	SLUICE_HEALTH_FLAGS = 1,              /* enum sluice_health_flag bits */
+	SLUICE_HEALTH_FIRST_CLUSTER_WORD = 8, /* per-cluster bitmaps from here on */
+	SLUICE_HEALTH_WORDS = 4096,           /* entries (words) of the map */
+};
+
+/*
+ * Bits of the flags word.
+ *
+ * ALL_EJECTED: no cluster has an eligible backend. The XDP program answers a
+ * SYN (without ACK, RST or FIN) to a TCP listener with a RST|ACK
+ * (SLUICE_TX_RST_NO_BACKEND) instead of steering it; every other segment,
+ * of established connections too, is steered as usual.
+ */
+enum sluice_health_flag {
+	SLUICE_HEALTH_ALL_EJECTED = 1 << 0,
+};
+
 /* vip_value.flags */
 #define SLUICE_VIP_ANSWER_NEIGH (1u << 0) /* answer ARP / neighbour solicitation */
 #define SLUICE_VIP_ICMP_ECHO (1u << 1)    /* steer ICMP/ICMPv6 echo requests */
@@ -87,6 +130,8 @@ enum sluice_xdp_counter {
 	SLUICE_DROP_FRAGMENT,       /* IP fragment to a VIP (not reassembled) */
 	SLUICE_DROP_NO_SOCKET,      /* steered, but no XSK on the receiving queue */
 	SLUICE_ABORTED_INTERNAL,    /* a helper failed (e.g. adjust_tail) */
+	/* Appended: values above never move. */
+	SLUICE_TX_RST_NO_BACKEND,   /* SYN to a TCP listener while ALL_EJECTED: RST|ACK sent back */
 	SLUICE_XDP_COUNTER_MAX,
 };
 

@@ -20,6 +20,26 @@ pub const MAX_VIPS: u32 = 1024;
 /// `SLUICE_MAX_LISTENERS`: entries of the `listeners` map.
 pub const MAX_LISTENERS: u32 = 4096;
 
+/// `SLUICE_HEALTH_WORDS`: 64-bit words of the mmapable `health` array map.
+pub const HEALTH_WORDS: u32 = 4096;
+/// `SLUICE_HEALTH_GENERATION`: word of the seqlock's sequence counter (odd
+/// while the single writer is writing).
+pub const HEALTH_GENERATION: usize = 0;
+/// `SLUICE_HEALTH_FLAGS`: word of the `HEALTH_*` flags, stored whole, read
+/// on its own by the XDP program.
+pub const HEALTH_FLAGS: usize = 1;
+/// `SLUICE_HEALTH_FIRST_CLUSTER_WORD`: first word of the per-cluster bitmaps
+/// userspace lays out (words 2..8 are reserved, 0).
+pub const HEALTH_FIRST_CLUSTER_WORD: usize = 8;
+/// `SLUICE_HEALTH_ALL_EJECTED` (flags word): no cluster has an eligible
+/// backend; the XDP program answers SYNs to TCP listeners with a RST.
+pub const HEALTH_ALL_EJECTED: u64 = 1 << 0;
+
+// The fixed words come before the clusters', which fit in the map.
+const _: () = assert!(HEALTH_GENERATION < HEALTH_FIRST_CLUSTER_WORD);
+const _: () = assert!(HEALTH_FLAGS < HEALTH_FIRST_CLUSTER_WORD);
+const _: () = assert!(HEALTH_FIRST_CLUSTER_WORD < HEALTH_WORDS as usize);
+
 /// `SLUICE_VIP_ANSWER_NEIGH`: answer ARP requests and neighbour solicitations.
 pub const VIP_ANSWER_NEIGH: u32 = 1 << 0;
 /// `SLUICE_VIP_ICMP_ECHO`: steer ICMP/ICMPv6 echo requests to the dataplane.
@@ -437,6 +457,10 @@ counter_enum! {
         DropNoSocket = 14, "SLUICE_DROP_NO_SOCKET", "drop_no_socket", Drop;
         /// A helper failed (e.g. bpf_xdp_adjust_tail).
         AbortedInternal = 15, "SLUICE_ABORTED_INTERNAL", "aborted_internal", Aborted;
+        /// SYN (no ACK, RST or FIN) to a TCP listener while the `health`
+        /// flags say [`HEALTH_ALL_EJECTED`]: answered with a RST|ACK in
+        /// place (appended after `AbortedInternal`, so no value moved).
+        TxRstNoBackend = 16, "SLUICE_TX_RST_NO_BACKEND", "tx_rst_no_backend", Tx;
     }
 }
 
@@ -690,5 +714,15 @@ mod tests {
             assert!(c.name().ends_with(&c.label().to_uppercase()));
         }
         assert_eq!(XdpCounter::from_index(XdpCounter::COUNT as u32), None);
+    }
+
+    #[test]
+    fn appended_counters_keep_earlier_values() {
+        // Readers of older pins index by value: new counters only go at the end.
+        assert_eq!(XdpCounter::AbortedInternal.index(), 15);
+        assert_eq!(XdpCounter::TxRstNoBackend.index(), 16);
+        assert_eq!(XdpCounter::TxRstNoBackend.verdict(), XdpAction::Tx);
+        assert_eq!(XdpCounter::TxRstNoBackend.label(), "tx_rst_no_backend");
+        assert_eq!(XdpCounter::COUNT, 17);
     }
 }

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use sluice_xsk::link::XdpLink;
+use sluice_xsk::SharedWords;
 
 use crate::abi::{
     addr16, AbiType, Be16, Config, Counter, ListenerKey, ListenerValue, VipKey, VipValue,
-    XdpAction, XdpCounter, MAX_QUEUES, VIP_ANSWER_NEIGH, VIP_ICMP_ECHO, VIP_LOCAL_PORTS,
+    XdpAction, XdpCounter, HEALTH_WORDS, MAX_QUEUES, VIP_ANSWER_NEIGH, VIP_ICMP_ECHO,
+    VIP_LOCAL_PORTS,
 };
 use crate::error::{BpfError, Result};
 use crate::iface::Interface;
@@ -105,6 +107,7 @@ pub struct GatewayMaps {
     listeners: MapHandle,
     config: MapHandle,
     counters: MapHandle,
+    health: MapHandle,
 }
 
 fn check_flags(flags: u32) -> Result<()> {
@@ -126,6 +129,7 @@ impl GatewayMaps {
             listeners: loaded.map(gateway_maps::LISTENERS)?,
             config: loaded.map(gateway_maps::CONFIG)?,
             counters: loaded.map(gateway_maps::COUNTERS)?,
+            health: loaded.map(gateway_maps::HEALTH)?,
         })
     }
 
@@ -142,19 +146,38 @@ impl GatewayMaps {
             listeners: open(gateway_maps::LISTENERS)?,
             config: open(gateway_maps::CONFIG)?,
             counters: open(gateway_maps::COUNTERS)?,
+            health: open(gateway_maps::HEALTH)?,
         })
     }
 
     /// The libbpf handles of the maps, by name, in [`gateway_maps::ALL`] order
     /// (for inspection; writers should use the typed methods).
-    pub fn raw_handles(&self) -> [(&'static str, &MapHandle); 5] {
+    pub fn raw_handles(&self) -> [(&'static str, &MapHandle); 6] {
         [
             (gateway_maps::XSKS, &self.xsks),
             (gateway_maps::VIPS, &self.vips),
             (gateway_maps::LISTENERS, &self.listeners),
             (gateway_maps::CONFIG, &self.config),
             (gateway_maps::COUNTERS, &self.counters),
+            (gateway_maps::HEALTH, &self.health),
         ]
+    }
+
+    /// The fd of the `health` map (an mmapable array of
+    /// [`HEALTH_WORDS`](crate::abi::HEALTH_WORDS) `u64`s, layout in
+    /// sluice_abi.h), borrowed from these maps.
+    pub fn health_fd(&self) -> BorrowedFd<'_> {
+        self.health.as_fd()
+    }
+
+    /// The `health` map mapped into this process: every word readable and
+    /// writable as an `AtomicU64` without a syscall, seen by the XDP program
+    /// (which reads [`HEALTH_FLAGS`](crate::abi::HEALTH_FLAGS)). The mapping
+    /// keeps the map alive on its own: it may outlive these handles, the
+    /// [`Gateway`] and the pins.
+    pub fn health_words(&self) -> Result<SharedWords> {
+        SharedWords::map(self.health_fd(), HEALTH_WORDS as usize)
+            .map_err(|e| BpfError::io("mapping the health map (mmap)", e))
     }
 
     /// The whole `config` entry.
@@ -552,6 +575,11 @@ impl Gateway {
 
     pub fn counters(&self) -> Result<XdpCounters> {
         self.program.maps.counters()
+    }
+
+    /// See [`GatewayMaps::health_words`].
+    pub fn health_words(&self) -> Result<SharedWords> {
+        self.program.maps.health_words()
     }
 
     /// Detaches the program, removes the pins and the pin dir, releases the

@@ -9,7 +9,11 @@
 //!   the reason of its verdict ([`XdpCounter`]). [`Gateway`] loads it,
 //!   attaches it through a BPF link and pins its maps; [`GatewayProgram`] is
 //!   the same program loaded but not attached (for tests); [`GatewayMaps`]
-//!   opens the pins from another process.
+//!   opens the pins from another process. Its `health` map (routing/health
+//!   words, layout in sluice_abi.h, [`HEALTH_FLAGS`] and friends) is mapped
+//!   into the process with [`Gateway::health_words`] as a [`SharedWords`];
+//!   while [`HEALTH_ALL_EJECTED`] is set the program refuses new TCP
+//!   connections to listeners with a RST ([`XdpCounter::TxRstNoBackend`]).
 //! - the **reflector** (`sluice_reflect`): sends UDP to one address back with
 //!   XDP_TX, the in-kernel ceiling for benchmarks ([`Reflector`]).
 //! - **chaos** (`sluice_chaos`, XDP ingress, and `sluice_chaos_tc`, TCX
@@ -32,8 +36,9 @@ pub mod system;
 
 pub use abi::ChaosCounter;
 pub use abi::{
-    Counter, ReflectorCounter, XdpAction, XdpCounter, MAX_QUEUES, VIP_ANSWER_NEIGH, VIP_ICMP_ECHO,
-    VIP_LOCAL_PORTS,
+    Counter, ReflectorCounter, XdpAction, XdpCounter, HEALTH_ALL_EJECTED,
+    HEALTH_FIRST_CLUSTER_WORD, HEALTH_FLAGS, HEALTH_GENERATION, HEALTH_WORDS, MAX_QUEUES,
+    VIP_ANSWER_NEIGH, VIP_ICMP_ECHO, VIP_LOCAL_PORTS,
 };
 pub use chaos::{
     ppm_from_percent, Chaos, ChaosConfig, ChaosCounters, ChaosOptions, ChaosProgram, SynackDrop,
@@ -46,3 +51,4 @@ pub use gateway::{
 pub use iface::{format_mac, parse_mac, IdList, Interface};
 pub use reflector::{Reflector, ReflectorCounters, ReflectorProgram};
 pub use sluice_xsk::link::XdpAttachMode as XdpMode;
+pub use sluice_xsk::SharedWords;

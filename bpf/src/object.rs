@@ -35,8 +35,10 @@ pub mod gateway_maps {
     pub const LISTENERS: &str = "listeners";
     pub const CONFIG: &str = "config";
     pub const COUNTERS: &str = "counters";
+    /// The mmapable routing/health words (`SLUICE_HEALTH_*` in sluice_abi.h).
+    pub const HEALTH: &str = "health";
     /// Every map that is pinned, in pinning order.
-    pub const ALL: [&str; 5] = [XSKS, VIPS, LISTENERS, CONFIG, COUNTERS];
+    pub const ALL: [&str; 6] = [XSKS, VIPS, LISTENERS, CONFIG, COUNTERS, HEALTH];
 }
 
 /// Names of the reflector's maps.

@@ -192,3 +192,45 @@ fn chaos_structs_and_counters_match_btf() {
         abi::CHAOS_COUNTER_MAX_NAME,
     );
 }
+
+/// The values of an enum in the object's BTF, by enumerator name.
+fn enum_values(btf: &Btf<'_>, c_enum: &str) -> Vec<(String, i64)> {
+    let e: Enum<'_> = btf
+        .type_by_name(c_enum)
+        .unwrap_or_else(|| panic!("enum {c_enum} is not in the object's BTF"));
+    e.iter()
+        .map(|m| {
+            (
+                m.name
+                    .expect("named enumerator")
+                    .to_string_lossy()
+                    .into_owned(),
+                m.value,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn health_layout_matches_btf() {
+    let btf = btf_of("gateway", GATEWAY_OBJECT);
+    let named = |v: &[(&str, i64)]| -> Vec<(String, i64)> {
+        v.iter().map(|(n, v)| (n.to_string(), *v)).collect()
+    };
+    assert_eq!(
+        enum_values(&btf, "sluice_health_layout"),
+        named(&[
+            ("SLUICE_HEALTH_GENERATION", abi::HEALTH_GENERATION as i64),
+            ("SLUICE_HEALTH_FLAGS", abi::HEALTH_FLAGS as i64),
+            (
+                "SLUICE_HEALTH_FIRST_CLUSTER_WORD",
+                abi::HEALTH_FIRST_CLUSTER_WORD as i64
+            ),
+            ("SLUICE_HEALTH_WORDS", abi::HEALTH_WORDS as i64),
+        ])
+    );
+    assert_eq!(
+        enum_values(&btf, "sluice_health_flag"),
+        named(&[("SLUICE_HEALTH_ALL_EJECTED", abi::HEALTH_ALL_EJECTED as i64)])
+    );
+}

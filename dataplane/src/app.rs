@@ -90,19 +90,6 @@ pub fn run(mut args: Args) -> Result<()> {
         .as_ref()
         .map(|c| upstream::resolve(&args, iface.index, &iface.name, c))
         .transpose()?;
-    // The health board: every backend eligible until the decision
-    // component says otherwise.
-    let health = match &proxy_spec {
-        Some(spec) => {
-            let words: Arc<dyn sluice_proxy::board::Words> =
-                Arc::new(sluice_proxy::board::MemoryWords::new(4096));
-            let board =
-                Arc::new(sluice_proxy::board::Board::new(spec, words).map_err(|e| anyhow!("{e}"))?);
-            let (tx, rx) = channel::bounded(crate::health::BATCH_QUEUE);
-            Some((board, tx, rx))
-        }
-        None => None,
-    };
     let access_log = match proxy_config
         .as_ref()
         .and_then(|c| c.proxy.access_log.as_deref())
@@ -121,14 +108,12 @@ pub fn run(mut args: Args) -> Result<()> {
             .collect(),
         None => Vec::new(),
     };
-    let (tcp, mailboxes) = build_tcp(
+    let (mut tcp, mailboxes) = build_tcp(
         &args,
         queues.len(),
         proxy_spec.clone(),
         upstream.as_ref().map(|(source, _)| source.clone()),
-        health
-            .as_ref()
-            .map(|(b, tx, _)| (Arc::clone(b), tx.clone())),
+        None,
         access_log.as_ref().map(|(tx, _)| tx.clone()),
         latency.clone(),
     )?;
@@ -158,6 +143,25 @@ pub fn run(mut args: Args) -> Result<()> {
         &args,
         upstream.as_ref().map(|(source, _)| source),
     )?;
+    // The health board lives in the XDP program's `health` map, mapped
+    // into this process: the loops read it, the decision component writes
+    // it, and the program refuses new connections when its all-ejected
+    // flag is set. Every backend is eligible until the decision component
+    // says otherwise.
+    let health = match &proxy_spec {
+        Some(spec) => {
+            let words: Arc<dyn sluice_proxy::board::Words> =
+                Arc::new(MapWords(gateway.health_words()?));
+            let board =
+                Arc::new(sluice_proxy::board::Board::new(spec, words).map_err(|e| anyhow!("{e}"))?);
+            let (tx, rx) = channel::bounded(crate::health::BATCH_QUEUE);
+            Some((board, tx, rx))
+        }
+        None => None,
+    };
+    if let (Some(t), Some((board, tx, _))) = (tcp.as_mut(), &health) {
+        t.health = Some((Arc::clone(board), tx.clone()));
+    }
     let health_thread = match (&health, &proxy_spec, &proxy_config, tcp.as_ref()) {
         (Some((board, _, rx)), Some(spec), Some(config), Some(t)) => Some(crate::health::spawn(
             Arc::clone(spec),
@@ -727,6 +731,18 @@ fn start_loops(
 
 /// Print counters every interval until a signal arrives or a loop dies.
 /// Returns the error that ended the run early, if any.
+/// The `health` map's words as the proxy's board sees them.
+struct MapWords(sluice_bpf::SharedWords);
+
+impl sluice_proxy::board::Words for MapWords {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn word(&self, i: usize) -> &std::sync::atomic::AtomicU64 {
+        self.0.word(i)
+    }
+}
+
 type LatencySlots<'a> = (
     &'a [Arc<std::sync::Mutex<Latency>>],
     &'a [String],
@@ -816,6 +832,18 @@ fn report_until_stopped(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_board_and_the_xdp_program_agree_on_the_health_words() {
+        use sluice_proxy::board;
+        assert_eq!(board::GENERATION_WORD, sluice_bpf::HEALTH_GENERATION);
+        assert_eq!(board::FLAGS_WORD, sluice_bpf::HEALTH_FLAGS);
+        assert_eq!(
+            board::FIRST_CLUSTER_WORD,
+            sluice_bpf::HEALTH_FIRST_CLUSTER_WORD
+        );
+        assert_eq!(board::ALL_EJECTED, sluice_bpf::HEALTH_ALL_EJECTED);
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("the driver of lo does not support native XDP ({source}); use --xdp-mode skb")]

@@ -1077,3 +1077,81 @@ fn http2_clients_are_proxied_to_http1_backends() {
         "{t}"
     );
 }
+
+/// When every backend is ejected, the XDP program refuses new connections
+/// (a RST from the NIC's driver path, before any user-space cost); when one
+/// comes back, connections are accepted again.
+#[test]
+fn xdp_refuses_new_connections_while_every_backend_is_ejected() {
+    let topo = Topo::up("pz", 1);
+    let client = topo.client();
+    let b4 = format!("{}:8080", addr::BACKEND_V4);
+    let _bad = Backend::start(
+        &topo.topo.backend_ns(),
+        &[
+            "--listen",
+            &b4,
+            "--fail-rate",
+            "100",
+            "--fail-status",
+            "500",
+        ],
+    );
+    let config = std::env::temp_dir().join(format!("sluice-refuse-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[route]]
+prefix = "/"
+cluster = "app"
+
+[[cluster]]
+name = "app"
+endpoints = ["{b4}"]
+[cluster.outlier]
+consecutive_5xx = 2
+base_ejection = "3s"
+ejection_jitter = "0s"
+"#
+        ),
+    )
+    .unwrap();
+    let mut dp = Dataplane::start(
+        &topo.gw(),
+        &dataplane_args(&topo, 1, &["--config".into(), config.display().to_string()]),
+    );
+    let url = format!("http://{}/x", addr::GW_VIP_V4);
+    assert_eq!(status_of(&client, &url).0, 500);
+    assert_eq!(status_of(&client, &url).0, 500);
+    dp.wait_for_stderr("backend ejected", Duration::from_secs(5));
+    // curl's exit status 7: the connection was refused.
+    let refused = |ns: &str| {
+        let out = curl(ns, &["-o", "/dev/null", &url]);
+        out.status.code() == Some(7)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !refused(&client) {
+        assert!(
+            Instant::now() < deadline,
+            "new connections were never refused"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = wait_for_totals(&dp, Duration::from_secs(5), "refusals counted", |_| true);
+    let rst = &r["xdp"]["tx_rst_no_backend"]["packets"];
+    assert!(u(rst) >= 1, "{}", r["xdp"]);
+    // The ejection ends; the backend is half-open and takes a probe again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "connections were never accepted again"
+        );
+        if status_of(&client, &url).0 == 500 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_file(&config);
+}

@@ -15,6 +15,8 @@
  *   │  ├ destination not a VIP ──────────────────────────► PASS_NOT_VIP
  *   │  ├ fragment ───────────────────────────────────────► DROP_FRAGMENT
  *   │  ├ truncated ext. header / L4 header ──────────────► DROP_MALFORMED_IP / _L4
+ *   │  ├ TCP SYN (no ACK/RST/FIN) to a listener while
+ *   │  │   health[FLAGS] has ALL_EJECTED ─ RST|ACK back ──► TX_RST_NO_BACKEND
  *   │  ├ TCP/UDP listener ───────────────────────────────► REDIRECT_LISTENER
  *   │  ├ TCP/UDP in local port range (LOCAL_PORTS) ──────► REDIRECT_LOCAL_PORT
  *   │  ├ echo request (ICMP_ECHO) ───────────────────────► REDIRECT_ICMP_ECHO
@@ -22,6 +24,7 @@
  *   └ other ethertype ───────────────────────────────────► PASS_NON_IP
  *
  *   REDIRECT_* with no socket in xsks[rx_queue_index] ───► DROP_NO_SOCKET
+ *   a helper failed (adjust_tail, csum_diff) ────────────► ABORTED_INTERNAL
  */
 #include "parsing.h"
 #include "csum.h"
@@ -29,19 +32,29 @@
 #include "neigh.h"
 
 /*
- * Anchors the ABI enum in the object's BTF (types only reachable through
- * inlined code are not emitted), so userspace tests can check its mirror.
+ * Anchor the ABI enums in the object's BTF (types only reachable through
+ * inlined code are not emitted), so userspace tests can check their mirrors.
  */
 const volatile enum sluice_xdp_counter sluice_xdp_counter_max = SLUICE_XDP_COUNTER_MAX;
+const volatile enum sluice_health_layout sluice_health_words = SLUICE_HEALTH_WORDS;
+const volatile enum sluice_health_flag sluice_health_all_ejected = SLUICE_HEALTH_ALL_EJECTED;
 
 #define ICMP_ECHO_REQUEST 8
 #define ICMPV6_ECHO_REQ 128
 #define ND_FIRST_TYPE 133 /* router solicitation */
 #define ND_LAST_TYPE 137  /* redirect */
 
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+#define RST_TTL 64 /* TTL / hop limit of the refusals */
+
 /*
  * TCP or UDP to a VIP: listener, then local port range, else unbound.
- * `l4_len` is the L4 length according to the IP header.
+ * `l4_len` is the L4 length according to the IP header. Returns
+ * SLUICE_TX_RST_NO_BACKEND for a SYN the caller must refuse (refuse_syn4/6);
+ * the cursor is left at the L4 header.
  */
 static __always_inline enum sluice_xdp_counter steer_l4(struct cursor *c, const __u8 addr[16],
 							__u32 vip_flags, __u8 proto, __u32 l4_len)
@@ -49,6 +62,7 @@ static __always_inline enum sluice_xdp_counter steer_l4(struct cursor *c, const 
 	struct sluice_listener_key key = {};
 	__u32 zero = 0;
 	struct sluice_config *cfg;
+	int syn_only = 0;
 	__be16 dport;
 
 	if (proto == IPPROTO_UDP) {
@@ -64,6 +78,7 @@ static __always_inline enum sluice_xdp_counter steer_l4(struct cursor *c, const 
 	} else {
 		struct tcphdr *tcp = c->pos;
 		__u32 doff;
+		__u8 flags;
 
 		if ((void *)(tcp + 1) > c->end || l4_len < sizeof(*tcp))
 			return SLUICE_DROP_MALFORMED_L4;
@@ -71,13 +86,20 @@ static __always_inline enum sluice_xdp_counter steer_l4(struct cursor *c, const 
 		if (doff < sizeof(*tcp) || doff > l4_len)
 			return SLUICE_DROP_MALFORMED_L4;
 		dport = tcp->dest;
+		flags = ((__u8 *)tcp)[13];
+		syn_only = (flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) ==
+			   TCP_FLAG_SYN;
 	}
 
 	__builtin_memcpy(key.addr, addr, 16);
 	key.port = dport;
 	key.proto = proto;
-	if (bpf_map_lookup_elem(&listeners, &key))
+	if (bpf_map_lookup_elem(&listeners, &key)) {
+		/* A new connection with nowhere to go: refused here, not in user space. */
+		if (syn_only && (health_flags() & SLUICE_HEALTH_ALL_EJECTED))
+			return SLUICE_TX_RST_NO_BACKEND;
 		return SLUICE_REDIRECT_LISTENER;
+	}
 
 	if (vip_flags & SLUICE_VIP_LOCAL_PORTS) {
 		cfg = bpf_map_lookup_elem(&config, &zero);
@@ -90,6 +112,179 @@ static __always_inline enum sluice_xdp_counter steer_l4(struct cursor *c, const 
 		}
 	}
 	return SLUICE_PASS_VIP_UNBOUND;
+}
+
+/*
+ * Refusing a SYN while no backend is eligible: the SYN is turned, in place,
+ * into the RST|ACK a closed port answers with (RFC 9293 3.10.7.1, LISTEN
+ * state, segment without ACK): SEQ=0, ACK=SEG.SEQ+SEG.LEN (the SYN counts
+ * one, plus any data it carried), window 0, no options, no payload. MACs,
+ * addresses and ports are swapped, VLAN tags stay; the IP header is rebuilt
+ * without options or extension headers (IPv4: DF, id 0, TTL 64; IPv6: no
+ * class or flow label, hop limit 64) and both checksums are computed anew.
+ * The frame shrinks to exactly the reply (it never grows: the SYN carried at
+ * least these headers).
+ */
+
+/* Pseudo-header and TCP header of an IPv4 RST, summed in one go. */
+struct rst4_csum_buf {
+	__be32 saddr;
+	__be32 daddr;
+	__u8 zero;
+	__u8 proto;
+	__be16 len;
+	struct tcphdr tcp;
+};
+
+/* Pseudo-header (RFC 8200 8.1) and TCP header of an IPv6 RST. */
+struct rst6_csum_buf {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be32 len;
+	__be32 nexthdr;
+	struct tcphdr tcp;
+};
+
+/* The RST|ACK's TCP header (checksum 0) for `syn`, whose segment is `l4_len` bytes. */
+static __always_inline void rst_tcp(struct tcphdr *out, const struct tcphdr *syn, __u32 l4_len)
+{
+	__u32 doff = syn->doff * 4;
+	__u32 data = l4_len > doff ? l4_len - doff : 0;
+
+	__builtin_memset(out, 0, sizeof(*out));
+	out->source = syn->dest;
+	out->dest = syn->source;
+	out->ack_seq = bpf_htonl(bpf_ntohl(syn->seq) + 1 + data);
+	((__u8 *)out)[12] = (sizeof(*out) / 4) << 4; /* data offset 5, no options */
+	((__u8 *)out)[13] = TCP_FLAG_RST | TCP_FLAG_ACK;
+}
+
+static __always_inline void swap_macs(struct ethhdr *eth)
+{
+	__u8 tmp[ETH_ALEN];
+
+	__builtin_memcpy(tmp, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, tmp, ETH_ALEN);
+}
+
+/*
+ * Swaps the MACs and cuts the frame to `l3_off + l3_len + 20` bytes. Every
+ * packet pointer is stale afterwards. Returns 0, or -1 if adjust_tail failed.
+ */
+static __always_inline int rst_reshape(struct xdp_md *ctx, struct l2_info *l2, __u32 l3_len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	int delta = (int)(l2->l3_off + l3_len + sizeof(struct tcphdr)) - (int)(end - data);
+
+	swap_macs(l2->eth);
+	if (delta != 0 && bpf_xdp_adjust_tail(ctx, delta) < 0)
+		return -1;
+	return 0;
+}
+
+static __always_inline enum sluice_xdp_counter refuse_syn4(struct xdp_md *ctx, struct l2_info *l2,
+							   struct iphdr *ip, struct cursor *c,
+							   __u32 l4_len)
+{
+	struct tcphdr *tcp = c->pos;
+	struct rst4_csum_buf b;
+	struct iphdr h;
+	__u32 l3_off = l2->l3_off;
+	void *data, *end;
+	__s64 sum;
+
+	if ((void *)(tcp + 1) > c->end)
+		return SLUICE_DROP_MALFORMED_L4;
+
+	b.saddr = ip->daddr;
+	b.daddr = ip->saddr;
+	b.zero = 0;
+	b.proto = IPPROTO_TCP;
+	b.len = bpf_htons(sizeof(struct tcphdr));
+	rst_tcp(&b.tcp, tcp, l4_len);
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)&b, sizeof(b), 0);
+	if (sum < 0)
+		return SLUICE_ABORTED_INTERNAL;
+	b.tcp.check = csum_fold32((__u32)sum);
+
+	__builtin_memset(&h, 0, sizeof(h));
+	*(__u8 *)&h = 0x45; /* version 4, IHL 5 */
+	h.tot_len = bpf_htons(sizeof(h) + sizeof(struct tcphdr));
+	h.frag_off = bpf_htons(0x4000); /* DF */
+	h.ttl = RST_TTL;
+	h.protocol = IPPROTO_TCP;
+	h.saddr = b.saddr;
+	h.daddr = b.daddr;
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)&h, sizeof(h), 0);
+	if (sum < 0)
+		return SLUICE_ABORTED_INTERNAL;
+	h.check = csum_fold32((__u32)sum);
+
+	if (rst_reshape(ctx, l2, sizeof(h)) < 0)
+		return SLUICE_ABORTED_INTERNAL;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (l3_off > sizeof(struct ethhdr) + SLUICE_MAX_VLAN_TAGS * sizeof(struct vlan_hdr))
+		return SLUICE_ABORTED_INTERNAL;
+	{
+		void *out = data + l3_off;
+
+		if (out + sizeof(h) + sizeof(b.tcp) > end)
+			return SLUICE_ABORTED_INTERNAL;
+		__builtin_memcpy(out, &h, sizeof(h));
+		__builtin_memcpy(out + sizeof(h), &b.tcp, sizeof(b.tcp));
+	}
+	return SLUICE_TX_RST_NO_BACKEND;
+}
+
+static __always_inline enum sluice_xdp_counter refuse_syn6(struct xdp_md *ctx, struct l2_info *l2,
+							   struct ipv6hdr *ip6, struct cursor *c,
+							   __u32 l4_len)
+{
+	struct tcphdr *tcp = c->pos;
+	struct rst6_csum_buf b;
+	struct ipv6hdr h;
+	__u32 l3_off = l2->l3_off;
+	void *data, *end;
+	__s64 sum;
+
+	if ((void *)(tcp + 1) > c->end)
+		return SLUICE_DROP_MALFORMED_L4;
+
+	__builtin_memcpy(b.saddr, &ip6->daddr, 16);
+	__builtin_memcpy(b.daddr, &ip6->saddr, 16);
+	b.len = bpf_htonl(sizeof(struct tcphdr));
+	b.nexthdr = bpf_htonl(IPPROTO_TCP);
+	rst_tcp(&b.tcp, tcp, l4_len);
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)&b, sizeof(b), 0);
+	if (sum < 0)
+		return SLUICE_ABORTED_INTERNAL;
+	b.tcp.check = csum_fold32((__u32)sum);
+
+	*(__be32 *)&h = bpf_htonl(0x60000000); /* version 6, no class, no flow label */
+	h.payload_len = bpf_htons(sizeof(struct tcphdr));
+	h.nexthdr = IPPROTO_TCP;
+	h.hop_limit = RST_TTL;
+	__builtin_memcpy(&h.saddr, b.saddr, 16);
+	__builtin_memcpy(&h.daddr, b.daddr, 16);
+
+	if (rst_reshape(ctx, l2, sizeof(h)) < 0)
+		return SLUICE_ABORTED_INTERNAL;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (l3_off > sizeof(struct ethhdr) + SLUICE_MAX_VLAN_TAGS * sizeof(struct vlan_hdr))
+		return SLUICE_ABORTED_INTERNAL;
+	{
+		void *out = data + l3_off;
+
+		if (out + sizeof(h) + sizeof(b.tcp) > end)
+			return SLUICE_ABORTED_INTERNAL;
+		__builtin_memcpy(out, &h, sizeof(h));
+		__builtin_memcpy(out + sizeof(h), &b.tcp, sizeof(b.tcp));
+	}
+	return SLUICE_TX_RST_NO_BACKEND;
 }
 
 /* ICMP or ICMPv6 to a VIP: echo requests are steered if the VIP asks for it. */
@@ -106,8 +301,10 @@ static __always_inline enum sluice_xdp_counter steer_icmp(struct cursor *c, __u3
 	return SLUICE_PASS_VIP_UNBOUND;
 }
 
-static __always_inline enum sluice_xdp_counter classify_ipv4(struct cursor *c)
+static __always_inline enum sluice_xdp_counter classify_ipv4(struct xdp_md *ctx, struct cursor *c,
+							     struct l2_info *l2)
 {
+	enum sluice_xdp_counter verdict;
 	struct sluice_vip_value *vip;
 	struct sluice_vip_key key;
 	struct iphdr *ip;
@@ -127,7 +324,10 @@ static __always_inline enum sluice_xdp_counter classify_ipv4(struct cursor *c)
 	switch (ip->protocol) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
-		return steer_l4(c, key.addr, vip->flags, ip->protocol, l4_len);
+		verdict = steer_l4(c, key.addr, vip->flags, ip->protocol, l4_len);
+		if (verdict == SLUICE_TX_RST_NO_BACKEND)
+			return refuse_syn4(ctx, l2, ip, c, l4_len);
+		return verdict;
 	case IPPROTO_ICMP:
 		return steer_icmp(c, vip->flags, ICMP_ECHO_REQUEST, l4_len);
 	default:
@@ -138,6 +338,7 @@ static __always_inline enum sluice_xdp_counter classify_ipv4(struct cursor *c)
 static __always_inline enum sluice_xdp_counter classify_ipv6(struct xdp_md *ctx, struct cursor *c,
 							     struct l2_info *l2)
 {
+	enum sluice_xdp_counter verdict;
 	struct sluice_vip_value *vip;
 	struct sluice_vip_key key;
 	struct ipv6hdr *ip6;
@@ -177,7 +378,10 @@ static __always_inline enum sluice_xdp_counter classify_ipv6(struct xdp_md *ctx,
 	switch (nexthdr) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
-		return steer_l4(c, key.addr, vip->flags, nexthdr, remaining);
+		verdict = steer_l4(c, key.addr, vip->flags, nexthdr, remaining);
+		if (verdict == SLUICE_TX_RST_NO_BACKEND)
+			return refuse_syn6(ctx, l2, ip6, c, remaining);
+		return verdict;
 	case IPPROTO_ICMPV6:
 		return steer_icmp(c, vip->flags, ICMPV6_ECHO_REQ, remaining);
 	default:
@@ -200,7 +404,7 @@ static __always_inline enum sluice_xdp_counter classify(struct xdp_md *ctx)
 	case ETH_P_ARP:
 		return answer_arp(&c, &l2);
 	case ETH_P_IP:
-		return classify_ipv4(&c);
+		return classify_ipv4(ctx, &c, &l2);
 	case ETH_P_IPV6:
 		return classify_ipv6(ctx, &c, &l2);
 	default:
@@ -240,6 +444,7 @@ int sluice_xdp(struct xdp_md *ctx)
 		break;
 	case SLUICE_TX_ARP_REPLY:
 	case SLUICE_TX_NEIGH_ADVERT:
+	case SLUICE_TX_RST_NO_BACKEND:
 		action = XDP_TX;
 		break;
 	case SLUICE_DROP_MALFORMED_ETH:

@@ -51,6 +51,28 @@ struct {
 	__type(value, struct sluice_counter);
 } counters SEC(".maps");
 
+/*
+ * Routing/health words shared with userspace through mmap (layout in
+ * sluice_abi.h). The program reads only SLUICE_HEALTH_FLAGS.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, SLUICE_HEALTH_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} health SEC(".maps");
+
+/* The flags word of `health` (0 if the lookup failed, which it cannot). */
+static __always_inline __u64 health_flags(void)
+{
+	__u32 key = SLUICE_HEALTH_FLAGS;
+	__u64 *w = bpf_map_lookup_elem(&health, &key);
+
+	/* One aligned 64-bit load: userspace stores the word whole. */
+	return w ? *(volatile __u64 *)w : 0;
+}
+
 static __always_inline void count(enum sluice_xdp_counter c, __u64 bytes)
 {
 	__u32 key = c;

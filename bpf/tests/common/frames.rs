@@ -56,6 +56,8 @@ pub struct V4 {
     pub dst: Ipv4Addr,
     pub proto: u8,
     pub ttl: u8,
+    /// Identification.
+    pub id: u16,
     /// Flags and fragment offset, host order (0x2000 = MF).
     pub frag: u16,
     /// Options, a multiple of 4 bytes.
@@ -69,6 +71,7 @@ impl V4 {
             dst,
             proto,
             ttl: 64,
+            id: 0x1234,
             frag: 0x4000, // DF
             options: Vec::new(),
         }
@@ -82,7 +85,7 @@ impl V4 {
         h.push(0x40 | (hlen / 4) as u8);
         h.push(0);
         h.extend_from_slice(&((hlen + payload.len()) as u16).to_be_bytes());
-        h.extend_from_slice(&0x1234u16.to_be_bytes());
+        h.extend_from_slice(&self.id.to_be_bytes());
         h.extend_from_slice(&self.frag.to_be_bytes());
         h.push(self.ttl);
         h.push(self.proto);
@@ -162,6 +165,46 @@ pub fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
     t.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent
     t
 }
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+pub const TCP_ECE: u8 = 0x40;
+pub const TCP_CWR: u8 = 0x80;
+
+/// A TCP segment, checksum left 0: `options` (a multiple of 4 bytes) and
+/// `payload` after the 20-byte header; window 65535 unless RST.
+pub fn tcp_seg(
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    assert_eq!(options.len() % 4, 0);
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&ack.to_be_bytes());
+    t.push((((20 + options.len()) / 4) as u8) << 4);
+    t.push(flags);
+    let window: u16 = if flags & TCP_RST != 0 { 0 } else { 65535 };
+    t.extend_from_slice(&window.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent
+    t.extend_from_slice(options);
+    t.extend_from_slice(payload);
+    t
+}
+
+/// Typical SYN options: MSS 1460, SACK permitted, timestamps, NOP, window scale 7.
+pub const SYN_OPTIONS: [u8; 20] = [
+    2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+];
 
 /// ICMP (v4 or v6) message: type, code, checksum 0, then `rest`.
 pub fn icmp(ty: u8, code: u8, rest: &[u8]) -> Vec<u8> {

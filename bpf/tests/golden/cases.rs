@@ -754,3 +754,252 @@ pub fn cases() -> Vec<Case> {
     t.retain(|c| !c.name.is_empty());
     t
 }
+
+// --- refusal while every backend is ejected -------------------------------------
+
+/// Sequence number of the test SYNs.
+pub const SYN_SEQ: u32 = 0x1122_3344;
+
+/// A TCP segment from PEER4:50000 over IPv4 with `ip`'s knobs, checksummed.
+pub fn tcp4_frame(vlans: &[(u16, u16)], ip: &V4, seg: Vec<u8>) -> Vec<u8> {
+    let seg = with_l4_checksum(seg.clone(), &ip.pseudo(seg.len()), 16);
+    v4_frame(vlans, ip, &seg)
+}
+
+/// A TCP segment from PEER6 to `dst` over IPv6, after the extension headers
+/// `ext` (whose first next-header value is `first`), checksummed.
+pub fn tcp6_frame(
+    vlans: &[(u16, u16)],
+    dst: Ipv6Addr,
+    first: u8,
+    ext: &[u8],
+    seg: Vec<u8>,
+) -> Vec<u8> {
+    let seg = with_l4_checksum(
+        seg.clone(),
+        &pseudo6(PEER6, dst, IPPROTO_TCP, seg.len()),
+        16,
+    );
+    let mut payload = ext.to_vec();
+    payload.extend(seg);
+    v6_frame(vlans, dst, first, &payload)
+}
+
+/// A SYN from port 50000 to `dport` with typical options and `data`.
+pub fn syn_seg(dport: u16, flags: u8, data: &[u8]) -> Vec<u8> {
+    tcp_seg(50000, dport, SYN_SEQ, 0, flags, &SYN_OPTIONS, data)
+}
+
+/// What the gateway must send back for a SYN from PEER4:50000 to VIP4:`port`:
+/// RST|ACK, SEQ 0, ACK `ack`, no options, window 0; IPv4 id 0, DF, TTL 64.
+pub fn rst4(vlans: &[(u16, u16)], port: u16, ack: u32) -> Vec<u8> {
+    let mut ip = V4::new(VIP4, PEER4, IPPROTO_TCP);
+    ip.id = 0;
+    let seg = tcp_seg(port, 50000, 0, ack, TCP_RST | TCP_ACK, &[], &[]);
+    let seg = with_l4_checksum(seg.clone(), &ip.pseudo(seg.len()), 16);
+    eth(PEER_MAC, GW_MAC, vlans, ETH_P_IP, &ip.build(&seg))
+}
+
+/// The same for IPv6: hop limit 64, no extension headers.
+pub fn rst6(vlans: &[(u16, u16)], port: u16, ack: u32) -> Vec<u8> {
+    let seg = tcp_seg(port, 50000, 0, ack, TCP_RST | TCP_ACK, &[], &[]);
+    let seg = with_l4_checksum(
+        seg.clone(),
+        &pseudo6(VIP6, PEER6, IPPROTO_TCP, seg.len()),
+        16,
+    );
+    eth(
+        PEER_MAC,
+        GW_MAC,
+        vlans,
+        ETH_P_IPV6,
+        &ipv6(VIP6, PEER6, IPPROTO_TCP, 64, &seg),
+    )
+}
+
+/// The refusals expected while ALL_EJECTED is set: (case, SYN sequence number,
+/// SYN data length) for the explicit RST checks.
+pub fn refusal_cases() -> Vec<(Case, u32, u32)> {
+    use XdpCounter::*;
+    let v4 = V4::new(PEER4, VIP4, IPPROTO_TCP);
+    let mut v4_opts = v4.clone();
+    v4_opts.options = vec![0x94, 0x04, 0, 0]; // router alert
+    let syn = |data: &[u8]| syn_seg(TCP_LISTEN, TCP_SYN, data);
+    vec![
+        (
+            tx(
+                "IPv4 SYN, all ejected",
+                tcp4_frame(&[], &v4, syn(b"")),
+                TxRstNoBackend,
+                rst4(&[], TCP_LISTEN, SYN_SEQ + 1),
+            ),
+            SYN_SEQ,
+            0,
+        ),
+        (
+            tx(
+                "IPv4 SYN without options, Ethernet padding, all ejected",
+                pad_to(
+                    tcp4_frame(
+                        &[],
+                        &v4,
+                        tcp_seg(50000, TCP_LISTEN, 7, 0, TCP_SYN, &[], &[]),
+                    ),
+                    60,
+                ),
+                TxRstNoBackend,
+                rst4(&[], TCP_LISTEN, 8),
+            ),
+            7,
+            0,
+        ),
+        (
+            tx(
+                "IPv4 ECN SYN behind 802.1Q, IP options dropped, all ejected",
+                tcp4_frame(
+                    &[VLAN],
+                    &v4_opts,
+                    syn_seg(TCP_LISTEN, TCP_SYN | TCP_ECE | TCP_CWR, b""),
+                ),
+                TxRstNoBackend,
+                rst4(&[VLAN], TCP_LISTEN, SYN_SEQ + 1),
+            ),
+            SYN_SEQ,
+            0,
+        ),
+        (
+            tx(
+                "IPv4 SYN with data (ACK covers it), all ejected",
+                tcp4_frame(&[], &v4, syn(b"GET / HTTP/1.1\r\n")),
+                TxRstNoBackend,
+                rst4(&[], TCP_LISTEN, SYN_SEQ + 1 + 16),
+            ),
+            SYN_SEQ,
+            16,
+        ),
+        (
+            tx(
+                "IPv4 SYN, sequence number wraps, all ejected",
+                tcp4_frame(
+                    &[],
+                    &v4,
+                    tcp_seg(50000, TCP_LISTEN, u32::MAX, 0, TCP_SYN, &SYN_OPTIONS, &[]),
+                ),
+                TxRstNoBackend,
+                rst4(&[], TCP_LISTEN, 0),
+            ),
+            u32::MAX,
+            0,
+        ),
+        (
+            tx(
+                "IPv6 SYN, all ejected",
+                tcp6_frame(&[], VIP6, IPPROTO_TCP, &[], syn(b"")),
+                TxRstNoBackend,
+                rst6(&[], TCP_LISTEN, SYN_SEQ + 1),
+            ),
+            SYN_SEQ,
+            0,
+        ),
+        (
+            tx(
+                "IPv6 SYN behind QinQ after a hop-by-hop header, all ejected",
+                tcp6_frame(&QINQ, VIP6, 0, &ext_opts8(IPPROTO_TCP), syn(b"")),
+                TxRstNoBackend,
+                rst6(&QINQ, TCP_LISTEN, SYN_SEQ + 1),
+            ),
+            SYN_SEQ,
+            0,
+        ),
+    ]
+}
+
+/// Segments steered as usual even while ALL_EJECTED is set.
+pub fn not_refused_cases() -> Vec<Case> {
+    use XdpAction::*;
+    use XdpCounter::*;
+    let v4 = V4::new(PEER4, VIP4, IPPROTO_TCP);
+    let seg = |flags: u8| tcp_seg(50000, TCP_LISTEN, SYN_SEQ, 99, flags, &[], b"x");
+    vec![
+        case(
+            "IPv4 ACK to a listener, all ejected",
+            tcp4_frame(&[], &v4, seg(TCP_ACK)),
+            Redirect,
+            RedirectListener,
+        ),
+        case(
+            "IPv4 PSH|ACK to a listener, all ejected",
+            tcp4_frame(&[], &v4, seg(TCP_PSH | TCP_ACK)),
+            Redirect,
+            RedirectListener,
+        ),
+        case(
+            "IPv6 ACK to a listener, all ejected",
+            tcp6_frame(&[], VIP6, IPPROTO_TCP, &[], seg(TCP_ACK)),
+            Redirect,
+            RedirectListener,
+        ),
+        case(
+            "IPv4 SYN-ACK to a listener, all ejected",
+            tcp4_frame(&[], &v4, seg(TCP_SYN | TCP_ACK)),
+            Redirect,
+            RedirectListener,
+        ),
+        case(
+            "IPv4 SYN|RST to a listener, all ejected",
+            tcp4_frame(&[], &v4, seg(TCP_SYN | TCP_RST)),
+            Redirect,
+            RedirectListener,
+        ),
+        case(
+            "IPv6 SYN|FIN to a listener, all ejected",
+            tcp6_frame(&[], VIP6, IPPROTO_TCP, &[], seg(TCP_SYN | TCP_FIN)),
+            Redirect,
+            RedirectListener,
+        ),
+        case(
+            "IPv4 RST to a listener, all ejected",
+            tcp4_frame(&[], &v4, seg(TCP_RST)),
+            Redirect,
+            RedirectListener,
+        ),
+        case(
+            "UDP to a listener, all ejected",
+            udp4(VIP4, UDP_LISTEN),
+            Redirect,
+            RedirectListener,
+        ),
+        case(
+            "IPv4 SYN to the local port range, all ejected",
+            tcp4_frame(&[], &v4, syn_seg(LOCAL_LO, TCP_SYN, b"")),
+            Redirect,
+            RedirectLocalPort,
+        ),
+        case(
+            "IPv6 SYN to an unbound port, all ejected",
+            tcp6_frame(&[], VIP6, IPPROTO_TCP, &[], syn_seg(9999, TCP_SYN, b"")),
+            Pass,
+            PassVipUnbound,
+        ),
+        case(
+            "IPv4 SYN to a non-VIP, all ejected",
+            tcp4_frame(
+                &[],
+                &V4::new(PEER4, OTHER4, IPPROTO_TCP),
+                syn_seg(TCP_LISTEN, TCP_SYN, b""),
+            ),
+            Pass,
+            PassNotVip,
+        ),
+        case(
+            "IPv4 SYN to a listener, data offset beyond the segment, all ejected",
+            {
+                let mut s = syn_seg(TCP_LISTEN, TCP_SYN, b"");
+                s[12] = 15 << 4;
+                tcp4_frame(&[], &v4, s)
+            },
+            Drop,
+            DropMalformedL4,
+        ),
+    ]
+}

@@ -8,6 +8,7 @@ mod cases;
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 
 use cases::*;
 use common::frames::*;
@@ -252,6 +253,7 @@ fn loaded_maps_match_the_abi() {
             size_of::<abi::Counter>(),
             XdpCounter::COUNT as u32,
         ),
+        ("health", 4, 8, abi::HEALTH_WORDS),
     ];
     let handles = prog.maps().raw_handles();
     assert_eq!(handles.len(), expected.len());
@@ -266,7 +268,215 @@ fn loaded_maps_match_the_abi() {
             (key, value, entries),
             "map {name}: (key size, value size, entries)"
         );
+        let flags = map.info().unwrap().info.map_flags;
+        let mmapable = flags & libbpf_rs::libbpf_sys::BPF_F_MMAPABLE != 0;
+        assert_eq!(mmapable, *name == "health", "map {name}: flags {flags:#x}");
     }
+}
+
+// --- health words and the refusal of new connections ------------------------------
+
+#[test]
+fn health_words_are_the_bpf_map() {
+    common::require_root();
+    let prog = GatewayProgram::load().unwrap();
+    let words = prog.maps().health_words().expect("mapping the health map");
+    assert_eq!(words.len(), abi::HEALTH_WORDS as usize);
+    let (name, map) = prog.maps().raw_handles()[5];
+    assert_eq!(name, "health");
+    let lookup = |i: u32| {
+        let v = map
+            .lookup(&i.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+            .unwrap()
+            .expect("array entries always exist");
+        u64::from_ne_bytes(v.try_into().unwrap())
+    };
+
+    // mmap writes are what the syscall reads, word i at key i ...
+    let last = abi::HEALTH_WORDS - 1;
+    words
+        .word(5)
+        .store(0xdead_beef_0000_0001, Ordering::Release);
+    words.word(last as usize).store(42, Ordering::Release);
+    assert_eq!(
+        (lookup(5), lookup(last), lookup(4)),
+        (0xdead_beef_0000_0001, 42, 0)
+    );
+    // ... and the other way round.
+    map.update(
+        &9u32.to_ne_bytes(),
+        &77u64.to_ne_bytes(),
+        libbpf_rs::MapFlags::ANY,
+    )
+    .unwrap();
+    assert_eq!(words.word(9).load(Ordering::Acquire), 77);
+
+    // More words than the map has: refused by the kernel.
+    let e = sluice_bpf::SharedWords::map(prog.maps().health_fd(), abi::HEALTH_WORDS as usize + 1)
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc_einval()), "{e}");
+
+    // The mapping keeps the map alive after the program and every fd are gone.
+    let second = prog.maps().health_words().unwrap();
+    drop(prog);
+    assert_eq!(words.word(5).load(Ordering::Acquire), 0xdead_beef_0000_0001);
+    words.word(6).fetch_add(3, Ordering::AcqRel);
+    assert_eq!(second.word(6).load(Ordering::Acquire), 3);
+}
+
+fn libc_einval() -> i32 {
+    nix::errno::Errno::EINVAL as i32
+}
+
+/// Independent checks of a refusal, beyond the byte-exact comparison: MACs
+/// swapped and VLAN tags kept, addresses and ports swapped, RST|ACK, SEQ 0,
+/// ACK = SYN's SEQ + 1 + data, no options, window 0, valid checksums.
+fn check_rst(input: &[u8], out: &[u8], syn_seq: u32, data: u32) -> Result<(), String> {
+    let mut l3 = 12;
+    while matches!(
+        u16::from_be_bytes([out[l3], out[l3 + 1]]),
+        ETH_P_8021Q | ETH_P_8021AD
+    ) {
+        l3 += 4;
+    }
+    let ethertype = u16::from_be_bytes([out[l3], out[l3 + 1]]);
+    l3 += 2;
+    let mut errors = Vec::new();
+    let mut check = |ok: bool, what: &str| {
+        if !ok {
+            errors.push(what.to_string());
+        }
+    };
+    check(
+        out[..6] == input[6..12] && out[6..12] == input[..6],
+        "MACs swapped",
+    );
+    check(out[12..l3] == input[12..l3], "VLAN tags and ethertype kept");
+    let (tcp, pseudo) = if ethertype == ETH_P_IP {
+        let ip = &out[l3..l3 + 20];
+        check(checksum(ip) == 0, "IPv4 header checksum");
+        check(
+            ip[0] == 0x45 && ip[8] == 64 && ip[9] == IPPROTO_TCP,
+            "IPv4 header",
+        );
+        check(
+            u16::from_be_bytes([ip[2], ip[3]]) == 40,
+            "IPv4 total length",
+        );
+        check(
+            ip[12..16] == VIP4.octets() && ip[16..20] == PEER4.octets(),
+            "IPv4 addresses",
+        );
+        let ip4 = V4::new(VIP4, PEER4, IPPROTO_TCP);
+        (&out[l3 + 20..], ip4.pseudo(20))
+    } else {
+        let ip = &out[l3..l3 + 40];
+        check(
+            ip[0] >> 4 == 6 && ip[6] == IPPROTO_TCP && ip[7] == 64,
+            "IPv6 header",
+        );
+        check(
+            u16::from_be_bytes([ip[4], ip[5]]) == 20,
+            "IPv6 payload length",
+        );
+        check(
+            ip[8..24] == VIP6.octets() && ip[24..40] == PEER6.octets(),
+            "IPv6 addresses",
+        );
+        (&out[l3 + 40..], pseudo6(VIP6, PEER6, IPPROTO_TCP, 20))
+    };
+    check(tcp.len() == 20, "20 bytes of TCP, nothing after");
+    let be16 = |i: usize| u16::from_be_bytes([tcp[i], tcp[i + 1]]);
+    let be32 = |i: usize| u32::from_be_bytes(tcp[i..i + 4].try_into().unwrap());
+    check(be16(0) == TCP_LISTEN && be16(2) == 50000, "ports swapped");
+    check(be32(4) == 0, "SEQ 0");
+    check(
+        be32(8) == syn_seq.wrapping_add(1).wrapping_add(data),
+        "ACK = SEQ + 1 + data",
+    );
+    check(tcp[12] == 5 << 4, "data offset 5");
+    check(tcp[13] == TCP_RST | TCP_ACK, "flags RST|ACK");
+    check(be16(14) == 0 && be16(18) == 0, "window 0, urgent 0");
+    let mut all = pseudo;
+    all.extend_from_slice(tcp);
+    check(checksum(&all) == 0, "TCP checksum");
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("RST: {}", errors.join(", ")))
+    }
+}
+
+#[test]
+fn syn_refused_while_all_ejected() {
+    let fx = fixture();
+    let words = fx
+        .prog
+        .maps()
+        .health_words()
+        .expect("mapping the health map");
+    let flags = words.word(abi::HEALTH_FLAGS);
+    assert_eq!(flags.load(Ordering::Acquire), 0, "the map starts zeroed");
+    let steered = || {
+        [
+            case(
+                "IPv4 SYN to a listener, not ejected",
+                tcp4(VIP4, TCP_LISTEN),
+                XdpAction::Redirect,
+                XdpCounter::RedirectListener,
+            ),
+            case(
+                "IPv6 SYN to a listener, not ejected",
+                tcp6(VIP6, TCP_LISTEN),
+                XdpAction::Redirect,
+                XdpCounter::RedirectListener,
+            ),
+        ]
+    };
+    let mut failures: Vec<String> = steered()
+        .iter()
+        .filter_map(|c| run_case(&fx.prog, c))
+        .collect();
+
+    flags.store(abi::HEALTH_ALL_EJECTED, Ordering::Release);
+    let refusals = refusal_cases();
+    for (c, seq, data) in &refusals {
+        failures.extend(run_case(&fx.prog, c));
+        let out = fx.prog.test_run(&c.input).unwrap();
+        if let Err(e) = check_rst(&c.input, &out.frame, *seq, *data) {
+            failures.push(format!("{}: {e}", c.name));
+        }
+    }
+    let others = not_refused_cases();
+    failures.extend(others.iter().filter_map(|c| run_case(&fx.prog, c)));
+
+    // The program reads the flags word alone: a write in progress (odd
+    // sequence) changes nothing.
+    words
+        .word(abi::HEALTH_GENERATION)
+        .store(1, Ordering::Release);
+    failures.extend(run_case(&fx.prog, &refusals[0].0));
+    words
+        .word(abi::HEALTH_GENERATION)
+        .store(2, Ordering::Release);
+
+    // Other bits do not refuse; clearing the flag steers SYNs again.
+    flags.store(!abi::HEALTH_ALL_EJECTED, Ordering::Release);
+    failures.extend(steered().iter().filter_map(|c| run_case(&fx.prog, c)));
+    flags.store(0, Ordering::Release);
+    failures.extend(steered().iter().filter_map(|c| run_case(&fx.prog, c)));
+
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{} refusals and {} segments steered while all ejected passed",
+        refusals.len(),
+        others.len()
+    );
 }
 
 // --- reflector ------------------------------------------------------------------

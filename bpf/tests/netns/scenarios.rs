@@ -2,19 +2,22 @@
 //! the peer namespace is `$SLB_PEER_NS`, the subnet number `$SLB_NET`).
 
 use std::fs;
+use std::io::ErrorKind;
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use libbpf_rs::{ObjectBuilder, Xdp, XdpFlags};
 use sluice_bpf::object::gateway_maps;
 use sluice_bpf::{
     read_pinned_counters, BpfError, Gateway, GatewayOptions, GatewayProgram, Interface, L4Proto,
-    Reflector, ReflectorCounter, XdpCounter, XdpMode, VIP_ANSWER_NEIGH, VIP_ICMP_ECHO,
+    Reflector, ReflectorCounter, XdpCounter, XdpMode, HEALTH_ALL_EJECTED, HEALTH_FLAGS,
+    VIP_ANSWER_NEIGH, VIP_ICMP_ECHO,
 };
 use sluice_xsk::{Xsk, XskConfig};
 
@@ -34,6 +37,10 @@ pub const SCENARIOS: &[(&str, &[Option<XdpMode>])] = &[
         &[Some(XdpMode::Native), Some(XdpMode::Skb)],
     ),
     ("reflector", &[Some(XdpMode::Native), Some(XdpMode::Skb)]),
+    (
+        "refuse_when_all_ejected",
+        &[Some(XdpMode::Native), Some(XdpMode::Skb)],
+    ),
     ("kill9_then_reattach", &[Some(XdpMode::Native)]),
     ("stale_netlink_program", &[Some(XdpMode::Skb)]),
     (
@@ -143,6 +150,7 @@ pub fn run_child(name: &str, mode: Option<XdpMode>) -> ExitCode {
         "neighbours" => neighbours(&ctx),
         "steer_to_socket" => steer_to_socket(&ctx),
         "reflector" => reflector(&ctx),
+        "refuse_when_all_ejected" => refuse_when_all_ejected(&ctx),
         "kill9_then_reattach" => kill9_then_reattach(&ctx),
         "stale_netlink_program" => stale_netlink_program(&ctx),
         "foreign_program" => foreign_program(&ctx),
@@ -455,6 +463,89 @@ fn peer_udp_round_trip(ctx: &Ctx, src: IpAddr, dst: SocketAddr) -> R {
     })
     .join()
     .map_err(|_| "peer thread panicked".to_string())?
+}
+
+/// From the peer namespace: a kernel TCP connect() to `dst`; the error kind
+/// if it fails.
+fn peer_tcp_connect(ctx: &Ctx, dst: SocketAddr, timeout: Duration) -> Result<(), ErrorKind> {
+    let peer = ctx.peer.clone();
+    std::thread::spawn(move || {
+        let ns = fs::File::open(format!("/run/netns/{peer}")).map_err(|e| e.kind())?;
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| std::io::Error::from(e).kind())?;
+        TcpStream::connect_timeout(&dst, timeout)
+            .map(|_| ())
+            .map_err(|e| e.kind())
+    })
+    .join()
+    .unwrap_or(Err(ErrorKind::Other))
+}
+
+/// A kernel TCP client on the peer: while the health flags say ALL_EJECTED,
+/// its connect() is refused (the peer's kernel accepted the XDP-built
+/// RST|ACK: checksums and ACK right); once cleared, its SYN is steered into
+/// the AF_XDP socket again (where nothing answers: the connect times out).
+fn refuse_when_all_ejected(ctx: &Ctx) -> R {
+    const PORT: u16 = 8443;
+    let gw = ctx.gateway()?;
+    let e = |e: BpfError| e.to_string();
+    let dsts = [
+        SocketAddr::new(IpAddr::V4(ctx.vip4()), PORT),
+        SocketAddr::new(IpAddr::V6(ctx.vip6()), PORT),
+    ];
+    for dst in &dsts {
+        gw.add_vip(dst.ip(), 0).map_err(e)?;
+        gw.add_listener(dst.ip(), L4Proto::Tcp, PORT, 1)
+            .map_err(e)?;
+    }
+    ctx.peer_static_neigh(&gw.iface().mac)?;
+    ctx.peer_napi_for_native_tx()?;
+    let mut sockets = Vec::new();
+    for q in 0..gw.iface().rx_queues {
+        let s = Xsk::open(GW_IF, q, &XskConfig::small())
+            .map_err(|e| format!("binding AF_XDP to {GW_IF} queue {q}: {e}"))?;
+        gw.register_socket(q, s.fd()).map_err(e)?;
+        sockets.push(s);
+    }
+    let words = gw.health_words().map_err(e)?;
+
+    words
+        .word(HEALTH_FLAGS)
+        .store(HEALTH_ALL_EJECTED, Ordering::Release);
+    for dst in dsts {
+        let before = gw.counters().map_err(e)?;
+        let r = peer_tcp_connect(ctx, dst, Duration::from_secs(3));
+        let c = gw.counters().map_err(e)?.since(&before);
+        ensure!(
+            r == Err(ErrorKind::ConnectionRefused),
+            "connect to {dst} while all ejected: {r:?}, expected refused:\n{c}"
+        );
+        ensure!(
+            c[XdpCounter::TxRstNoBackend].packets >= 1
+                && c[XdpCounter::RedirectListener].packets == 0,
+            "{dst}:\n{c}"
+        );
+    }
+
+    words.word(HEALTH_FLAGS).store(0, Ordering::Release);
+    for dst in dsts {
+        let before = gw.counters().map_err(e)?;
+        let r = peer_tcp_connect(ctx, dst, Duration::from_millis(700));
+        let c = gw.counters().map_err(e)?.since(&before);
+        ensure!(
+            r == Err(ErrorKind::TimedOut),
+            "connect to {dst} with the flag cleared: {r:?}, expected a timeout:\n{c}"
+        );
+        ensure!(
+            c[XdpCounter::RedirectListener].packets >= 1
+                && c[XdpCounter::TxRstNoBackend].packets == 0,
+            "{dst}:\n{c}"
+        );
+    }
+    let c = gw.counters().map_err(e)?;
+    ensure!(c[XdpCounter::AbortedInternal].packets == 0, "aborted:\n{c}");
+    drop(sockets);
+    Ok(())
 }
 
 fn reflector(ctx: &Ctx) -> R {

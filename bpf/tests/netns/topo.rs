@@ -22,7 +22,7 @@ pub fn sh(args: &[&str]) -> Result<String, String> {
 }
 
 /// gateway namespace `gw` with interface `gw0`, peer namespace `peer` with
-/// `peer0` = 198.18.N.2/24 and 2001:2:0:N::2/64. The gateway side has no
+/// `peer0` = 198.18.N.2/24 and 2001:2:0:N::2/64 (N in hex there). The gateway side has no
 /// addresses: its VIPs are 198.18.N.1 and 2001:2:0:N::1, answered by XDP.
 pub struct Topology {
     pub gw: String,
@@ -66,7 +66,8 @@ impl Topology {
             peer,
             "addr",
             "add",
-            &format!("2001:2:0:{net}::2/64"),
+            // The group in hex, as scenarios.rs builds it (`Ipv6Addr::new(.., net, ..)`).
+            &format!("2001:2:0:{net:x}::2/64"),
             "dev",
             PEER_IF,
             "nodad",

@@ -103,6 +103,7 @@ struct Exchange {
     retry_avoid: usize,
     retry_connect: bool,
     retry_reset: bool,
+    per_try: Option<Duration>,
     route: Option<usize>,
     start: Time,
     /// Set when the response head arrives.
@@ -176,6 +177,8 @@ enum Timer {
     Connect(u32, u32),
     /// A retry's backoff ended.
     Retry(u32, u32),
+    /// A try's time is up (exchange index, generation, try number).
+    Try(u32, u32, u32),
 }
 
 #[derive(Debug)]
@@ -531,7 +534,7 @@ impl Core {
             }
         };
         let id = ExchangeId { index, gen };
-        let (cluster, timeout, retries, retry_connect, retry_reset) = match route {
+        let (cluster, timeout, retries, retry_connect, retry_reset, per_try) = match route {
             Some(r) => {
                 let r = &self.spec.routes[r];
                 (
@@ -540,9 +543,10 @@ impl Core {
                     r.retries,
                     r.retry_connect,
                     r.retry_reset,
+                    r.per_try_timeout,
                 )
             }
-            None => (usize::MAX, None, 0, false, false),
+            None => (usize::MAX, None, 0, false, false, None),
         };
         let framing = match req.body {
             BodyLen::None => BodyFraming::None,
@@ -581,6 +585,7 @@ impl Core {
             retry_avoid: usize::MAX,
             retry_connect,
             retry_reset,
+            per_try,
             route,
             start: now,
             first_byte: None,
@@ -880,6 +885,11 @@ impl Core {
         if sent.is_err() {
             self.fail_up(up, ProxyError::UpstreamReset);
             return;
+        }
+        if let Some((per_try, tries)) = self.ex(ex).and_then(|e| Some((e.per_try?, e.tries))) {
+            let at = self.now + per_try;
+            self.timers
+                .push(Reverse((at, Timer::Try(ex.index, ex.gen, tries))));
         }
         self.wake_up(up);
     }
@@ -1544,6 +1554,39 @@ impl Core {
                         None => {}
                     }
                     self.finish_ex(ex, Err(ProxyError::Timeout));
+                }
+                Timer::Try(index, gen, attempt) => {
+                    let ex = ExchangeId { index, gen };
+                    let Some(e) = self.ex(ex) else {
+                        continue;
+                    };
+                    let Some(up) = e.up else {
+                        continue;
+                    };
+                    if e.finished || e.head_seen || e.tries != attempt {
+                        continue;
+                    }
+                    // This try took too long: its connection cannot be
+                    // reused (a response may still come), and the request
+                    // goes elsewhere if that is safe.
+                    let (retry, backend) = (
+                        e.idempotent && e.retry_reset && e.tries < e.max_tries,
+                        e.backend,
+                    );
+                    if let Some(b) = self.up(up).map(|u| u.backend) {
+                        self.record(b, OutcomeKind::GatewayFailure(GatewayFailure::Timeout));
+                    }
+                    if let Some(u) = self.up_mut(up) {
+                        u.ex = None;
+                        u.close = Close::Abort;
+                    }
+                    self.wake_up(up);
+                    if let Some(e) = self.ex_mut(ex) {
+                        e.up = None;
+                    }
+                    if !(retry && self.retry(now, ex, backend, false)) {
+                        self.finish_ex(ex, Err(ProxyError::Timeout));
+                    }
                 }
                 Timer::Retry(index, gen) => {
                     let ex = ExchangeId { index, gen };

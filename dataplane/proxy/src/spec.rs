@@ -48,6 +48,8 @@ pub struct RouteSpec {
     pub cluster: usize,
     /// Total time for the request, retries included.
     pub timeout: Option<Duration>,
+    /// Time for each try, until the response head.
+    pub per_try_timeout: Option<Duration>,
     /// Extra tries for requests that are safe to repeat.
     pub retries: u32,
     /// Retry after a failed connect (`connect-failure`, `5xx`,
@@ -144,6 +146,7 @@ impl ProxySpec {
                     .position(|c| c.name == r.cluster)
                     .unwrap_or(usize::MAX),
                 timeout: Some(r.timeout).filter(|t| !t.is_zero()),
+                per_try_timeout: r.per_try_timeout.filter(|t| !t.is_zero()),
                 retries: r.retries,
                 retry_connect: r.retry_on.iter().any(|o| {
                     matches!(

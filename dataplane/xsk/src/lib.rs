@@ -1,4 +1,5 @@
-//! AF_XDP sockets, UMEM frame ownership and the kernel calls around them.
+//! AF_XDP sockets, UMEM frame ownership, mmap of BPF maps ([`SharedWords`]) and
+//! the kernel calls around them.
 //!
 //! This is the only crate of sluice that contains `unsafe`. Everything above
 //! it (BPF loading, the poll loop, the protocol engines) is safe Rust that
@@ -25,9 +26,23 @@
 //!    index, Release when publishing ours) is libxdp's ring helpers.
 //! 5. **Kernel calls get valid arguments.** Pointers passed to the kernel
 //!    point at initialised values that live for the whole call.
+//! 6. **Shared words stay mapped and are accessed atomically.** A
+//!    [`SharedWords`] owns one `MAP_SHARED` mapping (of an mmapable BPF array
+//!    map) from `mmap` to its `Drop`, and every borrow it hands out is tied
+//!    to it, so no reference outlives the mapping. While mapped, the kernel
+//!    keeps the map (and its pages) alive, even after the fd is closed and
+//!    the program unloaded. The mapping is page-aligned and words are 8
+//!    bytes apart, so each is aligned for `u64`; `AtomicU64` has the size
+//!    and alignment of `u64`. Threads of this process touch the words only
+//!    through `AtomicU64` operations. The other parties, the XDP program
+//!    (which only reads, one aligned 64-bit load per word) and writers in
+//!    other processes (through the same map, with aligned 64-bit stores or
+//!    atomics), never make a torn or non-atomic access that Rust would see.
 
 pub mod link;
+mod shared_words;
 mod socket;
 mod sockopt;
 
+pub use shared_words::SharedWords;
 pub use socket::{BindMode, Frame, KernelStats, RxAction, Xsk, XskConfig, XskError, XskStats};

@@ -1262,13 +1262,48 @@ fn grpc_timeouts_parse_and_format() {
     assert_eq!(grpc_timeout(&h("S")), None);
     assert_eq!(grpc_timeout(&h("10x")), None);
     assert_eq!(grpc_timeout(&[]), None);
-    assert_eq!(format_grpc_timeout(Duration::from_millis(250)), b"250000u".to_vec());
-    assert_eq!(format_grpc_timeout(Duration::from_secs(100)), b"100000m".to_vec());
-    assert_eq!(format_grpc_timeout(Duration::from_secs(1_000_000)), b"1000000S".to_vec());
+    assert_eq!(
+        format_grpc_timeout(Duration::from_millis(250)),
+        b"250000u".to_vec()
+    );
+    assert_eq!(
+        format_grpc_timeout(Duration::from_secs(100)),
+        b"100000m".to_vec()
+    );
+    assert_eq!(
+        format_grpc_timeout(Duration::from_secs(1_000_000)),
+        b"1000000S".to_vec()
+    );
     assert_eq!(format_grpc_timeout(Duration::ZERO), b"1n".to_vec());
     for d in [1u64, 999, 123_456_789, 3_600_000_000_000] {
         let d = Duration::from_nanos(d);
         let back = grpc_timeout(&h(std::str::from_utf8(&format_grpc_timeout(d)).unwrap())).unwrap();
-        assert!(back <= d && d - back < d / 1000 + Duration::from_nanos(1), "{d:?} {back:?}");
+        assert!(
+            back <= d && d - back < d / 1000 + Duration::from_nanos(1),
+            "{d:?} {back:?}"
+        );
     }
+}
+
+/// `per_try_timeout`: a try with no response head in time is abandoned
+/// (its connection reset) and an idempotent request tries again.
+#[test]
+fn a_slow_try_is_abandoned_and_retried() {
+    let toml = format!(
+        "[proxy]\nrequest_id = false\n\n\
+         [[route]]\nprefix = \"/\"\ncluster = \"app\"\ntimeout = \"5s\"\nper_try_timeout = \"200ms\"\n\n\
+         [[cluster]]\nname = \"app\"\nendpoints = [\"{BACKEND_A}\", \"{BACKEND_B}\"]\n"
+    );
+    let mut h = Harness::new(&toml);
+    let ex = h.start(get("/slow"), 1);
+    let c0 = h.connect();
+    assert_eq!(text(&h.write(c0)), sent_head("GET", "/slow", ""));
+    h.advance(ms(199));
+    assert_eq!(h.close(c0), Close::No, "not before the per-try timeout");
+    h.advance(ms(200));
+    assert_eq!(h.close(c0), Close::Abort);
+    let (up, to) = h.advance_until_connect(Duration::from_millis(300));
+    let c1 = h.open(up, to);
+    serve(&mut h, c1, ex, "/slow", "late but fine");
+    assert_eq!(h.proxy.stats().retries, 1);
 }
