@@ -1155,3 +1155,90 @@ ejection_jitter = "0s"
     }
     let _ = std::fs::remove_file(&config);
 }
+
+/// nginx (Debian's) as the backend: a static file byte-exact, HEAD, a 404
+/// passed through, and one upstream connection reused for every request.
+#[test]
+fn nginx_backend_is_proxied_over_one_reused_connection() {
+    let topo = Topo::up("pn", 1);
+    let client = topo.client();
+    let dir = std::env::temp_dir().join(format!("sluice-nginx-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    let file: Vec<u8> = (0..1_500_000u32)
+        .map(|i| (i.wrapping_mul(97) >> 3) as u8)
+        .collect();
+    std::fs::write(dir.join("www/file.bin"), &file).unwrap();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{ access_log off; keepalive_requests 10000; keepalive_timeout 75s;\n\
+               server {{ listen {b}:8081; root {d}/www; }} }}\n",
+            d = dir.display(),
+            b = addr::BACKEND_V4
+        ),
+    )
+    .unwrap();
+    let mut nginx = netns::command(&topo.topo.backend_ns(), "nginx")
+        .args(["-c", &conf.display().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting nginx");
+    struct StopNginx(u32);
+    impl Drop for StopNginx {
+        fn drop(&mut self) {
+            let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGTERM);
+        }
+    }
+    let _stop = StopNginx(nginx.id());
+    let dp = Dataplane::start(
+        &topo.gw(),
+        &dataplane_args(
+            &topo,
+            1,
+            &[
+                "--proxy".into(),
+                format!("/=http://{}:8081", addr::BACKEND_V4),
+            ],
+        ),
+    );
+    let vip = format!("http://{}", addr::GW_VIP_V4);
+    // nginx may take a moment to listen: the first request may see 502.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_of(&client, &format!("{vip}/file.bin")).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "nginx never answered through the proxy"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = wait_for_totals(&dp, Duration::from_secs(5), "report", |_| true);
+    for _ in 0..10 {
+        let body = curl_ok(&client, &["--fail", &format!("{vip}/file.bin")]);
+        assert!(body == file, "nginx's file differs ({} bytes)", body.len());
+    }
+    let head = curl_ok(&client, &["-sI", &format!("{vip}/file.bin")]);
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", file.len())),
+        "{head}"
+    );
+    assert!(head.contains("server: nginx"), "{head}");
+    assert_eq!(status_of(&client, &format!("{vip}/nope")).0, 404);
+    let after = wait_for_totals(&dp, Duration::from_secs(5), "report", |_| true);
+    let connects = u(&after["total"]["proxy_upstream_connects"])
+        - u(&before["total"]["proxy_upstream_connects"]);
+    assert_eq!(
+        connects, 0,
+        "12 sequential requests opened new upstream connections"
+    );
+    drop(_stop);
+    let _ = nginx.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
