@@ -1242,3 +1242,95 @@ fn nginx_backend_is_proxied_over_one_reused_connection() {
     let _ = nginx.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// TLS with client certificates in front of the proxy, over HTTP/2 and
+/// HTTP/1.1: the backend sees the verified SPIFFE ID in the configured
+/// header (a client's own value of it is dropped) and `https`.
+#[test]
+fn mtls_clients_spiffe_id_reaches_the_backend() {
+    use common::pki::{Pki, SERVER_NAME};
+    let topo = Topo::up("ps", 1);
+    let client = topo.client();
+    let pki = Pki::new("ps");
+    pki.client("good", "ca", "spiffe://good.test/ns/web/sa/client");
+    let b4 = format!("{}:8080", addr::BACKEND_V4);
+    let _backend = Backend::start(&topo.topo.backend_ns(), &["--listen", &b4]);
+    let config = std::env::temp_dir().join(format!("sluice-mtls-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[proxy]
+spiffe_header = "x-client-spiffe-id"
+
+[[listener]]
+address = "{}:443"
+protocol = "tls"
+
+[[route]]
+prefix = "/"
+cluster = "app"
+
+[[cluster]]
+name = "app"
+endpoints = ["{b4}"]
+"#,
+            addr::GW_VIP_V4
+        ),
+    )
+    .unwrap();
+    let _dp = Dataplane::start(
+        &topo.gw(),
+        &dataplane_args(
+            &topo,
+            1,
+            &[
+                "--config".into(),
+                config.display().to_string(),
+                "--tls-cert".into(),
+                pki.path("server.pem"),
+                "--tls-key".into(),
+                pki.path("server.key"),
+                "--tls-client-ca".into(),
+                pki.path("ca.pem"),
+                "--tls-spiffe-allow".into(),
+                "spiffe://good.test/".into(),
+            ],
+        ),
+    );
+    let resolve = format!("{SERVER_NAME}:443:{}", addr::GW_VIP_V4);
+    let url = format!("https://{SERVER_NAME}/headers");
+    for http in ["--http2", "--http1.1"] {
+        let body = curl_ok(
+            &client,
+            &[
+                http,
+                "--resolve",
+                &resolve,
+                "--cacert",
+                &pki.path("ca.pem"),
+                "--cert",
+                &pki.path("good.pem"),
+                "--key",
+                &pki.path("good.key"),
+                "-H",
+                "X-Client-Spiffe-Id: spiffe://forged.test/evil",
+                &url,
+            ],
+        );
+        let h: Value = serde_json::from_slice(&body).unwrap();
+        let hd = &h["headers"];
+        assert_eq!(
+            hd["x-client-spiffe-id"],
+            serde_json::json!(["spiffe://good.test/ns/web/sa/client"]),
+            "{http}: {h}"
+        );
+        assert_eq!(
+            hd["x-forwarded-proto"],
+            serde_json::json!(["https"]),
+            "{http}: {h}"
+        );
+        assert_eq!(hd["host"][0], SERVER_NAME, "{http}: {h}");
+    }
+    let _ = std::fs::remove_file(&config);
+}
