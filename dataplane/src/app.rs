@@ -162,6 +162,7 @@ pub fn run(mut args: Args) -> Result<()> {
     if let (Some(t), Some((board, tx, _))) = (tcp.as_mut(), &health) {
         t.health = Some((Arc::clone(board), tx.clone()));
     }
+    let backends_view: crate::health::View = Arc::default();
     let health_thread = match (&health, &proxy_spec, &proxy_config, tcp.as_ref()) {
         (Some((board, _, rx)), Some(spec), Some(config), Some(t)) => Some(crate::health::spawn(
             Arc::clone(spec),
@@ -171,6 +172,7 @@ pub fn run(mut args: Args) -> Result<()> {
             t.clock,
             Arc::clone(&stop),
             u64::from_le_bytes(random_key()?[..8].try_into().unwrap_or_default()),
+            Arc::clone(&backends_view),
         )?),
         _ => None,
     };
@@ -248,6 +250,7 @@ pub fn run(mut args: Args) -> Result<()> {
         latency_names
             .as_ref()
             .map(|(r, c)| (latency.as_slice(), r.as_slice(), c.as_slice())),
+        proxy_spec.is_some().then_some(&backends_view),
     );
     stop.store(true, Ordering::Relaxed);
 
@@ -757,6 +760,7 @@ fn report_until_stopped(
     tls: Option<&sluice_tls::TlsServer>,
     reload: &AtomicBool,
     latency: Option<LatencySlots<'_>>,
+    backends: Option<&crate::health::View>,
 ) -> Option<anyhow::Error> {
     let started = Instant::now();
     let labels: Vec<QueueLabel> = loops.iter().map(|l| l.label).collect();
@@ -822,6 +826,9 @@ fn report_until_stopped(
             &before,
             xdp.as_ref(),
             report_latency.as_ref(),
+            backends
+                .and_then(|b| b.lock().ok().map(|v| v.clone()))
+                .as_ref(),
         );
         before = snapshot;
         last = now;

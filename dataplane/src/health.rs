@@ -203,7 +203,43 @@ fn spawn_checker(
     Ok(Some(h))
 }
 
+/// Every backend's state, as the reports show it (JSON).
+pub type View = Arc<std::sync::Mutex<serde_json::Value>>;
+
+fn view_of(
+    clusters: &[ClusterHealth],
+    names: &[(String, Vec<String>)],
+    now: sluice_lb::Time,
+) -> serde_json::Value {
+    let mut rows = Vec::new();
+    for (c, h) in clusters.iter().enumerate() {
+        for b in 0..h.backends() {
+            let Some(v) = h.view(b) else { continue };
+            let state = match v.state {
+                BackendState::Healthy => "healthy",
+                BackendState::Unhealthy => "unhealthy",
+                BackendState::Ejected { .. } => "ejected",
+                BackendState::HalfOpen { .. } => "half_open",
+            };
+            rows.push(serde_json::json!({
+                "cluster": names[c].0,
+                "backend": names[c].1[b],
+                "state": state,
+                "ejected_for_s": v.ejected_until.map(|u| u.saturating_since(now).as_secs_f64()),
+                "consecutive_5xx": v.consecutive_5xx,
+                "consecutive_gateway_failures": v.consecutive_gateway_failures,
+                "window_requests": v.window_requests,
+                "window_failures": v.window_failures,
+                "ejections": v.ejections_total,
+                "ejections_blocked": v.ejections_blocked,
+            }));
+        }
+    }
+    serde_json::Value::Array(rows)
+}
+
 /// Starts the decision thread. It stops when `stop` is set.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     spec: Arc<ProxySpec>,
     config: &Config,
@@ -212,6 +248,7 @@ pub fn spawn(
     clock: Clock,
     stop: Arc<AtomicBool>,
     seed: u64,
+    view: View,
 ) -> anyhow::Result<JoinHandle<()>> {
     let mut clusters = Vec::with_capacity(config.clusters.len());
     for (i, c) in config.clusters.iter().enumerate() {
@@ -242,7 +279,7 @@ pub fn spawn(
     let handle = std::thread::Builder::new()
         .name("sluice-health".into())
         .spawn(move || {
-            run(clusters, names, board, rx, hc_rx, clock, Arc::clone(&stop));
+            run(clusters, names, board, rx, hc_rx, clock, Arc::clone(&stop), view);
             if let Some(c) = checker {
                 let _ = c.join();
             }
@@ -258,7 +295,9 @@ fn run(
     hc_rx: Receiver<(usize, HealthCheck)>,
     clock: Clock,
     stop: Arc<AtomicBool>,
+    view: View,
 ) {
+    let mut last_view = Instant::now() - Duration::from_secs(1);
     let mut pending: Vec<Vec<Outcome>> = vec![Vec::new(); clusters.len()];
     let mut checks: Vec<Vec<HealthCheck>> = vec![Vec::new(); clusters.len()];
     let mut generations: Vec<u64> = clusters.iter().map(ClusterHealth::generation).collect();
@@ -334,6 +373,12 @@ fn run(
                         }
                     }
                 }
+            }
+        }
+        if changed || last_view.elapsed() >= Duration::from_secs(1) {
+            last_view = Instant::now();
+            if let Ok(mut v) = view.lock() {
+                *v = view_of(&clusters, &names, now);
             }
         }
         if changed {

@@ -90,12 +90,23 @@ pub fn interval_report(
     before: &[Counters],
     xdp: Option<&XdpCounters>,
     latency: Option<&LatencyReport<'_>>,
+    backends: Option<&Value>,
 ) {
     let text = match style.format {
         StatsFormat::Human => {
             let mut t = interval_lines(elapsed, period, labels, now, before, style.tcp);
             if let Some(l) = latency {
                 t.push_str(&latency_lines(l));
+            }
+            for b in backends.and_then(Value::as_array).into_iter().flatten() {
+                if b["state"] != "healthy" {
+                    t.push_str(&format!(
+                        "  backend {} of {}: {}\n",
+                        b["backend"].as_str().unwrap_or("?"),
+                        b["cluster"].as_str().unwrap_or("?"),
+                        b["state"].as_str().unwrap_or("?")
+                    ));
+                }
             }
             t
         }
@@ -107,6 +118,7 @@ pub fn interval_report(
                 "total": sum(now),
                 "xdp": xdp.map(xdp_json),
                 "latency": latency.map(latency_json),
+                "backends": backends,
             });
             format!("{v}\n")
         }

@@ -676,6 +676,28 @@ max_requests = 2
     }
     assert!(saw_bad, "round robin never reached the failing backend");
     dp.wait_for_stderr("backend ejected", Duration::from_secs(5));
+    // Each backend's state shows in the reports.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = dp.last_report("interval").expect("an interval report");
+        let rows = r["backends"].as_array().cloned().unwrap_or_default();
+        let bad_row = rows.iter().find(|b| b["backend"] == bad.as_str());
+        if bad_row.is_some_and(|b| b["state"] == "ejected") {
+            let b = bad_row.unwrap();
+            assert!(b["ejections"].as_u64() >= Some(1), "{b}");
+            assert!(
+                rows.iter()
+                    .any(|g| g["backend"] == good.as_str() && g["state"] == "healthy"),
+                "{rows:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no report shows the ejection: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // It recovers: once its ejection ends, a probe request reaches it and
     // its success brings it back into the rotation.
