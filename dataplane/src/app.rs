@@ -752,6 +752,7 @@ type LatencySlots<'a> = (
     &'a [String],
 );
 
+#[allow(clippy::too_many_arguments)]
 fn report_until_stopped(
     args: &Args,
     loops: &[Loop],

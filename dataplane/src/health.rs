@@ -287,6 +287,7 @@ pub fn spawn(
     Ok(handle)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     mut clusters: Vec<ClusterHealth>,
     names: Vec<(String, Vec<String>)>,
