@@ -75,6 +75,51 @@ pub fn with_direct_pair<T>(prefix: &str, f: impl FnOnce(&Topology) -> Result<T>)
     result
 }
 
+/// A topology brought up for a run and torn down when dropped (an error
+/// and a panic included) if this guard brought it up; left as it was if
+/// it existed.
+pub struct TopologyGuard {
+    topo: Topology,
+    owned: bool,
+}
+
+impl TopologyGuard {
+    /// Brings up topology `prefix` with `queues` queues per veth unless
+    /// all of its namespaces exist.
+    pub fn up(prefix: &str, queues: u32) -> Result<Self> {
+        let topo = Topology::new(prefix, queues)?;
+        let existed = topo.existing_namespaces()?.len() == topo.namespaces().len();
+        if !existed {
+            // A guard first: a half-made topology is removed too.
+            let guard = Self { topo, owned: true };
+            guard.topo.up(&Shell::default())?;
+            return Ok(guard);
+        }
+        Ok(Self { topo, owned: false })
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+}
+
+impl Drop for TopologyGuard {
+    fn drop(&mut self) {
+        if self.owned {
+            if let Err(e) = self.topo.down(&Shell::default()) {
+                eprintln!("topo down {}: {e:#}", self.topo.prefix());
+            }
+        }
+    }
+}
+
+/// Runs `f` on the whole topology `prefix` (client, gateway, backend and
+/// the direct pair), one queue per veth, inside a [`TopologyGuard`].
+pub fn with_topology<T>(prefix: &str, f: impl FnOnce(&Topology) -> Result<T>) -> Result<T> {
+    let guard = TopologyGuard::up(prefix, 1)?;
+    f(guard.topology())
+}
+
 /// `ip netns exec NS taskset -c CORE PROGRAM`: ip and taskset exec the
 /// program, so the child's PID is the program's.
 pub fn pinned(ns: &str, core: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {

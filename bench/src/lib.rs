@@ -9,7 +9,8 @@
 //! - [`exec`]: running `ip`/`ethtool`/`sysctl` with errors that say what failed.
 //! - [`harness`]: what the server benchmarks share (servers pinned and
 //!   stopped by PID, CPU windows, nginx's configuration).
-//! - [`http_bench`], [`tls_bench`]: `run http` and `run tls`;
+//! - [`http_bench`], [`tls_bench`], [`proxy_bench`]: `run http`, `run tls`
+//!   and `run proxy`;
 //!   [`tls_client`] is the latter's handshake and idle-connection client.
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,7 @@ pub mod harness;
 pub mod http_bench;
 pub mod kernel_echo;
 pub mod netns;
+pub mod proxy_bench;
 pub mod tls_bench;
 pub mod tls_client;
 pub mod topology;

@@ -4,6 +4,7 @@
 use clap::{Args, Subcommand};
 use sluice_bench::echo_bench::{self, EchoBenchArgs};
 use sluice_bench::http_bench::{self, HttpBenchArgs};
+use sluice_bench::proxy_bench::{self, ProxyBenchArgs};
 use sluice_bench::tls_bench::{self, TlsBenchArgs};
 
 #[derive(Args, Debug)]
@@ -23,6 +24,11 @@ enum Bench {
     /// (h2 and HTTP/1.1 keep-alive, full and resumed handshakes, a download,
     /// memory per idle connection).
     Tls(TlsBenchArgs),
+    /// Reverse proxy, HTTP/1.1 to HTTP/1.1 over pooled keep-alive upstream
+    /// connections: HAProxy and nginx (kernel TCP) vs sluice, one gateway
+    /// core, one nginx backend (keep-alive, many clients over few upstream
+    /// connections, a 1 MiB response).
+    Proxy(ProxyBenchArgs),
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -40,6 +46,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         Bench::Tls(a) => {
             let ms = tls_bench::run(&a)?;
             print!("{}", tls_bench::markdown(&ms));
+            Ok(())
+        }
+        Bench::Proxy(a) => {
+            let ms = proxy_bench::run(&a)?;
+            print!("{}", proxy_bench::markdown(&ms));
             Ok(())
         }
     }
