@@ -57,14 +57,23 @@ on_exit rm -rf "$PKI"
 )
 ls "$PKI"
 
-step "sluice-dataplane on $GW/gw0, queues 0-1: UDP echo on :7, HTTP/1.1 and h2c on :80, TLS (h2, HTTP/1.1) on :443 of $VIP4 and [$VIP6]"
+step "two backends in $P-backend (sluice's test backend) on 198.18.0.3:8080 and :8081"
+for port in 8080 8081; do
+	ip netns exec "$P-backend" "$B/sluice-test-backend" --listen "198.18.0.3:$port" \
+		--name "backend-$port" >/dev/null &
+	BACKEND=$!
+	on_exit stop_pid "$BACKEND"
+done
+
+step "sluice-dataplane on $GW/gw0, queues 0-1: UDP echo on :7, HTTP/1.1 and h2c on :80, TLS (h2, HTTP/1.1) on :443 of $VIP4 and [$VIP6], /app/ proxied to the backends"
 DP_LOG=$(mktemp)
 on_exit rm -f "$DP_LOG"
 ip netns exec "$GW" "$B/sluice-dataplane" --iface gw0 --queues 0-1 \
 	--udp-echo "$VIP4:7" --udp-echo "[$VIP6]:7" --pin-dir "$PIN" \
 	--http "$VIP4:80" --http "[$VIP6]:80" --tls "$VIP4:443" --tls "[$VIP6]:443" \
 	--tls-cert "$PKI/server.pem" --tls-key "$PKI/server.key" \
-	--tls-ticket-keys "$PKI/ticket.keys" --stats-interval 2 >"$DP_LOG" 2>&1 &
+	--tls-ticket-keys "$PKI/ticket.keys" --stats-interval 2 \
+	--proxy '/app/=http://198.18.0.3:8080,198.18.0.3:8081' >"$DP_LOG" 2>&1 &
 DP=$!
 on_exit stop_pid "$DP"
 tail -f "$DP_LOG" --pid "$DP" | sed -u 's/^/  [gateway] /' &
@@ -136,6 +145,17 @@ print("sent 40 malformed frames")
 EOF
 sleep 2.5
 
+step "the reverse proxy: /app/ over the loops' own upstream connections (round robin, reused)"
+ip netns exec "$CLIENT" curl -sS "http://$VIP4/app/headers" -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' |
+	python3 -c 'import json,sys; h=json.load(sys.stdin)["headers"]; [print("  backend saw", k + ":", h[k][0]) for k in ("x-forwarded-for","x-forwarded-proto","traceparent","x-request-id") if k in h]'
+# Four requests on one client connection: one loop, its round robin.
+ip netns exec "$CLIENT" curl -sS -D - -o /dev/null "http://$VIP4/app/1" "http://$VIP4/app/2" \
+	"http://$VIP4/app/3" "http://$VIP4/app/4" | grep -i '^x-backend'
+ip netns exec "$CLIENT" wrk -t2 -c64 -d3s "http://$VIP4/app/" | grep -E 'Requests/sec|requests in|Non-2xx' || true
+ip netns exec "$CLIENT" h2load -n 20000 -c 4 -m 16 "https://$VIP4/app/" | grep -E 'Application protocol|finished in|requests:'
+echo "upstream connections kept by the kernel's managed neighbour entry and the pool:" >&2
+ip netns exec "$GW" ip neigh show | grep managed || true
+
 step "SIGTERM: loops stop, program detached, pins removed, final counters"
 kill -TERM "$DP"
 wait "$DP" && echo "sluice-dataplane exited 0" >&2
@@ -144,5 +164,8 @@ if ip -n "$GW" -d link show gw0 | grep -q prog/xdp; then
 	die "an XDP program is still attached to gw0"
 fi
 [[ -e $PIN ]] && die "pins left in $PIN"
-echo "nothing attached to gw0, nothing pinned in $PIN" >&2
+if ip -n "$GW" neigh show | grep -q managed; then
+	die "a managed neighbour entry is left in $GW"
+fi
+echo "nothing attached to gw0, nothing pinned in $PIN, no managed neighbour left" >&2
 step "done; the topology is removed on exit"

@@ -31,14 +31,14 @@ case "$SECS" in
 esac
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(classify wire_parse tcp_segment http_server tls_server h2_frames)
+    TARGETS=(classify wire_parse tcp_segment http_server http_client tls_server h2_frames)
 fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 # The fuzz crate (its own workspace) that holds TARGET.
 fuzz_dir() {
     case "$1" in
-        http_server) echo "$ROOT/dataplane/http/fuzz" ;;
+        http_server | http_client) echo "$ROOT/dataplane/http/fuzz" ;;
         tls_server) echo "$ROOT/dataplane/tls/fuzz" ;;
         h2_frames) echo "$ROOT/dataplane/h2/fuzz" ;;
         *) echo "$ROOT/dataplane/netstack/fuzz" ;;

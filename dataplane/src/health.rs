@@ -279,7 +279,16 @@ pub fn spawn(
     let handle = std::thread::Builder::new()
         .name("sluice-health".into())
         .spawn(move || {
-            run(clusters, names, board, rx, hc_rx, clock, Arc::clone(&stop), view);
+            run(
+                clusters,
+                names,
+                board,
+                rx,
+                hc_rx,
+                clock,
+                Arc::clone(&stop),
+                view,
+            );
             if let Some(c) = checker {
                 let _ = c.join();
             }
