@@ -682,7 +682,12 @@ max_requests = 2
         let r = dp.last_report("interval").expect("an interval report");
         let rows = r["backends"].as_array().cloned().unwrap_or_default();
         let bad_row = rows.iter().find(|b| b["backend"] == bad.as_str());
-        if bad_row.is_some_and(|b| b["state"] == "ejected") {
+        // Ejected, or already half-open again on a slow machine: the
+        // report shows the ejection either way.
+        if bad_row.is_some_and(|b| {
+            b["ejections"].as_u64() >= Some(1)
+                && (b["state"] == "ejected" || b["state"] == "half_open")
+        }) {
             let b = bad_row.unwrap();
             assert!(b["ejections"].as_u64() >= Some(1), "{b}");
             assert!(
