@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod client;
 mod config;
 mod guard;
 mod io;
@@ -46,6 +47,7 @@ mod routes;
 mod scan;
 
 pub use app::H2App;
+pub use client::{ClientRequest, H2Client, H2ClientConfig, H2Event, SendError, StreamFailure};
 pub use config::{FloodLimit, H2Config};
 
 /// Bytes h2 0.4 holds per connection in buffers it never gives back: its
