@@ -27,6 +27,8 @@ PACKAGES=(
 	# (testssl.sh, which needs bsdextrautils' hexdump), the HTTP/2 attack
 	# client (python3-h2, run by /usr/bin/python3) and curl
 	openssl testssl.sh bsdextrautils python3-h2 curl
+	# gRPC through the proxy: a grpcio client and server (/usr/bin/python3)
+	python3-grpcio
 	# plots in docs/benchmarks.md
 	python3-matplotlib
 )

@@ -285,6 +285,14 @@ counters! {
     proxy_upstream_reuses,
     /// Proxy: upstream connections closed after idling past the idle timeout.
     proxy_upstream_idle_closes,
+    /// Proxy: gRPC responses with grpc-status 0 (in trailers, or a trailers-only head).
+    proxy_grpc_ok,
+    /// Proxy: gRPC responses with any other grpc-status.
+    proxy_grpc_errors,
+    /// Proxy: gRPC requests whose deadline (route timeout or grpc-timeout) passed, answered grpc-status 4.
+    proxy_grpc_deadline_exceeded,
+    /// Proxy: HTTP/2 streams a backend refused unprocessed (REFUSED_STREAM, or above its GOAWAY), sent again.
+    proxy_upstream_refused_streams,
     /// Proxy gauge: requests in flight.
     proxy_active,
     /// Proxy gauge: upstream connections (opening, busy, idle).
@@ -324,6 +332,10 @@ impl Counters {
         self.proxy_upstream_connects = p.upstream_connects;
         self.proxy_upstream_reuses = p.upstream_reuses;
         self.proxy_upstream_idle_closes = p.upstream_idle_closes;
+        self.proxy_grpc_ok = p.grpc_ok;
+        self.proxy_grpc_errors = p.grpc_errors;
+        self.proxy_grpc_deadline_exceeded = p.grpc_deadline_exceeded;
+        self.proxy_upstream_refused_streams = p.upstream_refused_streams;
         self.proxy_active = p.active_exchanges;
         self.proxy_upstream_open = p.upstream_open;
         self.proxy_upstream_idle = p.upstream_idle;

@@ -42,20 +42,39 @@ impl Backend {
             bin.display()
         );
         let listeners = args.iter().filter(|a| **a == "--listen").count();
-        let mut child = netns::command(ns, &bin)
+        Self::spawn(ns, &bin, args, listeners)
+    }
+
+    /// tests/grpc_echo.py's grpcio server on `addr`.
+    fn grpc(ns: &str, addr: &str) -> Self {
+        let script =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/grpc_echo.py");
+        let script = script.display().to_string();
+        Self::spawn(
+            ns,
+            std::path::Path::new("/usr/bin/python3"),
+            &[&script, "server", addr],
+            1,
+        )
+    }
+
+    /// `program` in `ns`, ready once it printed `listeners` lines starting
+    /// "listening on".
+    fn spawn(ns: &str, program: &std::path::Path, args: &[&str], listeners: usize) -> Self {
+        let mut child = netns::command(ns, program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("spawning sluice-test-backend");
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", program.display()));
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut ready = 0;
         while ready < listeners {
             match lines.next() {
                 Some(Ok(l)) if l.starts_with("listening on") => ready += 1,
                 Some(Ok(_)) => {}
-                _ => panic!("sluice-test-backend exited before listening"),
+                _ => panic!("{} exited before listening", program.display()),
             }
         }
         Self { child: Some(child) }
@@ -1103,6 +1122,164 @@ fn http2_clients_are_proxied_to_http1_backends() {
         0,
         "{t}"
     );
+}
+
+/// HTTP/2 backends (h2c): HTTP/1.1 and HTTP/2 clients multiplexed onto a
+/// few upstream connections, bodies byte-exact both ways; then gRPC
+/// through the gateway between a grpcio client and a grpcio server:
+/// messages and trailers pass, a server's error status reaches the
+/// client, a route timeout answers DEADLINE_EXCEEDED (grpc-status 4)
+/// on time, and a server stream arrives whole.
+#[test]
+fn h2c_backends_and_grpc_pass_through() {
+    let topo = Topo::up("pg", 2);
+    let client = topo.client();
+    let backend_ns = topo.topo.backend_ns();
+    let b4 = format!("{}:8080", addr::BACKEND_V4);
+    let g4 = format!("{}:50051", addr::BACKEND_V4);
+    let _backend = Backend::start(&backend_ns, &["--listen", &b4]);
+    let _grpc = Backend::grpc(&backend_ns, &g4);
+    let config = std::env::temp_dir().join(format!("sluice-h2c-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "[[route]]\nprefix = \"/echo.Echo/\"\ncluster = \"grpc\"\ntimeout = \"400ms\"\n\n\
+             [[route]]\nprefix = \"/\"\ncluster = \"web\"\n\n\
+             [[cluster]]\nname = \"grpc\"\nprotocol = \"h2c\"\nendpoints = [\"{g4}\"]\n\n\
+             [[cluster]]\nname = \"web\"\nprotocol = \"h2c\"\nendpoints = [\"{b4}\"]\n"
+        ),
+    )
+    .unwrap();
+    let dp = Dataplane::start(
+        &topo.gw(),
+        &dataplane_args(&topo, 2, &["--config".into(), config.display().to_string()]),
+    );
+    let vip = format!("http://{}", addr::GW_VIP_V4);
+    let h2 = "--http2-prior-knowledge";
+
+    // HTTP/1.1 and HTTP/2 clients, HTTP/2 upstream.
+    let n = 8_000_000;
+    for proto in ["--http1.1", h2] {
+        let body = curl_ok(&client, &[proto, &format!("{vip}/bytes?n={n}")]);
+        assert_eq!(body.len(), n, "{proto}");
+        assert!(
+            Sha256::digest(&body).as_slice() == backend_pattern_sha256(n),
+            "{proto}: download differs"
+        );
+    }
+    let upload: Vec<u8> = (0..6_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let file = std::env::temp_dir().join(format!("sluice-h2c-up-{}", std::process::id()));
+    std::fs::write(&file, &upload).unwrap();
+    let data = format!("@{}", file.display());
+    for proto in ["--http1.1", h2] {
+        let o = curl(
+            &client,
+            &[
+                proto,
+                "-H",
+                "Expect:",
+                "--data-binary",
+                &data,
+                &format!("{vip}/echo"),
+            ],
+        );
+        if !o.status.success() {
+            std::thread::sleep(Duration::from_secs(1));
+            panic!(
+                "{proto} upload: {} (totals: {})",
+                String::from_utf8_lossy(&o.stderr),
+                dp.last_report("interval")
+                    .map(|v| v["total"].to_string())
+                    .unwrap_or_default()
+            );
+        }
+        let echoed = o.stdout;
+        assert!(
+            echoed == upload,
+            "{proto}: upload differs ({} bytes back)",
+            echoed.len()
+        );
+    }
+    let _ = std::fs::remove_file(&file);
+    let h = headers_json(&client, &format!("{vip}/headers"), &["X-Keep: yes"]);
+    assert_eq!(h["version"], "h2", "upstream is HTTP/2: {h}");
+    assert_eq!(h["headers"]["x-keep"][0], "yes", "{h}");
+    assert_eq!(
+        h["headers"]["x-forwarded-for"][0],
+        addr::CLIENT_V4.to_string(),
+        "{h}"
+    );
+    assert!(h["headers"]["traceparent"][0].is_string(), "{h}");
+
+    let before = wait_for_totals(&dp, Duration::from_secs(10), "settled", |t| {
+        u(&t["proxy_active"]) == 0
+    })["total"]["proxy_upstream_connects"]
+        .as_u64()
+        .unwrap();
+    // 128 streams in flight: a connection per loop takes them all (100
+    // streams each by default; 2 loops).
+    let mut load = netns::command(&client, "h2load");
+    load.args(["-n", "20000", "-c", "4", "-m", "32", &format!("{vip}/")]);
+    let out = run_bounded(load, Duration::from_secs(120), "h2load");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "h2load: {text}");
+    assert!(
+        text.contains("20000 succeeded, 0 failed, 0 errored"),
+        "{text}"
+    );
+    let t = wait_for_totals(&dp, Duration::from_secs(10), "drained", |t| {
+        u(&t["proxy_active"]) == 0
+    });
+    let t = &t["total"];
+    let opened = u(&t["proxy_upstream_connects"]) - before;
+    assert!(
+        opened <= 4,
+        "{opened} upstream connections for 128 streams: {t}"
+    );
+    assert_eq!(
+        u(&t["proxy_connect_failures"]) + u(&t["proxy_upstream_resets"]),
+        0,
+        "{t}"
+    );
+
+    // gRPC, grpcio on both ends.
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/grpc_echo.py");
+    let mut cmd = netns::command(&client, "/usr/bin/python3");
+    cmd.arg(&script)
+        .arg("client")
+        .arg(format!("{}:80", addr::GW_VIP_V4));
+    let out = run_bounded(cmd, Duration::from_secs(60), "grpc client");
+    assert!(
+        out.status.success(),
+        "grpc client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let g: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "grpc client output ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(g["say_ok"], 50, "echo with trailers: {g}");
+    assert_eq!(g["fail"], "NOT_FOUND", "{g}");
+    assert_eq!(g["fail_details"], "no such thing", "{g}");
+    assert_eq!(g["slow"], "DEADLINE_EXCEEDED", "{g}");
+    let slow_ms = u(&g["slow_ms"]);
+    assert!(
+        (350..1900).contains(&slow_ms),
+        "answered after {slow_ms} ms, route timeout 400 ms: {g}"
+    );
+    assert_eq!(g["count"], 100, "{g}");
+    assert_eq!(g["count_ok"], true, "{g}");
+    let t = wait_for_totals(&dp, Duration::from_secs(10), "grpc counted", |t| {
+        u(&t["proxy_grpc_deadline_exceeded"]) >= 1 && u(&t["proxy_active"]) == 0
+    });
+    let t = &t["total"];
+    assert!(u(&t["proxy_grpc_ok"]) >= 51, "{t}");
+    assert!(u(&t["proxy_grpc_errors"]) >= 1, "{t}");
+    let _ = std::fs::remove_file(&config);
 }
 
 /// When every backend is ejected, the XDP program refuses new connections

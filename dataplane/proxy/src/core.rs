@@ -61,6 +61,15 @@ pub struct ProxyStats {
     pub upstream_reuses: u64,
     /// Upstream connections closed because they idled past the timeout.
     pub upstream_idle_closes: u64,
+    /// gRPC responses by their `grpc-status` (in trailers, or in the head
+    /// of a trailers-only response): 0, and anything else.
+    pub grpc_ok: u64,
+    pub grpc_errors: u64,
+    /// gRPC requests whose deadline passed: answered grpc-status 4.
+    pub grpc_deadline_exceeded: u64,
+    /// HTTP/2 streams refused by a backend (REFUSED_STREAM, or above its
+    /// GOAWAY's last stream) and sent again.
+    pub upstream_refused_streams: u64,
     /// Gauges.
     pub active_exchanges: u64,
     pub upstream_open: u64,
@@ -117,6 +126,12 @@ struct Exchange {
     bytes_out: u64,
     /// Only when the access log is on.
     log: Option<Box<LogInfo>>,
+    /// The request for an HTTP/2 backend (instead of `head`).
+    h2: Option<Box<h2up::H2Request>>,
+    /// The stream carrying it on `up` (HTTP/2 backends).
+    stream: Option<u32>,
+    /// `content-type: application/grpc...`: a deadline gives grpc-status 4.
+    grpc: bool,
 }
 
 /// What the access log needs of a request beyond the counters.
@@ -154,6 +169,15 @@ struct Up {
     /// Has carried a request before (a further one is a reuse).
     used: bool,
     in_idle_list: bool,
+    /// An HTTP/2 connection: its client and streams (`ex` stays None).
+    h2: Option<Box<h2up::H2Up>>,
+}
+
+impl Up {
+    /// Carries a request now.
+    fn busy(&self) -> bool {
+        self.ex.is_some() || self.h2.as_ref().is_some_and(|h| !h.streams.is_empty())
+    }
 }
 
 #[derive(Debug)]
@@ -167,6 +191,8 @@ struct Backend {
     connecting: usize,
     /// Exchanges waiting for a connection of this backend.
     pending: VecDeque<ExchangeId>,
+    /// HTTP/2: established connections that may take streams.
+    h2_conns: Vec<UpstreamId>,
 }
 
 /// A timer: (when, what). `Ex` and `Connect` are checked against the
@@ -251,6 +277,7 @@ impl LoopProxy {
                     conns: 0,
                     connecting: 0,
                     pending: VecDeque::new(),
+                    h2_conns: Vec::new(),
                 });
             }
         }
@@ -432,7 +459,7 @@ impl CoreRef<'_> {
     }
     pub fn up_deadline(&self, up: UpstreamId) -> Option<Time> {
         let u = self.0.up(up)?;
-        if u.ex.is_some() || u.close != Close::No {
+        if u.busy() || u.close != Close::No {
             return None;
         }
         Some(if self.0.over_max_idle(u.backend) {
@@ -445,22 +472,33 @@ impl CoreRef<'_> {
         self.0.up_timeout(now, up)
     }
     pub fn up_close(&self, up: UpstreamId) -> Close {
-        self.0.up(up).map_or(Close::Abort, |u| u.close)
+        self.0.up(up).map_or(Close::Abort, |u| match &u.h2 {
+            // The backend ended the connection (GOAWAY and close, or an
+            // error): nothing more to do on it.
+            Some(h) if h.client.ended().is_some() && u.close == Close::No => Close::Graceful,
+            _ => u.close,
+        })
     }
     pub fn up_idle(&self, up: UpstreamId) -> bool {
-        self.0.up(up).is_some_and(|u| u.ex.is_none())
+        self.0.up(up).is_some_and(|u| !u.busy())
     }
     pub fn up_memory(&self, up: UpstreamId) -> usize {
-        self.0.up(up).map_or(0, |u| u.client.memory())
+        self.0.up(up).map_or(0, |u| match &u.h2 {
+            Some(h) => h.client.memory(),
+            None => u.client.memory(),
+        })
     }
     pub fn up_release_memory(&mut self, up: UpstreamId) {
         if let Some(u) = self.0.up_mut(up) {
-            u.client.release_memory();
+            match &mut u.h2 {
+                Some(h) => h.client.release_memory(),
+                None => u.client.release_memory(),
+            }
         }
     }
     pub fn up_drain(&mut self, up: UpstreamId) {
         if let Some(u) = self.0.up_mut(up) {
-            if u.ex.is_none() && u.close == Close::No {
+            if !u.busy() && u.close == Close::No {
                 u.close = Close::Graceful;
             }
         }
@@ -595,6 +633,13 @@ impl Core {
             upstream_connect: None,
             bytes_out: 0,
             log: None,
+            h2: None,
+            stream: None,
+            grpc: req.headers.iter().any(|(n, v)| {
+                n.eq_ignore_ascii_case(b"content-type")
+                    && v.len() >= 16
+                    && v[..16].eq_ignore_ascii_case(b"application/grpc")
+            }),
         };
         let error = if cluster == usize::MAX || self.spec.clusters[cluster].backends.is_empty() {
             self.stats.no_backend += 1;
@@ -614,19 +659,37 @@ impl Core {
             return id;
         }
         let budget = ex.deadline.map(|d| d.saturating_since(now));
-        ex.head = build_head(&req, &self.spec, framing, &mut self.rng, budget);
+        let fields = build_fields(&req, &self.spec, &mut self.rng, budget);
         if self.spec.access_log {
+            let find = |name: &[u8]| {
+                fields
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            };
             ex.log = Some(Box::new(LogInfo {
                 method: req.method.clone(),
                 path: req.path.clone(),
                 authority: req.authority.clone(),
                 client: req.client,
                 tls_handshake: req.tls_handshake,
-                request_id: header_value(&ex.head, b"x-request-id"),
-                trace_id: header_value(&ex.head, b"traceparent")
+                request_id: find(b"x-request-id"),
+                trace_id: find(b"traceparent")
                     .and_then(|v| TraceParent::parse(&v))
                     .map_or([0; 16], |t| t.trace_id),
             }));
+        }
+        if self.spec.clusters[cluster].h2 {
+            ex.h2 = Some(Box::new(h2up::H2Request::new(&req, fields, ex.grpc)));
+        } else {
+            ex.head = Vec::with_capacity(256);
+            sluice_http::write_request_head(
+                &mut ex.head,
+                &req.method,
+                &req.path,
+                fields.iter().map(|(n, v)| (*n, v.as_slice())),
+                &framing,
+            );
         }
         if let Balance::Maglev { hash_on, .. } = &self.spec.clusters[cluster].balance {
             ex.key_hash = maglev_key(hash_on, &req);
@@ -771,6 +834,9 @@ impl Core {
     /// Give waiting exchanges of `backend` its idle connections, and open
     /// connections for the rest within the pool limit.
     fn dispatch(&mut self, now: Time, backend: usize) {
+        if self.spec.clusters[self.backends[backend].cluster].h2 {
+            return self.h2_dispatch(now, backend);
+        }
         loop {
             let Some(&ex) = self.backends[backend].pending.front() else {
                 return;
@@ -815,6 +881,8 @@ impl Core {
     }
 
     fn open(&mut self, now: Time, backend: usize, timeout: Duration, idle_timeout: Duration) {
+        let c = &self.spec.clusters[self.backends[backend].cluster];
+        let (c_h2, max_streams) = (c.h2, c.max_streams);
         let gen = self.gen();
         let index = match self.free_up.pop() {
             Some(i) => i,
@@ -837,6 +905,7 @@ impl Core {
             close: Close::No,
             used: false,
             in_idle_list: false,
+            h2: c_h2.then(|| Box::new(h2up::H2Up::new(max_streams))),
         });
         let id = UpstreamId { index, gen };
         let b = &mut self.backends[backend];
@@ -930,6 +999,12 @@ impl Core {
             _ => {}
         }
         if let Ok(ResponsePart::Data(d)) = &part {
+            if e.stream.is_some() {
+                let n = d.len();
+                e.resp_bytes -= n;
+                self.h2_release(ex, n);
+                return self.poll_response_end(ex, part);
+            }
             let before = e.resp_bytes;
             e.resp_bytes -= d.len();
             // Below half: let the upstream connection read again.
@@ -939,6 +1014,14 @@ impl Core {
                 }
             }
         }
+        self.poll_response_end(ex, part)
+    }
+
+    fn poll_response_end(
+        &mut self,
+        ex: ExchangeId,
+        part: Result<ResponsePart, ProxyError>,
+    ) -> Option<Result<ResponsePart, ProxyError>> {
         if matches!(part, Ok(ResponsePart::End) | Err(_)) {
             let error = part.as_ref().err().copied();
             self.finish_record(ex, error);
@@ -996,7 +1079,11 @@ impl Core {
         let Some(e) = self.ex(ex) else {
             return;
         };
-        if let Some(up) = e.up {
+        if e.stream.is_some() {
+            // HTTP/2: only the stream goes.
+            let now = self.now;
+            self.h2_detach(now, ex);
+        } else if let Some(up) = e.up {
             if !e.finished {
                 // The response is still coming: the connection cannot be
                 // reused mid-response.
@@ -1067,6 +1154,42 @@ impl Core {
         self.wake_ex(ex);
     }
 
+    /// The exchange's deadline passed: a 504, or for gRPC the status its
+    /// client expects, DEADLINE_EXCEEDED (4), as trailers after a head
+    /// already sent or as a trailers-only response.
+    fn expire(&mut self, ex: ExchangeId) {
+        let Some(e) = self.ex_mut(ex) else {
+            return;
+        };
+        if !e.grpc {
+            self.finish_ex(ex, Err(ProxyError::Timeout));
+            return;
+        }
+        if e.finished {
+            return;
+        }
+        e.finished = true;
+        let status: Headers = vec![
+            (b"grpc-status".to_vec(), b"4".to_vec()),
+            (b"grpc-message".to_vec(), b"deadline exceeded".to_vec()),
+        ];
+        if e.head_seen {
+            e.resp.push_back(Ok(ResponsePart::Trailers(status)));
+        } else {
+            let mut headers = vec![(b"content-type".to_vec(), b"application/grpc".to_vec())];
+            headers.extend(status);
+            e.resp.push_back(Ok(ResponsePart::Head {
+                status: 200,
+                headers,
+                body: BodyLen::None,
+            }));
+        }
+        e.resp.push_back(Ok(ResponsePart::End));
+        self.stats.timeouts += 1;
+        self.stats.grpc_deadline_exceeded += 1;
+        self.wake_ex(ex);
+    }
+
     // ---- upstream ----------------------------------------------------------
 
     fn connected(&mut self, now: Time, up: UpstreamId, wake: WakeKey) -> bool {
@@ -1077,9 +1200,13 @@ impl Core {
         u.wake = Some(wake);
         u.idle_since = now;
         u.connect_took = Some(now.saturating_since(u.opened_at));
-        let backend = u.backend;
+        let (backend, h2) = (u.backend, u.h2.is_some());
         self.backends[backend].connecting -= 1;
-        self.make_idle(now, up);
+        if h2 {
+            self.h2_connected(now, up);
+        } else {
+            self.make_idle(now, up);
+        }
         true
     }
 
@@ -1119,6 +1246,11 @@ impl Core {
         let Some(u) = self.up_mut(up) else {
             return;
         };
+        if u.h2.is_some() {
+            let b = u.backend;
+            self.backends[b].h2_conns.retain(|x| *x != up);
+            return;
+        }
         if !u.in_idle_list {
             return;
         }
@@ -1151,10 +1283,15 @@ impl Core {
         );
         // The exchanges that waited for this backend beyond what its other
         // opening connections cover try another backend, or fail.
+        let per_conn = if self.spec.clusters[cluster].h2 {
+            self.spec.clusters[cluster].max_streams.max(1) as usize
+        } else {
+            1
+        };
         let surplus = self.backends[backend]
             .pending
             .len()
-            .saturating_sub(self.backends[backend].connecting);
+            .saturating_sub(self.backends[backend].connecting * per_conn);
         if surplus == 0 {
             return;
         }
@@ -1191,6 +1328,7 @@ impl Core {
         if let Some(ex) = ex {
             self.fail_exchange_of(now, up, ex);
         }
+        self.h2_gone(now, up);
         let u = self.ups[up.index as usize].take().expect("checked above");
         if u.state == UpState::Connecting {
             self.backends[backend].connecting -= 1;
@@ -1262,6 +1400,10 @@ impl Core {
         let Some(u) = self.up(up) else {
             return false;
         };
+        if let Some(h) = &u.h2 {
+            // Streams' windows bound what the backend sends.
+            return h.client.wants_read();
+        }
         match u.ex.and_then(|ex| self.ex(ex)) {
             Some(e) => e.resp_bytes < RESPONSE_BUFFER,
             None => true,
@@ -1272,6 +1414,9 @@ impl Core {
         let Some(u) = self.up(up) else {
             return false;
         };
+        if u.h2.is_some() {
+            return self.h2_wants_write(up);
+        }
         if u.ex.is_none() && u.close != Close::No {
             // A request moved off this closing connection must not go out
             // on it too (the backend would run it twice).
@@ -1289,6 +1434,10 @@ impl Core {
         };
         if u.gen != up.gen {
             return 0;
+        }
+        if u.h2.is_some() {
+            let now = self.now;
+            return self.h2_write(now, up, buf);
         }
         if let Some(ex) = u.ex {
             if let Some(e) = self.exchanges[ex.index as usize]
@@ -1330,6 +1479,9 @@ impl Core {
         };
         if u.gen != up.gen || u.close == Close::Abort {
             return data.len();
+        }
+        if u.h2.is_some() {
+            return self.h2_read(now, up, data);
         }
         let ex_id = u.ex;
         let mut ex = ex_id.and_then(|id| {
@@ -1446,6 +1598,9 @@ impl Core {
         if u.gen != up.gen {
             return;
         }
+        if u.h2.is_some() {
+            return self.h2_eof(now, up);
+        }
         let ex_id = u.ex;
         let mut ex = ex_id.and_then(|id| {
             self.exchanges[id.index as usize]
@@ -1497,7 +1652,7 @@ impl Core {
         } else {
             u.idle_timeout
         };
-        if u.ex.is_none() && u.close == Close::No && now >= u.idle_since + limit {
+        if !u.busy() && u.close == Close::No && now >= u.idle_since + limit {
             self.stats.upstream_idle_closes += 1;
             self.unlist_idle(up);
             if let Some(u) = self.up_mut(up) {
@@ -1522,6 +1677,15 @@ impl Core {
                         continue;
                     }
                     match e.up {
+                        Some(up) if e.stream.is_some() => {
+                            if let Some(b) = self.up(up).map(|u| u.backend) {
+                                self.record(
+                                    b,
+                                    OutcomeKind::GatewayFailure(GatewayFailure::Timeout),
+                                );
+                            }
+                            self.h2_detach(now, ex);
+                        }
                         Some(up) => {
                             if let Some(b) = self.up(up).map(|u| u.backend) {
                                 self.record(
@@ -1553,7 +1717,7 @@ impl Core {
                         // Waiting out a retry's backoff.
                         None => {}
                     }
-                    self.finish_ex(ex, Err(ProxyError::Timeout));
+                    self.expire(ex);
                 }
                 Timer::Try(index, gen, attempt) => {
                     let ex = ExchangeId { index, gen };
@@ -1573,14 +1737,19 @@ impl Core {
                         e.idempotent && e.retry_reset && e.tries < e.max_tries,
                         e.backend,
                     );
+                    let on_stream = e.stream.is_some();
                     if let Some(b) = self.up(up).map(|u| u.backend) {
                         self.record(b, OutcomeKind::GatewayFailure(GatewayFailure::Timeout));
                     }
-                    if let Some(u) = self.up_mut(up) {
-                        u.ex = None;
-                        u.close = Close::Abort;
+                    if on_stream {
+                        self.h2_detach(now, ex);
+                    } else {
+                        if let Some(u) = self.up_mut(up) {
+                            u.ex = None;
+                            u.close = Close::Abort;
+                        }
+                        self.wake_up(up);
                     }
-                    self.wake_up(up);
                     if let Some(e) = self.ex_mut(ex) {
                         e.up = None;
                     }
@@ -1756,31 +1925,19 @@ fn error_name(e: ProxyError) -> &'static str {
     }
 }
 
-/// A header's value in a request head we built (for the log).
-fn header_value(head: &[u8], name: &[u8]) -> Option<Vec<u8>> {
-    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let colon = line.iter().position(|&b| b == b':')?;
-        line[..colon]
-            .eq_ignore_ascii_case(name)
-            .then(|| line[colon + 1..].trim_ascii().to_vec())
-    })
-}
-
 fn parse_u64(v: &[u8]) -> Option<u64> {
     std::str::from_utf8(v).ok()?.trim().parse().ok()
 }
 
-/// The request head sent upstream: the client's end-to-end fields, `Host`,
-/// the forwarding fields (their de-facto forms), the trace context
+/// The request's fields as sent upstream: the client's end-to-end fields,
+/// `Host`, the forwarding fields (their de-facto forms), the trace context
 /// continued with a new span (or a new trace), and a request id.
-fn build_head(
-    req: &ProxyRequest,
-    spec: &ProxySpec,
-    framing: BodyFraming,
+fn build_fields<'a>(
+    req: &'a ProxyRequest,
+    spec: &'a ProxySpec,
     rng: &mut SplitMix64,
     budget: Option<Duration>,
-) -> Vec<u8> {
+) -> Vec<(&'a [u8], Vec<u8>)> {
     let mut headers: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(req.headers.len() + 6);
     if let Some(a) = &req.authority {
         headers.push((b"host", a.clone()));
@@ -1856,16 +2013,9 @@ fn build_head(
     if spec.request_id && !has_request_id {
         headers.push((b"x-request-id", trace::request_id(rng)));
     }
-    let mut out = Vec::with_capacity(256);
-    sluice_http::write_request_head(
-        &mut out,
-        &req.method,
-        &req.path,
-        headers.iter().map(|(n, v)| (*n, v.as_slice())),
-        &framing,
-    );
-    out
+    headers
 }
 
+mod h2up;
 #[cfg(test)]
 mod tests;

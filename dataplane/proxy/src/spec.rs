@@ -40,6 +40,10 @@ pub struct ClusterSpec {
     /// An idle upstream connection is closed after this long; keep it
     /// below the backend's own keep-alive timeout.
     pub idle_timeout: Duration,
+    /// HTTP/2 backends (h2c): streams multiplexed on few connections.
+    pub h2: bool,
+    /// Streams per HTTP/2 connection at most.
+    pub max_streams: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -82,9 +86,9 @@ impl ProxySpec {
     pub fn from_config(config: &Config) -> Result<Self, String> {
         let mut clusters = Vec::with_capacity(config.clusters.len());
         for c in &config.clusters {
-            if c.protocol != UpstreamProtocol::Http1 {
+            if c.protocol.is_tls() {
                 return Err(format!(
-                    "cluster \"{}\": protocol {} is not supported yet; this build proxies to http1 backends",
+                    "cluster \"{}\": protocol {} is not supported yet; this build proxies to http1 and h2c backends",
                     c.name, c.protocol
                 ));
             }
@@ -134,6 +138,8 @@ impl ProxySpec {
                 max_idle: c.pool.max_idle as usize,
                 connect_timeout: c.connect_timeout,
                 idle_timeout: c.idle_timeout,
+                h2: c.protocol == UpstreamProtocol::H2c,
+                max_streams: c.pool.max_streams_per_connection.max(1),
             });
         }
         let routes = config
@@ -242,15 +248,16 @@ mod tests {
             cluster = "grpc"
             [[cluster]]
             name = "grpc"
-            protocol = "h2c"
+            protocol = "h2-tls"
             endpoints = ["198.18.0.3:50051"]
+            [cluster.tls]
             "#,
             "t.toml",
         )
         .unwrap();
         let e = ProxySpec::from_config(&config).unwrap_err();
         assert!(
-            e.contains("cluster \"grpc\": protocol h2c is not supported yet"),
+            e.contains("cluster \"grpc\": protocol h2-tls is not supported yet"),
             "{e}"
         );
     }

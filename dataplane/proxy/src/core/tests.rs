@@ -7,6 +7,8 @@ use super::*;
 use sluice_app::App;
 use sluice_config::Config;
 
+mod h2;
+
 /// Upstream connections are named `WakeKey(UP_KEY + n)` (n: the order
 /// they were opened in); downstream exchanges use small keys.
 const UP_KEY: u64 = 1000;
