@@ -28,6 +28,10 @@ pub struct ConnInfo {
     pub local: Option<SocketAddr>,
     pub tls: bool,
     pub alpn: Option<String>,
+    /// The client presented a certificate (it was verified: --tls-client-ca).
+    pub client_cert: bool,
+    /// Its one `spiffe://` URI SAN, if it has exactly one.
+    pub client_spiffe_id: Option<String>,
 }
 
 /// The byte stream under HTTP: plain TCP or TLS over TCP. An enum rather
@@ -127,9 +131,22 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
     }
 }
 
-pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, String> {
+/// The TLS flags.
+pub struct TlsFiles<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    /// `--tls-client-ca`: verify client certificates against these CAs.
+    pub client_ca: Option<&'a Path>,
+    /// `--tls-client-optional`: a client may also present none.
+    pub client_optional: bool,
+    /// `--tls-alpn`: comma-separated, or `none`.
+    pub alpn: &'a str,
+}
+
+pub fn tls_acceptor(files: &TlsFiles<'_>) -> Result<tokio_rustls::TlsAcceptor, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = (files.cert, files.key);
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("{}: {e}", cert.display()))?;
@@ -137,17 +154,68 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor
         return Err(format!("{}: no certificate", cert.display()));
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let alpn = parse_alpn(files.alpn)?;
     // The provider is named rather than taken from the process default, so
     // the build does not depend on which rustls features got unified in.
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .map_err(|e| e.to_string())?;
+    let builder = match files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let ca_certs = CertificateDer::pem_file_iter(ca)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("{}: {e}", ca.display()))?;
+            let (added, _) = roots.add_parsable_certificates(ca_certs);
+            if added == 0 {
+                return Err(format!("{}: no usable CA certificate", ca.display()));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            );
+            let verifier = if files.client_optional {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| format!("{}: {e}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| e.to_string())?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// `h2,http/1.1` → the protocols in order; `none` → no ALPN.
+fn parse_alpn(list: &str) -> Result<Vec<Vec<u8>>, String> {
+    if list == "none" {
+        return Ok(Vec::new());
+    }
+    list.split(',')
+        .map(|p| match p.trim() {
+            "" => Err(format!("--tls-alpn {list:?}: empty protocol name")),
+            p if p.len() > 255 => Err(format!("--tls-alpn: {p:?} is too long")),
+            p => Ok(p.as_bytes().to_vec()),
+        })
+        .collect()
+}
+
+/// The one `spiffe://` URI SAN of a certificate; None for none or several.
+fn spiffe_id(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<String> {
+    let parsed = webpki::EndEntityCert::try_from(cert).ok()?;
+    let mut ids = parsed
+        .valid_uri_names()
+        .filter(|uri| uri.starts_with("spiffe://"));
+    let id = ids.next()?;
+    ids.next().is_none().then(|| id.to_owned())
 }
 
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
@@ -156,8 +224,8 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
     // Responses are written in pieces; don't let Nagle hold the last one.
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().ok();
-    let (mut io, alpn) = match &ctx.tls {
-        None => (Io::Plain(tcp), None),
+    let (mut io, alpn, (client_cert, client_spiffe_id)) = match &ctx.tls {
+        None => (Io::Plain(tcp), None, (false, None)),
         Some(acceptor) => {
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => {
@@ -167,7 +235,13 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
                         .1
                         .alpn_protocol()
                         .map(|p| String::from_utf8_lossy(p).into_owned());
-                    (Io::Tls(Box::new(s)), alpn)
+                    // Present only when verified (--tls-client-ca).
+                    let certs = s.get_ref().1.peer_certificates();
+                    let client = (
+                        certs.is_some(),
+                        certs.and_then(<[_]>::first).and_then(spiffe_id),
+                    );
+                    (Io::Tls(Box::new(s)), alpn, client)
                 }
                 _ => {
                     inc(&ctx.stats.tls_handshake_failures);
@@ -182,6 +256,8 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
         local,
         tls: ctx.tls.is_some(),
         alpn,
+        client_cert,
+        client_spiffe_id,
     });
     let mut buf = BytesMut::with_capacity(16 * 1024);
     // ALPN h2 still goes through the sniffing: it reads the same preface.

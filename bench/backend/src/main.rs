@@ -1,8 +1,9 @@
 //! sluice-test-backend: the origin server the proxy tests put behind the
 //! gateway. One port serves HTTP/1.1 and h2c (prior knowledge, told apart by
 //! the HTTP/2 connection preface), optionally inside TLS (ALPN h2 and
-//! http/1.1). What it does for a request is chosen by the request's path, so
-//! any client can drive it: see README.md.
+//! http/1.1 unless --tls-alpn says otherwise; client certificates with
+//! --tls-client-ca). What it does for a request is chosen by the request's
+//! path, so any client can drive it: see README.md.
 
 mod conn;
 mod h1;
@@ -47,12 +48,26 @@ struct Args {
     /// h2 initial stream and connection window (default: the RFC's 65535).
     #[arg(long, value_name = "BYTES")]
     h2_window: Option<u32>,
-    /// PEM certificate chain: serve TLS (ALPN h2, http/1.1) instead of cleartext.
+    /// PEM certificate chain: serve TLS (ALPN per --tls-alpn) instead of cleartext.
     #[arg(long, requires = "tls_key", value_name = "PATH")]
     tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert", value_name = "PATH")]
     tls_key: Option<PathBuf>,
+    /// PEM CA bundle: require a client certificate issued by one of these CAs (mTLS); /headers reports it (`client_cert`, `client_spiffe_id`).
+    #[arg(long, requires = "tls_cert", value_name = "PATH")]
+    tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: also accept clients that present no certificate (one that is presented is still verified).
+    #[arg(long, requires = "tls_client_ca")]
+    tls_client_optional: bool,
+    /// ALPN protocols offered with --tls-cert, in order of preference, comma-separated; `none`: no ALPN (the client's offer is ignored).
+    #[arg(
+        long,
+        default_value = "h2,http/1.1",
+        value_name = "LIST",
+        requires = "tls_cert"
+    )]
+    tls_alpn: String,
     /// Write JSON counters here periodically and on SIGTERM/SIGINT.
     #[arg(long, value_name = "PATH")]
     stats_file: Option<PathBuf>,
@@ -142,7 +157,13 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> ExitCode {
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => match conn::tls_acceptor(cert, key) {
+        (Some(cert), Some(key)) => match conn::tls_acceptor(&conn::TlsFiles {
+            cert,
+            key,
+            client_ca: args.tls_client_ca.as_deref(),
+            client_optional: args.tls_client_optional,
+            alpn: &args.tls_alpn,
+        }) {
             Ok(a) => Some(a),
             Err(e) => {
                 eprintln!("TLS setup: {e}");

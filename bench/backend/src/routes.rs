@@ -333,6 +333,8 @@ async fn headers<E: Exchange>(ex: &mut E, ctx: &Ctx, req: &ReqInfo) -> io::Resul
         "scheme": req.scheme,
         "tls": req.conn.tls,
         "alpn": req.conn.alpn,
+        "client_cert": req.conn.client_cert,
+        "client_spiffe_id": req.conn.client_spiffe_id,
         "peer": req.conn.peer.to_string(),
         "local": req.conn.local.map(|a| a.to_string()),
         "conn_id": req.conn.id,

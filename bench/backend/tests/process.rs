@@ -46,9 +46,10 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A CA and a server certificate for `localhost` signed by it.
+/// A CA, a server certificate for `localhost` and a client certificate
+/// with the SPIFFE ID [`CLIENT_SPIFFE_ID`], both signed by it.
 fn make_pki(dir: &Path) {
-    for name in ["ca", "server"] {
+    for name in ["ca", "server", "client"] {
         openssl(
             dir,
             &[
@@ -82,22 +83,42 @@ fn make_pki(dir: &Path) {
             "keyUsage=critical,keyCertSign,cRLSign",
         ],
     );
+    issue(
+        dir,
+        "server",
+        "/CN=localhost",
+        "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost\n",
+    );
+    issue(
+        dir,
+        "client",
+        "/CN=gateway",
+        &format!("extendedKeyUsage=clientAuth\nsubjectAltName=URI:{CLIENT_SPIFFE_ID}\n"),
+    );
+}
+
+const CLIENT_SPIFFE_ID: &str = "spiffe://gateway.test/sluice";
+
+/// `NAME.pem` for `NAME.key`, signed by the CA, with `ext` (extensions).
+fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
+    let csr = format!("{name}.csr");
     openssl(
         dir,
         &[
             "req",
             "-new",
             "-key",
-            "server.key",
+            &format!("{name}.key"),
             "-subj",
-            "/CN=localhost",
+            subject,
             "-out",
-            "server.csr",
+            &csr,
         ],
     );
+    let ext_file = format!("{name}.ext");
     std::fs::write(
-        dir.join("server.ext"),
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost\n",
+        dir.join(&ext_file),
+        format!("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n{ext}"),
     )
     .unwrap();
     openssl(
@@ -106,7 +127,7 @@ fn make_pki(dir: &Path) {
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
             "ca.pem",
             "-CAkey",
@@ -115,28 +136,68 @@ fn make_pki(dir: &Path) {
             "-days",
             "2",
             "-out",
-            "server.pem",
+            &format!("{name}.pem"),
             "-extfile",
-            "server.ext",
+            &ext_file,
         ],
     );
 }
 
 fn tls_connector(ca: &str, alpn: &[u8]) -> tokio_rustls::TlsConnector {
+    tls_connector_with(ca, alpn, None)
+}
+
+/// A client trusting `ca`, offering `alpn`, presenting `client` (cert and
+/// key files) if given.
+fn tls_connector_with(
+    ca: &str,
+    alpn: &[u8],
+    client: Option<(&str, &str)>,
+) -> tokio_rustls::TlsConnector {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_file(ca).unwrap())
         .unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_file(cert).unwrap()],
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+    };
     config.alpn_protocols = vec![alpn.to_vec()];
     tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// GET /headers over HTTP/1.1 through `connector`: the JSON document, or
+/// the error that ended the exchange (a refused handshake shows here in
+/// TLS 1.3: the server's alert comes after the client's side completed).
+async fn tls_headers(
+    connector: &tokio_rustls::TlsConnector,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<serde_json::Value> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut tls = connector.connect(name, tcp).await?;
+    tls.write_all(b"GET /headers HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+        .await?;
+    let mut raw = Vec::new();
+    tls.read_to_end(&mut raw).await?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no response head"))?;
+    assert!(raw.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    Ok(serde_json::from_slice(&raw[split + 4..]).unwrap())
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -194,6 +255,96 @@ fn tls_with_alpn_h2_and_http11() {
         })
         .await
         .expect("TLS test timed out");
+    });
+}
+
+#[test]
+fn tls_client_certificates() {
+    let dir = TempDir::new("mtls");
+    make_pki(&dir.0);
+    let (ca, cert, key) = (
+        dir.path("ca.pem"),
+        dir.path("server.pem"),
+        dir.path("server.key"),
+    );
+    let tls_args = [
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-client-ca",
+        &ca,
+    ];
+    let required = Backend::start(&tls_args);
+    let optional = Backend::start(&[&tls_args[..], &["--tls-client-optional"]].concat());
+    let (client_cert, client_key) = (dir.path("client.pem"), dir.path("client.key"));
+    let with_cert = tls_connector_with(&ca, b"http/1.1", Some((&client_cert, &client_key)));
+    let without = tls_connector(&ca, b"http/1.1");
+    rt().block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            for b in [&required, &optional] {
+                let j = tls_headers(&with_cert, b.addr()).await.unwrap();
+                assert_eq!(j["client_cert"], true);
+                assert_eq!(j["client_spiffe_id"], CLIENT_SPIFFE_ID);
+            }
+            assert!(tls_headers(&without, required.addr()).await.is_err());
+            let j = tls_headers(&without, optional.addr()).await.unwrap();
+            assert_eq!(j["client_cert"], false);
+            assert_eq!(j["client_spiffe_id"], serde_json::Value::Null);
+        })
+        .await
+        .expect("mTLS test timed out");
+    });
+    // A certificate from another CA is refused even when optional.
+    let other = TempDir::new("mtls-other");
+    make_pki(&other.0);
+    let stranger = tls_connector_with(
+        &ca,
+        b"http/1.1",
+        Some((&other.path("client.pem"), &other.path("client.key"))),
+    );
+    rt().block_on(async {
+        let refused = tokio::time::timeout(Duration::from_secs(30), async {
+            tls_headers(&stranger, optional.addr()).await
+        });
+        assert!(refused.await.expect("timed out").is_err());
+    });
+}
+
+#[test]
+fn tls_alpn_flag() {
+    let dir = TempDir::new("alpn");
+    make_pki(&dir.0);
+    let (ca, cert, key) = (
+        dir.path("ca.pem"),
+        dir.path("server.pem"),
+        dir.path("server.key"),
+    );
+    let http1_only = Backend::start(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-alpn",
+        "http/1.1",
+    ]);
+    let no_alpn = Backend::start(&["--tls-cert", &cert, "--tls-key", &key, "--tls-alpn", "none"]);
+    rt().block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            // h2 only, against http/1.1 only: no_application_protocol.
+            let h2 = tls_connector(&ca, b"h2");
+            assert!(tls_headers(&h2, http1_only.addr()).await.is_err());
+            let j = tls_headers(&tls_connector(&ca, b"http/1.1"), http1_only.addr())
+                .await
+                .unwrap();
+            assert_eq!(j["alpn"], "http/1.1");
+            // No ALPN: the offer is ignored, HTTP/1.1 still served.
+            let j = tls_headers(&h2, no_alpn.addr()).await.unwrap();
+            assert_eq!(j["alpn"], serde_json::Value::Null);
+            assert_eq!(j["version"], "http/1.1");
+        })
+        .await
+        .expect("ALPN test timed out");
     });
 }
 
@@ -295,4 +446,18 @@ fn bad_flags_fail_fast() {
         out.stdout.is_empty(),
         "printed 'listening' without a usable TLS setup"
     );
+    for args in [
+        &["--tls-client-optional"][..],
+        &["--tls-client-ca", "/nonexistent.pem"],
+        &["--tls-alpn", "h2"],
+    ] {
+        // Each needs --tls-cert (or --tls-client-ca).
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice-test-backend"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
 }

@@ -16,6 +16,9 @@
 //!   and reloaded whole on SIGHUP ([`TlsServer::reload`]).
 //! - [`TlsLoop`]: a loop's handle; [`TlsLoop::accept`] makes the
 //!   [`TlsApp`] of an accepted connection.
+//! - [`UpstreamTlsConnector`]: the client side, one per upstream cluster
+//!   (its `[cluster.tls]` section); [`UpstreamTlsConnector::connect`]
+//!   makes the [`TlsClientApp`] of a connection to a backend.
 //!
 //! Why the rustls types stay private: rustls 0.24 replaces the buffered
 //! sans-IO API used here (`ServerConnection`, `read_tls`/`write_tls`), and
@@ -32,6 +35,7 @@
 
 mod app;
 mod certs;
+mod client;
 mod client_auth;
 mod error;
 mod fuzzing;
@@ -39,6 +43,7 @@ mod server;
 pub mod tickets;
 
 pub use app::TlsApp;
+pub use client::{TlsClientApp, UpstreamAlpn, UpstreamTlsConnector, UpstreamTlsStats};
 pub use error::TlsError;
 pub use server::{TlsLoop, TlsServer, TlsSettings};
 pub use tickets::{new_ticket_key_line, TICKET_LIFETIME};
