@@ -1,12 +1,14 @@
 //! `sluice-bench run proxy`: the reverse proxy, HTTP/1.1 downstream to
-//! HTTP/1.1 upstream over pooled keep-alive connections: sluice against
+//! HTTP/1.1 upstream over pooled keep-alive connections, and TLS HTTP/2
+//! downstream to cleartext HTTP/2 (h2c) upstream: sluice against
 //! HAProxy and nginx (both on the kernel's TCP), side by side in one run,
 //! on the one-arm topology (client, gateway and backend namespaces on one
 //! bridge), every gateway pinned to the same core, the same backend for
 //! all of them.
 //!
-//! - the backend: nginx in the backend namespace (198.18.0.3:8080), two
-//!   workers, static files, `keepalive_requests` and `keepalive_timeout`
+//! - the backend: nginx in the backend namespace (198.18.0.3:8080 for
+//!   HTTP/1.1, 198.18.0.3:8081 for h2c: `listen ... http2` on a plaintext
+//!   port is HTTP/2 with prior knowledge in nginx 1.22), two workers, static files, `keepalive_requests` and `keepalive_timeout`
 //!   as large as the gateways', pinned (`taskset`) to `--backend-core`
 //!   (by default the core the gateway does not use: it then shares that
 //!   core with wrk). Every response carries `X-Backend: nginx-backend`,
@@ -28,11 +30,27 @@
 //!   (60 s): more clients than pooled upstream connections;
 //! - `bulk`: `--bulk-connections` (16) clients, the 1 MiB file.
 //!
-//! For every measurement: wrk's req/s, errors and latency; the gateway
-//! process's user and system time per request (/proc/PID/stat), and for
+//! and `h2` (h2load instead of wrk, one thread, pinned the same way):
+//! `--h2-clients` (64) TLS 1.3 connections with ALPN h2, `--h2-streams` (10)
+//! streams in flight on each, the small file for `--duration`. The gateways
+//! terminate TLS (the certificate of `run tls`) and talk h2c to the
+//! backend's port 8081: sluice `--tls VIP:443 --proxy /=h2c://...:8081`,
+//! HAProxy `bind ... ssl crt ... alpn h2` and `server ... proto h2`. nginx
+//! cannot talk HTTP/2 to an upstream (`proxy_pass` is HTTP/1.x,
+//! `grpc_pass` gRPC only): its row is TLS h2 downstream to HTTP/1.1
+//! keep-alive upstream on port 8080, its cache `keepalive` as large as the
+//! streams in flight (clients x streams), so that it needs one upstream
+//! connection per stream in flight but does not churn. The check before
+//! the load is `curl -k --http2` over TLS (it must negotiate HTTP/2); the
+//! latency percentiles come from a separate 2 s h2load run with
+//! `--log-file` after the measured one (writing the log slows h2load),
+//! h2load's own mean and max of the measured run are kept too.
+//!
+//! For every measurement: wrk's (h2load's) req/s, errors and latency; the
+//! gateway process's user and system time per request (/proc/PID/stat), and for
 //! sluice also its loops' busy time (`busy_ns` of its counters); the
-//! upstream connections: ESTABLISHED sockets on the backend's port in the
-//! backend namespace, sampled every second during the load, and the
+//! upstream connections: ESTABLISHED sockets on the backend's port the
+//! gateway uses (8080 or 8081) in the backend namespace, sampled every second during the load, and the
 //! connections the backend accepted over the load (`Tcp: PassiveOpens` of
 //! the backend namespace's /proc/net/snmp); TIME_WAIT sockets in the
 //! client, gateway and backend namespaces a second after the load, those
@@ -58,6 +76,8 @@ use crate::cpu::CoreTime;
 use crate::harness::{self, median_by, us_per, CpuWindow, ServerProc, WorkDir};
 use crate::http_bench::parse_wrk;
 use crate::netns;
+use crate::tls_bench::{log_percentiles, make_cert, parse_h2load, Cert};
+use crate::tls_client::SERVER_NAME;
 use crate::topology::{addr, ifname, Topology};
 
 /// sluice listens on the VIP; nginx and HAProxy on the gateway
@@ -66,11 +86,21 @@ const SLUICE_PORT: u16 = 80;
 const NGINX_PORT: u16 = 8080;
 const HAPROXY_PORT: u16 = 9080;
 const BACKEND_PORT: u16 = 8080;
+/// `h2`: the gateways' TLS listeners and the backend's h2c port.
+const SLUICE_TLS_PORT: u16 = 443;
+const NGINX_TLS_PORT: u16 = 8443;
+const HAPROXY_TLS_PORT: u16 = 9443;
+const BACKEND_H2C_PORT: u16 = 8081;
+/// The one TLS 1.3 suite h2load offers in `h2` (as in `run tls`), so that
+/// every gateway uses the same one.
+const H2_CIPHER: &str = "TLS_AES_128_GCM_SHA256";
+/// Seconds of the extra h2load run with `--log-file` (latency percentiles).
+const H2_LOG_SECS: u64 = 2;
 /// The header the backend adds to every response.
 const BACKEND_MARK: &str = "X-Backend: nginx-backend";
 
 pub const MODES: [&str; 3] = ["haproxy", "nginx", "sluice"];
-pub const WORKLOADS: [&str; 3] = ["keepalive", "reuse", "bulk"];
+pub const WORKLOADS: [&str; 4] = ["keepalive", "reuse", "bulk", "h2"];
 
 #[derive(Args, Debug, Clone)]
 pub struct ProxyBenchArgs {
@@ -81,7 +111,7 @@ pub struct ProxyBenchArgs {
     /// Core of the gateway (sluice's loop, HAProxy's thread, nginx's worker).
     #[arg(long, default_value_t = 1)]
     pub dut_core: usize,
-    /// Core of wrk.
+    /// Core of wrk and h2load.
     #[arg(long, default_value_t = 0)]
     pub gen_core: usize,
     /// Core of the backend nginx (both workers); `none`: unpinned.
@@ -90,10 +120,10 @@ pub struct ProxyBenchArgs {
     /// Servers to compare: haproxy, nginx, sluice.
     #[arg(long, value_delimiter = ',', default_value = "haproxy,nginx,sluice")]
     pub modes: Vec<String>,
-    /// Workloads: keepalive, reuse, bulk.
-    #[arg(long, value_delimiter = ',', default_value = "keepalive,reuse,bulk")]
+    /// Workloads: keepalive, reuse, bulk, h2.
+    #[arg(long, value_delimiter = ',', default_value = "keepalive,reuse,bulk,h2")]
     pub workloads: Vec<String>,
-    /// Seconds per `keepalive` and `bulk` measurement.
+    /// Seconds per `keepalive`, `bulk` and `h2` measurement.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
     /// Seconds per `reuse` measurement.
@@ -108,7 +138,13 @@ pub struct ProxyBenchArgs {
     /// wrk connections in `bulk`.
     #[arg(long, default_value_t = 16)]
     pub bulk_connections: u32,
-    /// The small response's body in bytes (`keepalive`, `reuse`).
+    /// h2load clients (TLS connections) in `h2`.
+    #[arg(long, default_value_t = 64)]
+    pub h2_clients: u32,
+    /// h2load streams in flight per client in `h2` (`-m`).
+    #[arg(long, default_value_t = 10)]
+    pub h2_streams: u32,
+    /// The small response's body in bytes (`keepalive`, `reuse`, `h2`).
     #[arg(long, default_value_t = 64)]
     pub body: u64,
     /// The large response's body in bytes (`bulk`).
@@ -152,18 +188,30 @@ pub struct ProxyMeasurement {
     pub mode: String,
     pub workload: String,
     pub connections: u32,
+    /// `h2`: streams in flight per connection (h2load's `-m`); 0 for wrk.
+    pub streams: u32,
+    /// What the gateway spoke to the backend: `http/1.1` or `h2c`.
+    pub upstream_protocol: String,
     pub duration_s: u64,
     pub body_bytes: u64,
     pub requests: u64,
     pub req_per_s: f64,
     /// Response bodies moved, 10^6 bytes per second.
     pub mbytes_per_s: f64,
-    /// wrk's socket errors (connect, read, write, timeout).
+    /// wrk's socket errors (connect, read, write, timeout); h2load's
+    /// failed, errored and timed-out requests.
     pub errors: u64,
     pub non_2xx: u64,
     pub latency_p50_us: f64,
     pub latency_p90_us: f64,
     pub latency_p99_us: f64,
+    /// `h2`: h2load's mean and max "time for request" of the measured run
+    /// (the percentiles above come from the shorter `--log-file` run).
+    pub latency_mean_us: Option<f64>,
+    pub latency_max_us: Option<f64>,
+    /// `h2`: what h2load negotiated.
+    pub alpn: Option<String>,
+    pub cipher: Option<String>,
     /// The gateway process's CPU per request, user + system, and split.
     pub cpu_us_per_req: f64,
     pub proc_user_us_per_req: f64,
@@ -188,8 +236,8 @@ pub struct ProxyMeasurement {
     pub backend_cpu_us_per_req: f64,
     pub dut_core: CoreTime,
     pub gen_core: CoreTime,
-    /// ESTABLISHED sockets on the backend's port in the backend
-    /// namespace, sampled every second during the load.
+    /// ESTABLISHED sockets on the backend's port the gateway uses in the
+    /// backend namespace, sampled every second during the load.
     pub upstream_estab_samples: Vec<u64>,
     pub upstream_estab_max: u64,
     pub upstream_estab_median: u64,
@@ -280,8 +328,8 @@ fn drain_time_wait(namespaces: &[String], core: usize, below: usize) -> Result<f
     }
 }
 
-fn estab_to_backend(ns: &str, core: usize) -> Result<u64> {
-    let filter = format!("( sport = :{BACKEND_PORT} )");
+fn estab_to_backend(ns: &str, core: usize, port: u16) -> Result<u64> {
+    let filter = format!("( sport = :{port} )");
     Ok(parse_ss_pairs(&ss(ns, core, &["-Htn", "state", "established", &filter])?).len() as u64)
 }
 
@@ -340,12 +388,53 @@ fn target(mode: &str) -> SocketAddr {
     }
 }
 
+/// The gateway's TLS listener (`h2`).
+fn tls_target(mode: &str) -> SocketAddr {
+    match mode {
+        "sluice" => SocketAddr::new(IpAddr::V4(addr::GW_VIP_V4), SLUICE_TLS_PORT),
+        "nginx" => SocketAddr::new(IpAddr::V4(addr::GW_V4), NGINX_TLS_PORT),
+        _ => SocketAddr::new(IpAddr::V4(addr::GW_V4), HAPROXY_TLS_PORT),
+    }
+}
+
+/// Where the gateway listens in `workload`.
+fn gateway_addr(mode: &str, workload: &str) -> SocketAddr {
+    if workload == "h2" {
+        tls_target(mode)
+    } else {
+        target(mode)
+    }
+}
+
 fn backend_addr() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(addr::BACKEND_V4), BACKEND_PORT)
 }
 
+/// The backend's h2c listener (HTTP/2 with prior knowledge).
+fn backend_h2c_addr() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(addr::BACKEND_V4), BACKEND_H2C_PORT)
+}
+
+/// h2c for HAProxy and sluice in `h2`; HTTP/1.1 otherwise (nginx's
+/// `proxy_pass` has no HTTP/2).
+fn upstream_h2c(mode: &str, workload: &str) -> bool {
+    workload == "h2" && mode != "nginx"
+}
+
+/// The backend port the gateway's upstream connections go to.
+fn upstream_port(mode: &str, workload: &str) -> u16 {
+    if upstream_h2c(mode, workload) {
+        BACKEND_H2C_PORT
+    } else {
+        BACKEND_PORT
+    }
+}
+
 /// The backend: nginx with a master and two workers (they share the
-/// pinned core), static files from `root/www`.
+/// pinned core), static files from `root/www`, HTTP/1.1 on one port and
+/// h2c on another (`http2` on a plaintext listener: prior knowledge only;
+/// its streams per connection are nginx's default 128, its requests per
+/// connection `keepalive_requests`).
 fn backend_conf(root: &Path) -> String {
     format!(
         r#"daemon off;
@@ -373,10 +462,16 @@ http {{
         root {root}/www;
         add_header X-Backend nginx-backend always;
     }}
+    server {{
+        listen {listen_h2c} http2 reuseport backlog=65535;
+        root {root}/www;
+        add_header X-Backend nginx-backend always;
+    }}
 }}
 "#,
         root = root.display(),
         listen = backend_addr(),
+        listen_h2c = backend_h2c_addr(),
     )
 }
 
@@ -386,15 +481,39 @@ http {{
 /// raised like the backend's, so the only limit on reuse is the cache of
 /// 64; responses are not buffered to temporary files.
 fn nginx_conf(root: &Path, a: &ProxyBenchArgs) -> String {
-    let servers = format!(
+    let listen = format!("listen {} reuseport backlog=65535;", target("nginx"));
+    harness::nginx_conf(root, a.dut_core, &nginx_servers(&listen, 64))
+}
+
+/// `h2`: the same upstream over HTTP/1.1 behind a TLS + h2 listener, its
+/// idle cache as large as the streams in flight (h2load's clients x
+/// streams): HTTP/1.1 carries one request per connection at a time.
+fn nginx_h2_conf(root: &Path, a: &ProxyBenchArgs, cert: &Cert) -> String {
+    let listen = format!(
+        "listen {} ssl http2 reuseport backlog=65535;
+        ssl_certificate {};
+        ssl_certificate_key {};
+        ssl_protocols TLSv1.3;",
+        tls_target("nginx"),
+        cert.cert.display(),
+        cert.key.display(),
+    );
+    let cache = a.h2_clients.saturating_mul(a.h2_streams).max(64);
+    harness::nginx_conf(root, a.dut_core, &nginx_servers(&listen, cache))
+}
+
+/// The upstream with `keepalive` idle connections kept, and a server with
+/// the `listen` directives given proxying everything to it.
+fn nginx_servers(listen: &str, keepalive: u32) -> String {
+    format!(
         r#"    upstream backend {{
         server {backend};
-        keepalive 64;
+        keepalive {keepalive};
         keepalive_requests 10000000;
         keepalive_timeout 300s;
     }}
     server {{
-        listen {listen} reuseport backlog=65535;
+        {listen}
         location / {{
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -405,9 +524,7 @@ fn nginx_conf(root: &Path, a: &ProxyBenchArgs) -> String {
     }}
 "#,
         backend = backend_addr(),
-        listen = target("nginx"),
-    );
-    harness::nginx_conf(root, a.dut_core, &servers)
+    )
 }
 
 /// HAProxy reserves two descriptors per connection and refuses to start
@@ -420,6 +537,31 @@ fn haproxy_maxconn() -> u64 {
 }
 
 fn haproxy_conf(root: &Path, a: &ProxyBenchArgs) -> String {
+    haproxy_conf_with(
+        root,
+        a,
+        &target("haproxy").to_string(),
+        &backend_addr().to_string(),
+    )
+}
+
+/// `h2`: TLS 1.3 with ALPN h2 on the frontend, h2c (`proto h2`) to the
+/// backend's h2c port; `http-reuse always` shares its connections'
+/// streams among all clients.
+fn haproxy_h2_conf(root: &Path, a: &ProxyBenchArgs, cert: &Cert) -> String {
+    haproxy_conf_with(
+        root,
+        a,
+        &format!(
+            "{} ssl crt {} alpn h2 ssl-min-ver TLSv1.3",
+            tls_target("haproxy"),
+            cert.pem.display()
+        ),
+        &format!("{} proto h2", backend_h2c_addr()),
+    )
+}
+
+fn haproxy_conf_with(root: &Path, a: &ProxyBenchArgs, bind: &str, server: &str) -> String {
     format!(
         r#"global
     nbthread 1
@@ -442,19 +584,43 @@ frontend fe
 
 backend be
     http-reuse always
-    server b1 {backend}
+    server b1 {server}
 "#,
         core = a.dut_core,
         maxconn = haproxy_maxconn(),
         root = root.display(),
-        bind = target("haproxy"),
-        backend = backend_addr(),
     )
 }
 
 /// sluice-dataplane on `gw0`, queue 0, its loop on the DUT core (and under
 /// taskset), the pins under the topology's directory on the shared bpffs.
 fn sluice_command(a: &ProxyBenchArgs, topo: &Topology, bin_dir: &Path) -> Command {
+    let mut c = sluice_base(a, topo, bin_dir);
+    c.arg("--http")
+        .arg(target("sluice").to_string())
+        .arg("--proxy")
+        .arg(format!("/=http://{}", backend_addr()));
+    c
+}
+
+/// `h2`: a TLS listener on the VIP (ALPN h2) proxying to the backend's
+/// h2c port.
+fn sluice_h2_command(a: &ProxyBenchArgs, topo: &Topology, bin_dir: &Path, cert: &Cert) -> Command {
+    let mut c = sluice_base(a, topo, bin_dir);
+    c.args(["--h2-idle-timeout-secs", "300"])
+        .arg("--tls-cert")
+        .arg(&cert.cert)
+        .arg("--tls-key")
+        .arg(&cert.key)
+        .arg("--tls")
+        .arg(tls_target("sluice").to_string())
+        .arg("--proxy")
+        .arg(format!("/=h2c://{}", backend_h2c_addr()));
+    c
+}
+
+/// What both sluice command lines share.
+fn sluice_base(a: &ProxyBenchArgs, topo: &Topology, bin_dir: &Path) -> Command {
     let mut c = harness::pinned(&topo.gw_ns(), a.dut_core, bin_dir.join("sluice-dataplane"));
     c.args(["--iface", ifname::GW, "--queues", "0"])
         .args(["--cores", &a.dut_core.to_string()])
@@ -466,41 +632,62 @@ fn sluice_command(a: &ProxyBenchArgs, topo: &Topology, bin_dir: &Path) -> Comman
             ifname::GW
         ))
         .args(["--stats-interval", "0.5", "--stats-format", "json"])
-        .args(["--http-idle-timeout-secs", "300"])
-        .arg("--http")
-        .arg(target("sluice").to_string())
-        .arg("--proxy")
-        .arg(format!("/=http://{}", backend_addr()));
+        .args(["--http-idle-timeout-secs", "300"]);
     c
 }
 
+/// The gateway for `workload`; `cert` is needed for `h2`.
 fn start_gateway(
     a: &ProxyBenchArgs,
     topo: &Topology,
     mode: &str,
+    workload: &str,
     bin_dir: &Path,
     work: &Path,
+    cert: Option<&Cert>,
 ) -> Result<ServerProc> {
     let ns = topo.gw_ns();
+    let h2 = match (workload, cert) {
+        ("h2", Some(cert)) => Some(cert),
+        ("h2", None) => bail!("the h2 workload needs a certificate"),
+        _ => None,
+    };
     let cmd = match mode {
         "nginx" => {
             let conf = work.join("nginx.conf");
-            fs::write(&conf, nginx_conf(work, a))?;
+            let text = match h2 {
+                Some(cert) => nginx_h2_conf(work, a, cert),
+                None => nginx_conf(work, a),
+            };
+            fs::write(&conf, text)?;
             let mut c = harness::pinned(&ns, a.dut_core, "nginx");
             c.arg("-c").arg(&conf).arg("-e").arg(work.join("error.log"));
             c
         }
         "haproxy" => {
             let conf = work.join("haproxy.cfg");
-            fs::write(&conf, haproxy_conf(work, a))?;
+            let text = match h2 {
+                Some(cert) => haproxy_h2_conf(work, a, cert),
+                None => haproxy_conf(work, a),
+            };
+            fs::write(&conf, text)?;
             let mut c = harness::pinned(&ns, a.dut_core, "haproxy");
             c.arg("-db").arg("-f").arg(&conf);
             c
         }
-        "sluice" => sluice_command(a, topo, bin_dir),
+        "sluice" => match h2 {
+            Some(cert) => sluice_h2_command(a, topo, bin_dir, cert),
+            None => sluice_command(a, topo, bin_dir),
+        },
         other => bail!("unknown mode {other:?} (haproxy, nginx, sluice)"),
     };
-    ServerProc::start(cmd, mode, work, &topo.client_ns(), target(mode))
+    ServerProc::start(
+        cmd,
+        mode,
+        work,
+        &topo.client_ns(),
+        gateway_addr(mode, workload),
+    )
 }
 
 fn start_backend(a: &ProxyBenchArgs, topo: &Topology, work: &Path) -> Result<ServerProc> {
@@ -518,14 +705,31 @@ fn start_backend(a: &ProxyBenchArgs, topo: &Topology, work: &Path) -> Result<Ser
     ServerProc::start(c, "backend", work, &topo.client_ns(), backend_addr())
 }
 
-fn url(mode: &str, body: u64) -> String {
-    format!("http://{}/bytes/{body}", target(mode))
+fn url(mode: &str, workload: &str, body: u64) -> String {
+    if workload == "h2" {
+        format!("https://{}/bytes/{body}", tls_target(mode))
+    } else {
+        format!("http://{}/bytes/{body}", target(mode))
+    }
 }
 
 /// One request through the gateway with curl: the status, the size and the
-/// backend's header must be right.
-fn check_path(a: &ProxyBenchArgs, topo: &Topology, mode: &str, body: u64) -> Result<()> {
-    let out = harness::pinned(&topo.client_ns(), a.gen_core, "curl")
+/// backend's header must be right; in `h2` over TLS with HTTP/2
+/// negotiated (`-k`: the certificate is self-signed).
+fn check_path(
+    a: &ProxyBenchArgs,
+    topo: &Topology,
+    mode: &str,
+    workload: &str,
+    body: u64,
+) -> Result<()> {
+    let url = url(mode, workload, body);
+    let h2 = workload == "h2";
+    let mut curl = harness::pinned(&topo.client_ns(), a.gen_core, "curl");
+    if h2 {
+        curl.args(["-k", "--http2"]);
+    }
+    let out = curl
         .args([
             "-sS",
             "--fail",
@@ -536,15 +740,14 @@ fn check_path(a: &ProxyBenchArgs, topo: &Topology, mode: &str, body: u64) -> Res
             "-o",
             "/dev/null",
         ])
-        .args(["-w", "size=%{size_download}\n"])
-        .arg(url(mode, body))
+        .args(["-w", "size=%{size_download}\nversion=%{http_version}\n"])
+        .arg(&url)
         .output()
         .context("running curl")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
-            "{mode}: curl {} failed: {}",
-            url(mode, body),
+            "{mode}: curl {url} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -552,10 +755,10 @@ fn check_path(a: &ProxyBenchArgs, topo: &Topology, mode: &str, body: u64) -> Res
         .lines()
         .any(|l| l.trim().eq_ignore_ascii_case(BACKEND_MARK));
     if !marked || !text.contains(&format!("size={body}\n")) {
-        bail!(
-            "{mode}: {} did not come from the backend whole:\n{text}",
-            url(mode, body)
-        );
+        bail!("{mode}: {url} did not come from the backend whole:\n{text}");
+    }
+    if h2 && !text.contains("version=2\n") {
+        bail!("{mode}: {url} was not served over HTTP/2:\n{text}");
     }
     Ok(())
 }
@@ -597,7 +800,7 @@ struct EstabSampler {
 }
 
 impl EstabSampler {
-    fn start(ns: String, core: usize, max: Duration) -> Self {
+    fn start(ns: String, core: usize, port: u16, max: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = std::thread::spawn(move || {
@@ -606,7 +809,7 @@ impl EstabSampler {
             let mut next = Instant::now() + Duration::from_secs(1);
             while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
                 if Instant::now() >= next {
-                    if let Ok(n) = estab_to_backend(&ns, core) {
+                    if let Ok(n) = estab_to_backend(&ns, core, port) {
                         samples.push(n);
                     }
                     next += Duration::from_secs(1);
@@ -626,6 +829,8 @@ impl EstabSampler {
 
 struct Load {
     connections: u32,
+    /// h2load's streams per connection (`h2`); 0: wrk.
+    streams: u32,
     secs: u64,
     body: u64,
 }
@@ -634,20 +839,161 @@ fn load_of(a: &ProxyBenchArgs, workload: &str) -> Load {
     match workload {
         "reuse" => Load {
             connections: a.reuse_connections,
+            streams: 0,
             secs: a.reuse_duration,
             body: a.body,
         },
         "bulk" => Load {
             connections: a.bulk_connections,
+            streams: 0,
             secs: a.duration,
             body: a.bulk_body,
         },
+        "h2" => Load {
+            connections: a.h2_clients,
+            streams: a.h2_streams,
+            secs: a.duration,
+            body: a.body,
+        },
         _ => Load {
             connections: a.connections,
+            streams: 0,
             secs: a.duration,
             body: a.body,
         },
     }
+}
+
+/// What the load generator reported, wrk's or h2load's.
+#[derive(Debug, Default, PartialEq)]
+struct LoadResult {
+    requests: u64,
+    req_per_s: f64,
+    errors: u64,
+    non_2xx: u64,
+    p50_us: f64,
+    p90_us: f64,
+    p99_us: f64,
+    mean_us: Option<f64>,
+    max_us: Option<f64>,
+    alpn: Option<String>,
+    cipher: Option<String>,
+}
+
+/// A time of h2load's table ("101us", "19.47ms", "1.02s") in µs.
+fn h2load_time_us(s: &str) -> Option<f64> {
+    let (v, scale) = if let Some(v) = s.strip_suffix("us") {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix("ms") {
+        (v, 1e3)
+    } else {
+        (s.strip_suffix('s')?, 1e6)
+    };
+    Some(v.parse::<f64>().ok()? * scale)
+}
+
+/// h2load's "time for request:" line: min, max, mean, sd, +/- sd; the
+/// mean and max in µs.
+fn parse_h2load_request_time(out: &str) -> Option<(f64, f64)> {
+    let line = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("time for request:"))?;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    Some((h2load_time_us(f.get(2)?)?, h2load_time_us(f.get(1)?)?))
+}
+
+/// h2load in the client namespace on the gen core: `--h2-clients` TLS
+/// connections (the one suite H2_CIPHER, ALPN h2), `--h2-streams` each,
+/// for `secs`, to the gateway's TLS listener under SERVER_NAME; with
+/// `log`, every request's time into it. Under `timeout` like wrk.
+fn h2load_command(
+    a: &ProxyBenchArgs,
+    topo: &Topology,
+    mode: &str,
+    load: &Load,
+    secs: u64,
+    log: Option<&Path>,
+) -> Command {
+    let to = tls_target(mode);
+    let mut c = harness::pinned(&topo.client_ns(), a.gen_core, "timeout");
+    c.args(["-k", "5", &(secs + 60).to_string()])
+        .args(["h2load", "-t", "1"])
+        .args(["-c", &load.connections.to_string()])
+        .args(["-m", &load.streams.to_string()])
+        .args(["-D", &secs.to_string()])
+        .arg(format!("--tls13-ciphers={H2_CIPHER}"))
+        .arg(format!("--connect-to={to}"));
+    if let Some(log) = log {
+        c.arg(format!("--log-file={}", log.display()));
+    }
+    c.arg(format!(
+        "https://{SERVER_NAME}:{}/bytes/{}",
+        to.port(),
+        load.body
+    ));
+    c
+}
+
+fn wrk_command(
+    a: &ProxyBenchArgs,
+    topo: &Topology,
+    mode: &str,
+    workload: &str,
+    load: &Load,
+) -> Command {
+    let mut wrk = harness::pinned(&topo.client_ns(), a.gen_core, "timeout");
+    wrk.args(["-k", "5", &(load.secs + 60).to_string()])
+        .args(["wrk", "-t1", "--latency"])
+        .args(["-c", &load.connections.to_string()])
+        .args(["-d", &format!("{}s", load.secs)])
+        .arg(url(mode, workload, load.body));
+    wrk
+}
+
+/// Runs the load generator (already set up) and parses what it printed.
+fn run_load(mut c: Command, what: &str, mode: &str) -> Result<LoadResult> {
+    let out = c.output().with_context(|| format!("running {what}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "{what} against {mode} failed ({}):\n{text}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if what == "wrk" {
+        let w = parse_wrk(&text)?;
+        return Ok(LoadResult {
+            requests: w.requests,
+            req_per_s: w.req_per_s,
+            errors: w.errors,
+            non_2xx: w.non_2xx,
+            p50_us: w.p50_us,
+            p90_us: w.p90_us,
+            p99_us: w.p99_us,
+            ..Default::default()
+        });
+    }
+    let h = parse_h2load(&text)?;
+    if h.alpn != "h2" || h.cipher != H2_CIPHER {
+        bail!(
+            "{mode}: h2load negotiated {:?} with {:?}, expected h2 with {H2_CIPHER}",
+            h.alpn,
+            h.cipher
+        );
+    }
+    let time = parse_h2load_request_time(&text);
+    Ok(LoadResult {
+        requests: h.succeeded,
+        req_per_s: h.req_per_s,
+        errors: h.failed,
+        non_2xx: h.done.saturating_sub(h.status_2xx),
+        mean_us: time.map(|t| t.0),
+        max_us: time.map(|t| t.1),
+        alpn: Some(h.alpn),
+        cipher: Some(h.cipher),
+        ..Default::default()
+    })
 }
 
 fn measure(
@@ -656,10 +1002,12 @@ fn measure(
     server: &ServerProc,
     backend: &[u32],
     workload: &str,
+    work: &Path,
 ) -> Result<ProxyMeasurement> {
     let mode = server.name.as_str();
     let load = load_of(a, workload);
-    check_path(a, topo, mode, load.body)?;
+    let h2 = workload == "h2";
+    check_path(a, topo, mode, workload, load.body)?;
     let (client_ns, gw_ns, backend_ns) = (topo.client_ns(), topo.gw_ns(), topo.backend_ns());
     let sluice0 = (mode == "sluice")
         .then(|| next_sluice_total(server))
@@ -671,34 +1019,28 @@ fn measure(
     ];
     let opens0 = passive_opens(&backend_ns)?;
 
-    let mut wrk = harness::pinned(&client_ns, a.gen_core, "timeout");
-    wrk.args(["-k", "5", &(load.secs + 60).to_string()])
-        .args(["wrk", "-t1", "--latency"])
-        .args(["-c", &load.connections.to_string()])
-        .args(["-d", &format!("{}s", load.secs)])
-        .arg(url(mode, load.body));
+    let (client, what) = if h2 {
+        (
+            h2load_command(a, topo, mode, &load, load.secs, None),
+            "h2load",
+        )
+    } else {
+        (wrk_command(a, topo, mode, workload, &load), "wrk")
+    };
     let sampler = EstabSampler::start(
         backend_ns.clone(),
         a.gen_core,
+        upstream_port(mode, workload),
         Duration::from_secs(load.secs + 5),
     );
     let backend0 = cpu_secs(backend);
     let window = CpuWindow::start(a.dut_core, a.gen_core, server.pid)?;
-    let out = wrk.output().context("running wrk");
+    let r = run_load(client, what, mode);
     let cpu = window.finish()?;
     let backend_s = cpu_secs(backend) - backend0;
     let samples = sampler.finish();
-    let out = out?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "wrk against {mode} failed ({}):\n{text}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let w = parse_wrk(&text)?;
-    // Let the closes settle (wrk closes its connections at exit).
+    let mut r = r?;
+    // Let the closes settle (wrk and h2load close their connections at exit).
     std::thread::sleep(Duration::from_secs(1));
     let opened = passive_opens(&backend_ns)?.saturating_sub(opens0);
     let new_tw = |before: &HashSet<(String, String)>, ns: &str| -> Result<u64> {
@@ -708,21 +1050,29 @@ fn measure(
     let mut tw_gw = new_tw(&tw0[1], &gw_ns)?;
     let tw_backend = new_tw(&tw0[2], &backend_ns)?;
 
-    let n = w.requests as f64;
+    let n = r.requests as f64;
     let mut m = ProxyMeasurement {
         mode: mode.into(),
         workload: workload.into(),
         connections: load.connections,
+        streams: load.streams,
+        upstream_protocol: if upstream_h2c(mode, workload) {
+            "h2c"
+        } else {
+            "http/1.1"
+        }
+        .into(),
         duration_s: load.secs,
         body_bytes: load.body,
-        requests: w.requests,
-        req_per_s: w.req_per_s,
-        mbytes_per_s: w.req_per_s * load.body as f64 / 1e6,
-        errors: w.errors,
-        non_2xx: w.non_2xx,
-        latency_p50_us: w.p50_us,
-        latency_p90_us: w.p90_us,
-        latency_p99_us: w.p99_us,
+        requests: r.requests,
+        req_per_s: r.req_per_s,
+        mbytes_per_s: r.req_per_s * load.body as f64 / 1e6,
+        errors: r.errors,
+        non_2xx: r.non_2xx,
+        latency_mean_us: r.mean_us,
+        latency_max_us: r.max_us,
+        alpn: r.alpn.take(),
+        cipher: r.cipher.take(),
         proc_user_us_per_req: us_per(cpu.proc_user_s, n),
         proc_sys_us_per_req: us_per(cpu.proc_sys_s, n),
         cpu_us_per_req: us_per(cpu.proc_user_s + cpu.proc_sys_s, n),
@@ -752,6 +1102,19 @@ fn measure(
         tw_gw = counter(&t1, "tcp_time_wait");
     }
     m.time_wait_gateway = tw_gw;
+    if h2 {
+        // The percentiles, from a short run with every request logged,
+        // after everything above was counted (it opens connections of its
+        // own): the log costs h2load rate, so it is not the measured run.
+        let log = work.join("h2load.log");
+        let c = h2load_command(a, topo, mode, &load, H2_LOG_SECS, Some(&log));
+        run_load(c, "h2load", mode)?;
+        let (p50, p90, p99) = log_percentiles(&log)?;
+        let _ = fs::remove_file(&log);
+        (m.latency_p50_us, m.latency_p90_us, m.latency_p99_us) = (p50, p90, p99);
+    } else {
+        (m.latency_p50_us, m.latency_p90_us, m.latency_p99_us) = (r.p50_us, r.p90_us, r.p99_us);
+    }
     Ok(m)
 }
 
@@ -798,11 +1161,18 @@ fn validate(a: &ProxyBenchArgs) -> Result<()> {
     }
     for w in &a.workloads {
         if !WORKLOADS.contains(&w.as_str()) {
-            bail!("unknown workload {w:?} (keepalive, reuse, bulk)");
+            bail!("unknown workload {w:?} (keepalive, reuse, bulk, h2)");
         }
     }
     if a.repeat == 0 || a.duration == 0 || a.reuse_duration == 0 {
         bail!("--repeat, --duration and --reuse-duration must be positive");
+    }
+    if wants_h2(a) {
+        if a.h2_clients == 0 || a.h2_streams == 0 {
+            bail!("--h2-clients and --h2-streams must be positive");
+        }
+        harness::require_tool("h2load", "--version")?;
+        harness::require_tool("openssl", "version")?;
     }
     for t in ["wrk", "curl", "ss"] {
         harness::require_tool(t, "--version")?;
@@ -812,6 +1182,10 @@ fn validate(a: &ProxyBenchArgs) -> Result<()> {
         harness::require_tool("haproxy", "-v")?;
     }
     Ok(())
+}
+
+fn wants_h2(a: &ProxyBenchArgs) -> bool {
+    a.workloads.iter().any(|w| w == "h2")
 }
 
 pub fn run(a: &ProxyBenchArgs) -> Result<Vec<ProxyMeasurement>> {
@@ -827,6 +1201,8 @@ pub fn run(a: &ProxyBenchArgs) -> Result<Vec<ProxyMeasurement>> {
     for n in [a.body, a.bulk_body] {
         harness::write_pattern(&work.join(format!("www/bytes/{n}")), n)?;
     }
+    // `h2`: the certificate of `run tls` (the clients do not verify it).
+    let cert = wants_h2(a).then(|| make_cert(work)).transpose()?;
     let all = harness::with_topology(&a.prefix, |topo| {
         let backend = start_backend(a, topo, work)?;
         let backend_pids = process_tree(backend.pid);
@@ -859,8 +1235,16 @@ pub fn run(a: &ProxyBenchArgs) -> Result<Vec<ProxyMeasurement>> {
                                     a.quiet_pct, a.quiet_wait
                                 );
                             }
-                            let server = start_gateway(a, topo, mode, &bin_dir, work)?;
-                            let m = measure(a, topo, &server, &backend_pids, workload);
+                            let server = start_gateway(
+                                a,
+                                topo,
+                                mode,
+                                workload,
+                                &bin_dir,
+                                work,
+                                cert.as_ref(),
+                            )?;
+                            let m = measure(a, topo, &server, &backend_pids, workload, work);
                             let stopped = server.stop();
                             let mut m =
                                 m.with_context(|| format!("{mode} {workload} rep {rep}"))?;
@@ -875,7 +1259,7 @@ pub fn run(a: &ProxyBenchArgs) -> Result<Vec<ProxyMeasurement>> {
                                 break m;
                             }
                             eprintln!(
-                                "  other processes took {:.0}% of the gateway core, {:.0}% of wrk's: again",
+                                "  other processes took {:.0}% of the gateway core, {:.0}% of the client's: again",
                                 m.dut_core_other_pct, m.gen_core_other_pct
                             );
                         };
@@ -904,7 +1288,7 @@ pub fn run(a: &ProxyBenchArgs) -> Result<Vec<ProxyMeasurement>> {
 
 fn summary_line(m: &ProxyMeasurement) -> String {
     format!(
-        "{:>7} {:>9}: {:>9.0} req/s {:>8.1} MB/s  cpu {:>6.2} us/req ({:.2} user + {:.2} sys){}  core {:>5.1}% (other {:.0}%) gen core {:>5.1}% (other {:.0}%, backend {:.1} us/req)  p50 {:.0} us p99 {:.0} us  errors {} non-2xx {}  upstream estab max {} opened {}  TIME_WAIT client {} gw {} backend {}  load {:.2}{}",
+        "{:>7} {:>9}: {:>9.0} req/s {:>8.1} MB/s  cpu {:>6.2} us/req ({:.2} user + {:.2} sys){}  core {:>5.1}% (other {:.0}%) gen core {:>5.1}% (other {:.0}%, backend {:.1} us/req)  p50 {:.0} us p99 {:.0} us  errors {} non-2xx {}  upstream {} estab max {} opened {}  TIME_WAIT client {} gw {} backend {}  load {:.2}{}",
         m.mode,
         m.workload,
         m.req_per_s,
@@ -923,6 +1307,7 @@ fn summary_line(m: &ProxyMeasurement) -> String {
         m.latency_p99_us,
         m.errors,
         m.non_2xx,
+        m.upstream_protocol,
         m.upstream_estab_max,
         m.upstream_opened,
         m.time_wait_client,
@@ -941,12 +1326,21 @@ fn workload_label(m: &ProxyMeasurement) -> String {
             m.body_bytes, m.connections, m.duration_s
         ),
         "bulk" => format!("1 MiB, keep-alive, -c{}", m.connections),
+        "h2" if m.upstream_protocol == "h2c" => format!(
+            "TLS h2 → h2c, {} B, -c{} -m{}",
+            m.body_bytes, m.connections, m.streams
+        ),
+        "h2" => format!(
+            "TLS h2 → {} (no h2c upstream in nginx), {} B, -c{} -m{}",
+            m.upstream_protocol, m.body_bytes, m.connections, m.streams
+        ),
         w => w.to_string(),
     }
 }
 
 /// The markdown table: one row per gateway and workload, ratios of sluice
-/// against HAProxy and nginx in the same run, and the row still to come.
+/// against HAProxy and nginx in the same run; a note on how `h2` was
+/// measured when it ran.
 pub fn markdown(ms: &[ProxyMeasurement]) -> String {
     let find = |mode: &str, w: &str| ms.iter().find(|b| b.mode == mode && b.workload == w);
     let ratio = |m: &ProxyMeasurement, base: &str, f: fn(&ProxyMeasurement) -> f64| {
@@ -990,9 +1384,15 @@ pub fn markdown(ms: &[ProxyMeasurement]) -> String {
             ratio(m, "nginx", |x| x.cpu_us_per_req),
         ));
     }
-    out.push_str(
-        "| TLS h2 downstream → h2c upstream | all | not yet: h2c upstream lands next | | | | | | | | | | | | | |\n",
-    );
+    if ms.iter().any(|m| m.workload == "h2") {
+        out.push_str(
+            "\nh2: h2load (TLS 1.3, ALPN h2, one thread), the gateways speak h2c to the backend \
+             (nginx: HTTP/1.1 keep-alive, it has no HTTP/2 upstream); \
+             errors are h2load's failed + errored + timed-out requests; p50 / p99 come from a \
+             separate 2 s h2load run with --log-file after the measured one \
+             (h2load's own mean / max of the measured run are in the JSON).\n",
+        );
+    }
     out
 }
 
@@ -1062,6 +1462,8 @@ mod tests {
             connections: 1,
             reuse_connections: 1,
             bulk_connections: 1,
+            h2_clients: 64,
+            h2_streams: 10,
             body: 64,
             bulk_body: 1 << 20,
             repeat: 1,
@@ -1099,7 +1501,109 @@ mod tests {
             b.contains("add_header X-Backend nginx-backend always;"),
             "{b}"
         );
-        assert!(b.contains("listen 198.18.0.3:8080"), "{b}");
+        assert!(b.contains("listen 198.18.0.3:8080 reuseport"), "{b}");
+        assert!(b.contains("listen 198.18.0.3:8081 http2 reuseport"), "{b}");
+        assert_eq!(b.matches("add_header X-Backend").count(), 2, "{b}");
+    }
+
+    fn cert() -> Cert {
+        Cert {
+            cert: "/w/cert.pem".into(),
+            key: "/w/key.pem".into(),
+            pem: "/w/haproxy.pem".into(),
+        }
+    }
+
+    #[test]
+    fn h2_configs_terminate_tls_and_speak_h2c_upstream() {
+        let w = Path::new("/w");
+        let h = haproxy_h2_conf(w, &args(), &cert());
+        assert!(h.contains("nbthread 1\n    cpu-map 1/1 1\n"), "{h}");
+        assert!(
+            h.contains("bind 198.18.0.2:9443 ssl crt /w/haproxy.pem alpn h2 ssl-min-ver TLSv1.3\n"),
+            "{h}"
+        );
+        assert!(
+            h.contains("http-reuse always\n    server b1 198.18.0.3:8081 proto h2\n"),
+            "{h}"
+        );
+        assert!(h.contains("option forwardfor"), "{h}");
+        // nginx: TLS + h2 in front, HTTP/1.1 to the backend's HTTP/1.1 port,
+        // one idle upstream connection per stream in flight (64 x 10).
+        let n = nginx_h2_conf(w, &args(), &cert());
+        assert!(n.contains("worker_cpu_affinity 10;"), "{n}");
+        assert!(
+            n.contains("listen 198.18.0.2:8443 ssl http2 reuseport backlog=65535;"),
+            "{n}"
+        );
+        assert!(n.contains("ssl_certificate /w/cert.pem;"), "{n}");
+        assert!(n.contains("ssl_certificate_key /w/key.pem;"), "{n}");
+        assert!(
+            n.contains("server 198.18.0.3:8080;\n        keepalive 640;"),
+            "{n}"
+        );
+        assert!(n.contains("proxy_http_version 1.1;"), "{n}");
+        assert!(n.contains(r#"proxy_set_header Connection "";"#), "{n}");
+        assert_eq!(upstream_port("nginx", "h2"), 8080);
+        assert_eq!(upstream_port("haproxy", "h2"), 8081);
+        assert_eq!(upstream_port("sluice", "h2"), 8081);
+        assert_eq!(upstream_port("sluice", "keepalive"), 8080);
+        assert_eq!(gateway_addr("sluice", "h2").to_string(), "198.18.0.100:443");
+        assert_eq!(gateway_addr("nginx", "bulk").to_string(), "198.18.0.2:8080");
+    }
+
+    #[test]
+    fn sluice_h2_listens_with_tls_and_proxies_to_h2c() {
+        let topo = Topology::new("slproxy", 1).unwrap();
+        let c = sluice_h2_command(&args(), &topo, Path::new("/bin"), &cert());
+        let line = crate::exec::CmdLine(&c).to_string();
+        assert!(
+            line.starts_with("ip netns exec slproxy-gw taskset -c 1 /bin/sluice-dataplane --iface gw0 --queues 0 --cores 1 "),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("--h2-idle-timeout-secs 300 --tls-cert /w/cert.pem --tls-key /w/key.pem --tls 198.18.0.100:443 --proxy /=h2c://198.18.0.3:8081"),
+            "{line}"
+        );
+        assert!(!line.contains("--http "), "{line}");
+    }
+
+    #[test]
+    fn h2load_runs_pinned_in_the_client_namespace() {
+        let topo = Topology::new("slproxy", 1).unwrap();
+        let load = load_of(&args(), "h2");
+        let c = h2load_command(&args(), &topo, "haproxy", &load, 10, None);
+        assert_eq!(
+            crate::exec::CmdLine(&c).to_string(),
+            "ip netns exec slproxy-client taskset -c 0 timeout -k 5 70 h2load -t 1 -c 64 -m 10 -D 10 \
+             --tls13-ciphers=TLS_AES_128_GCM_SHA256 --connect-to=198.18.0.2:9443 \
+             https://bench.sluice.test:9443/bytes/64"
+        );
+        let c = h2load_command(&args(), &topo, "sluice", &load, 2, Some(Path::new("/w/l")));
+        let line = crate::exec::CmdLine(&c).to_string();
+        assert!(
+            line.contains(
+                "--connect-to=198.18.0.100:443 --log-file=/w/l https://bench.sluice.test:443/"
+            ),
+            "{line}"
+        );
+        assert_eq!(url("nginx", "h2", 64), "https://198.18.0.2:8443/bytes/64");
+        assert_eq!(url("nginx", "reuse", 64), "http://198.18.0.2:8080/bytes/64");
+    }
+
+    #[test]
+    fn h2load_request_times_parse() {
+        let out = "finished in 5.00s, 271234.40 req/s, 8.53MB/s\n\
+                                        min         max         mean         sd        +/- sd\n\
+                   time for request:      101us     19.47ms      1.52ms      1.07ms    79.47%\n\
+                   time for connect:     2.1ms      3.3ms      2.7ms       0.2ms    60.00%\n";
+        let (mean, max) = parse_h2load_request_time(out).unwrap();
+        assert!((mean - 1520.0).abs() < 1e-6, "{mean}");
+        assert!((max - 19470.0).abs() < 1e-6, "{max}");
+        assert_eq!(h2load_time_us("1.5s"), Some(1.5e6));
+        assert_eq!(h2load_time_us("7us"), Some(7.0));
+        assert_eq!(h2load_time_us("x"), None);
+        assert_eq!(parse_h2load_request_time("nothing"), None);
     }
 
     #[test]
@@ -1118,7 +1622,7 @@ mod tests {
     }
 
     #[test]
-    fn table_has_ratios_on_sluice_rows_and_the_h2c_placeholder() {
+    fn table_has_ratios_on_sluice_rows_and_h2_rows() {
         let row = |mode: &str, rps: f64, cpu: f64| ProxyMeasurement {
             mode: mode.into(),
             workload: "keepalive".into(),
@@ -1134,10 +1638,34 @@ mod tests {
             row("sluice", 200.0, 2.0),
         ]);
         assert!(md.contains("| 2.00x | 4.00x | 0.50x | 0.25x |"), "{md}");
-        assert!(md.contains("not yet: h2c upstream lands next"), "{md}");
+        assert!(!md.contains("not yet"), "{md}");
+        assert!(!md.contains("\nh2: "), "{md}");
         assert!(
             md.contains("| keep-alive, 64 B, -c64 | haproxy | 100 |"),
             "{md}"
         );
+        let h2 = |mode: &str, proto: &str, rps: f64, cpu: f64| ProxyMeasurement {
+            workload: "h2".into(),
+            streams: 10,
+            upstream_protocol: proto.into(),
+            ..row(mode, rps, cpu)
+        };
+        let md = markdown(&[
+            h2("haproxy", "h2c", 100.0, 4.0),
+            h2("nginx", "http/1.1", 50.0, 8.0),
+            h2("sluice", "h2c", 300.0, 2.0),
+        ]);
+        assert!(
+            md.contains("| TLS h2 → h2c, 64 B, -c64 -m10 | haproxy | 100 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| TLS h2 → http/1.1 (no h2c upstream in nginx), 64 B, -c64 -m10 | nginx | 50 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| 3.00x | 6.00x | 0.50x | 0.25x |"), "{md}");
+        assert!(md.contains("\nh2: h2load"), "{md}");
     }
 }

@@ -200,17 +200,17 @@ pub struct TlsMeasurement {
     pub repetitions: Vec<f64>,
 }
 
-/// The certificate all three servers present.
-struct Cert {
-    cert: PathBuf,
-    key: PathBuf,
+/// The certificate all three servers present (`run proxy`'s `h2` too).
+pub(crate) struct Cert {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
     /// Certificate then key, for HAProxy's `crt`.
-    pem: PathBuf,
+    pub(crate) pem: PathBuf,
 }
 
 /// `openssl req`: a self-signed ECDSA P-256 certificate for SERVER_NAME
 /// and the two server addresses.
-fn make_cert(work: &Path) -> Result<Cert> {
+pub(crate) fn make_cert(work: &Path) -> Result<Cert> {
     let cert = work.join("cert.pem");
     let key = work.join("key.pem");
     let out = Command::new("openssl")
@@ -429,7 +429,7 @@ pub fn parse_h2load(out: &str) -> Result<H2loadResult> {
 }
 
 /// Percentiles (µs) of the third column of h2load's --log-file.
-fn log_percentiles(path: &Path) -> Result<(f64, f64, f64)> {
+pub(crate) fn log_percentiles(path: &Path) -> Result<(f64, f64, f64)> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut v: Vec<u64> = text
         .lines()

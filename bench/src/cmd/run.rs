@@ -25,9 +25,9 @@ enum Bench {
     /// memory per idle connection).
     Tls(TlsBenchArgs),
     /// Reverse proxy, HTTP/1.1 to HTTP/1.1 over pooled keep-alive upstream
-    /// connections: HAProxy and nginx (kernel TCP) vs sluice, one gateway
-    /// core, one nginx backend (keep-alive, many clients over few upstream
-    /// connections, a 1 MiB response).
+    /// connections and TLS h2 to h2c: HAProxy and nginx (kernel TCP) vs
+    /// sluice, one gateway core, one nginx backend (keep-alive, many clients
+    /// over few upstream connections, a 1 MiB response, h2load over TLS).
     Proxy(ProxyBenchArgs),
 }
 
