@@ -293,6 +293,16 @@ counters! {
     proxy_grpc_deadline_exceeded,
     /// Proxy: HTTP/2 streams a backend refused unprocessed (REFUSED_STREAM, or above its GOAWAY), sent again.
     proxy_upstream_refused_streams,
+    /// Proxy: TLS handshakes with backends completed.
+    proxy_upstream_tls_handshakes,
+    /// Proxy: TLS handshakes with backends failed (certificate, ALPN, alerts; timeouts apart).
+    proxy_upstream_tls_failures,
+    /// Proxy: of those, backends whose certificate we refused (chain, name or SPIFFE ID).
+    proxy_upstream_tls_cert_failures,
+    /// Proxy: of those, backends that did not select the ALPN protocol the cluster needs (h2).
+    proxy_upstream_tls_alpn_mismatches,
+    /// Proxy: TLS handshakes with backends that timed out (the cluster's connect_timeout).
+    proxy_upstream_tls_timeouts,
     /// Proxy gauge: requests in flight.
     proxy_active,
     /// Proxy gauge: upstream connections (opening, busy, idle).
@@ -314,6 +324,15 @@ counters! {
 }
 
 impl Counters {
+    /// The upstream TLS counters (cluster-wide: one loop publishes them).
+    pub fn publish_upstream_tls(&mut self, t: &sluice_tls::UpstreamTlsStats) {
+        self.proxy_upstream_tls_handshakes = t.handshakes_completed;
+        self.proxy_upstream_tls_failures = t.handshake_failures;
+        self.proxy_upstream_tls_cert_failures = t.certificate_failures;
+        self.proxy_upstream_tls_alpn_mismatches = t.alpn_mismatches;
+        self.proxy_upstream_tls_timeouts = t.handshake_timeouts;
+    }
+
     /// The proxy counters of one loop.
     pub fn publish_proxy(&mut self, p: &sluice_proxy::ProxyStats) {
         self.proxy_requests = p.requests;

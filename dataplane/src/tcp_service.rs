@@ -647,10 +647,10 @@ impl TcpService {
         let app = self
             .proxy
             .as_ref()
-            .and_then(|p| p.connected(now, up, WakeKey(id.to_bits())));
+            .and_then(|p| p.connected_app(now, up, WakeKey(id.to_bits())));
         match app {
             Some(app) => {
-                self.attach(id, Box::new(app), now);
+                self.attach(id, app, now);
                 self.pump(id, now);
             }
             None => {
@@ -1206,6 +1206,11 @@ impl TcpService {
         c.neigh_refused = self.neigh.refused;
         if let Some(p) = &self.proxy {
             c.publish_proxy(&p.stats());
+            if self.core == 0 {
+                // Cluster-wide counters: one loop reports them, so the
+                // reporter's sum counts each once.
+                c.publish_upstream_tls(&p.upstream_tls_stats());
+            }
             // Every report tick: the outcomes since the last one go to the
             // decision component (never blocking the loop).
             if let Some(tx) = &self.outcomes_tx {

@@ -1538,3 +1538,158 @@ endpoints = ["{b4}"]
     }
     let _ = std::fs::remove_file(&config);
 }
+
+/// TLS backends (`http1-tls`, `h2-tls`), the backend requiring client
+/// certificates: verified by SNI name, by IP address, and by SPIFFE ID;
+/// the backend sees our certificate and its SPIFFE ID; bodies byte-exact
+/// both ways; a backend whose SPIFFE ID is not the configured one, and
+/// a cluster without a client certificate, get 502.
+#[test]
+fn tls_backends_are_verified_and_see_our_client_certificate() {
+    use common::pki::Pki;
+    let topo = Topo::up("pt", 1);
+    let client = topo.client();
+    let pki = Pki::new("pt");
+    let backend_id = "spiffe://backend.test/ns/app/sa/server";
+    let gateway_id = "spiffe://gw.test/ns/edge/sa/gateway";
+    pki.server_with_sans(
+        "backend",
+        "ca",
+        &[
+            "DNS:backend.sluice.test",
+            &format!("IP:{}", addr::BACKEND_V4),
+            &format!("URI:{backend_id}"),
+        ],
+    );
+    pki.client("gw", "ca", gateway_id);
+    let b = format!("{}:8443", addr::BACKEND_V4);
+    let _backend = Backend::start(
+        &topo.topo.backend_ns(),
+        &[
+            "--listen",
+            &b,
+            "--tls-cert",
+            &pki.path("backend.pem"),
+            "--tls-key",
+            &pki.path("backend.key"),
+            "--tls-client-ca",
+            &pki.path("ca.pem"),
+        ],
+    );
+    let (ca, cert, key) = (pki.path("ca.pem"), pki.path("gw.pem"), pki.path("gw.key"));
+    let mtls = format!("ca = \"{ca}\"\nclient_cert = \"{cert}\"\nclient_key = \"{key}\"\n");
+    let cluster = |name: &str, protocol: &str, tls: &str| {
+        format!(
+            "[[route]]\nhost = \"{name}.test\"\nprefix = \"/\"\ncluster = \"{name}\"\n\n\
+             [[cluster]]\nname = \"{name}\"\nprotocol = \"{protocol}\"\nendpoints = [\"{b}\"]\n\
+             [cluster.tls]\n{tls}\n"
+        )
+    };
+    let config = std::env::temp_dir().join(format!("sluice-tls-up-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        [
+            cluster(
+                "h1",
+                "http1-tls",
+                &format!("{mtls}sni = \"backend.sluice.test\""),
+            ),
+            cluster("h2", "h2-tls", &mtls),
+            cluster(
+                "sp",
+                "h2-tls",
+                &format!("{mtls}spiffe_id = \"{backend_id}\""),
+            ),
+            cluster(
+                "bad",
+                "http1-tls",
+                &format!("{mtls}spiffe_id = \"spiffe://other.test/x\""),
+            ),
+            cluster(
+                "anon",
+                "http1-tls",
+                &format!("ca = \"{ca}\"\nsni = \"backend.sluice.test\""),
+            ),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let dp = Dataplane::start(
+        &topo.gw(),
+        &dataplane_args(&topo, 1, &["--config".into(), config.display().to_string()]),
+    );
+    let vip = format!("http://{}", addr::GW_VIP_V4);
+    for (host, version) in [("h1", "http/1.1"), ("h2", "h2"), ("sp", "h2")] {
+        let h = headers_json(
+            &client,
+            &format!("{vip}/headers"),
+            &[&format!("Host: {host}.test")],
+        );
+        assert_eq!(h["version"], version, "{host}: {h}");
+        assert_eq!(h["tls"], true, "{host}: {h}");
+        assert_eq!(h["client_cert"], true, "{host}: {h}");
+        assert_eq!(h["client_spiffe_id"], gateway_id, "{host}: {h}");
+    }
+    let n = 8_000_000;
+    let body = curl_ok(
+        &client,
+        &["-H", "Host: h2.test", &format!("{vip}/bytes?n={n}")],
+    );
+    assert!(
+        body.len() == n && Sha256::digest(&body).as_slice() == backend_pattern_sha256(n),
+        "h2-tls download differs ({} bytes)",
+        body.len()
+    );
+    let upload: Vec<u8> = (0..6_000_000u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 9) as u8)
+        .collect();
+    let file = std::env::temp_dir().join(format!("sluice-tls-up-{}.bin", std::process::id()));
+    std::fs::write(&file, &upload).unwrap();
+    let data = format!("@{}", file.display());
+    for host in ["h1", "h2"] {
+        let echoed = curl_ok(
+            &client,
+            &[
+                "-H",
+                &format!("Host: {host}.test"),
+                "-H",
+                "Expect:",
+                "--data-binary",
+                &data,
+                &format!("{vip}/echo"),
+            ],
+        );
+        assert!(
+            echoed == upload,
+            "{host}: upload differs ({} bytes back)",
+            echoed.len()
+        );
+    }
+    let _ = std::fs::remove_file(&file);
+    for host in ["bad", "anon"] {
+        let out = curl(
+            &client,
+            &[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                &format!("Host: {host}.test"),
+                &format!("{vip}/headers"),
+            ],
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "502", "{host}");
+    }
+    let t = wait_for_totals(&dp, Duration::from_secs(10), "drained", |t| {
+        u(&t["proxy_active"]) == 0
+    });
+    let t = &t["total"];
+    assert!(u(&t["proxy_responses_2xx"]) >= 6, "{t}");
+    // A new TLS connection per cluster at least; the wrong SPIFFE ID is
+    // ours to refuse; the missing client certificate, the backend's.
+    assert!(u(&t["proxy_upstream_tls_handshakes"]) >= 3, "{t}");
+    assert!(u(&t["proxy_upstream_tls_cert_failures"]) >= 1, "{t}");
+    assert!(u(&t["proxy_upstream_tls_failures"]) >= 2, "{t}");
+    let _ = std::fs::remove_file(&config);
+}

@@ -385,6 +385,34 @@ impl LoopProxy {
         ok.then(|| UpstreamApp::new(Rc::clone(self), up))
     }
 
+    /// [`LoopProxy::connected`], inside TLS for a `-tls` cluster: the
+    /// app the service runs on the connection. None: the service aborts
+    /// it (the proxy gave up on it, or TLS could not start; the exchange
+    /// waiting for it moves on).
+    pub fn connected_app(
+        self: &Rc<Self>,
+        now: Time,
+        up: UpstreamId,
+        wake: WakeKey,
+    ) -> Option<Box<dyn sluice_app::App>> {
+        let (tls, addr) = {
+            let c = self.core.borrow();
+            let u = c.up(up)?;
+            let b = &c.backends[u.backend];
+            (c.spec.clusters[b.cluster].tls.clone(), b.addr)
+        };
+        let app = self.connected(now, up, wake)?;
+        let Some(tls) = tls else {
+            return Some(Box::new(app));
+        };
+        match tls.connect(now, addr.ip(), Box::new(app)) {
+            Ok(t) => Some(Box::new(t)),
+            // The upstream app was dropped with the error: the proxy has
+            // failed the connection already.
+            Err(_) => None,
+        }
+    }
+
     /// Read backend eligibility from `board` from now on.
     pub fn set_board(&self, board: Arc<Board>) {
         let mut c = self.core.borrow_mut();
@@ -419,6 +447,27 @@ impl LoopProxy {
 
     pub fn on_timeout(&self, now: Time) {
         self.core.borrow_mut().on_timeout(now);
+    }
+
+    /// The upstream TLS clients' counters, summed over the clusters. They
+    /// are the clusters' (shared by every loop), not this loop's.
+    pub fn upstream_tls_stats(&self) -> sluice_tls::UpstreamTlsStats {
+        let c = self.core.borrow();
+        let mut sum = sluice_tls::UpstreamTlsStats::default();
+        for s in c
+            .spec
+            .clusters
+            .iter()
+            .filter_map(|c| c.tls.as_ref())
+            .map(|t| t.stats())
+        {
+            sum.handshakes_completed += s.handshakes_completed;
+            sum.handshake_failures += s.handshake_failures;
+            sum.certificate_failures += s.certificate_failures;
+            sum.alpn_mismatches += s.alpn_mismatches;
+            sum.handshake_timeouts += s.handshake_timeouts;
+        }
+        sum
     }
 
     pub fn stats(&self) -> ProxyStats {

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use sluice_config::{Config, HashOn, LbPolicy, RetryOn, Router, UpstreamProtocol};
+use sluice_config::{Config, HashOn, LbPolicy, RetryOn, Router};
 use sluice_lb::{Backoff, BreakerLimits, Maglev, MaglevBackend, RetryBudget};
+use sluice_tls::{UpstreamAlpn, UpstreamTlsConnector};
 
 /// How a cluster picks a backend.
 #[derive(Clone, Debug)]
@@ -44,6 +45,9 @@ pub struct ClusterSpec {
     pub h2: bool,
     /// Streams per HTTP/2 connection at most.
     pub max_streams: u32,
+    /// `-tls` protocols: the TLS client of every connection (shared by
+    /// the loops: its counters and session cache are the cluster's).
+    pub tls: Option<Arc<UpstreamTlsConnector>>,
 }
 
 #[derive(Clone, Debug)]
@@ -86,12 +90,20 @@ impl ProxySpec {
     pub fn from_config(config: &Config) -> Result<Self, String> {
         let mut clusters = Vec::with_capacity(config.clusters.len());
         for c in &config.clusters {
-            if c.protocol.is_tls() {
-                return Err(format!(
-                    "cluster \"{}\": protocol {} is not supported yet; this build proxies to http1 and h2c backends",
-                    c.name, c.protocol
-                ));
-            }
+            let tls = match (&c.tls, c.protocol.is_tls()) {
+                (Some(t), true) => {
+                    let alpn = if c.protocol.is_h2() {
+                        UpstreamAlpn::H2
+                    } else {
+                        UpstreamAlpn::Http1
+                    };
+                    // The handshake gets as long as the TCP connect.
+                    let connector = UpstreamTlsConnector::new(t, alpn, c.connect_timeout)
+                        .map_err(|e| format!("cluster \"{}\": tls: {e}", c.name))?;
+                    Some(Arc::new(connector))
+                }
+                _ => None,
+            };
             let weights: Vec<u32> = c.endpoints.iter().map(|e| e.weight.max(1)).collect();
             let balance = match c.lb {
                 LbPolicy::RoundRobin => Balance::RoundRobin,
@@ -138,8 +150,9 @@ impl ProxySpec {
                 max_idle: c.pool.max_idle as usize,
                 connect_timeout: c.connect_timeout,
                 idle_timeout: c.idle_timeout,
-                h2: c.protocol == UpstreamProtocol::H2c,
+                h2: c.protocol.is_h2(),
                 max_streams: c.pool.max_streams_per_connection.max(1),
+                tls,
             });
         }
         let routes = config
@@ -240,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_protocols_are_named() {
+    fn tls_setup_errors_name_the_cluster_and_file() {
         let config = Config::from_toml_str(
             r#"
             [[route]]
@@ -251,13 +264,14 @@ mod tests {
             protocol = "h2-tls"
             endpoints = ["198.18.0.3:50051"]
             [cluster.tls]
+            ca = "/nonexistent/ca.pem"
             "#,
             "t.toml",
         )
         .unwrap();
         let e = ProxySpec::from_config(&config).unwrap_err();
         assert!(
-            e.contains("cluster \"grpc\": protocol h2-tls is not supported yet"),
+            e.starts_with("cluster \"grpc\": tls: ") && e.contains("/nonexistent/ca.pem"),
             "{e}"
         );
     }

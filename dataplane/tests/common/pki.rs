@@ -134,6 +134,20 @@ impl Pki {
         );
     }
 
+    /// A server certificate `name` with these subject alternative names
+    /// (`DNS:…`, `IP:…`, `URI:…`), signed by `ca`.
+    pub fn server_with_sans(&self, name: &str, ca: &str, sans: &[&str]) {
+        self.leaf(
+            name,
+            ca,
+            name,
+            &format!(
+                "subjectAltName={}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+                sans.join(",")
+            ),
+        );
+    }
+
     /// A client certificate `name` with the SPIFFE ID `spiffe`, signed by `ca`.
     pub fn client(&self, name: &str, ca: &str, spiffe: &str) {
         self.leaf(

@@ -196,9 +196,17 @@ impl Core {
             Some(a) => a.clone(),
             None => authority_of(addr),
         };
+        let scheme = if self.spec.clusters[self.backends[backend].cluster]
+            .tls
+            .is_some()
+        {
+            "https"
+        } else {
+            "http"
+        };
         let request = ClientRequest {
             method: &r.method,
-            scheme: "http",
+            scheme,
             authority: &authority,
             path: &r.path,
             headers: &r.headers,
