@@ -302,7 +302,7 @@ fn run(
     names: Vec<(String, Vec<String>)>,
     board: Arc<Board>,
     rx: Receiver<Batch>,
-    hc_rx: Receiver<(usize, HealthCheck)>,
+    mut hc_rx: Receiver<(usize, HealthCheck)>,
     clock: Clock,
     stop: Arc<AtomicBool>,
     view: View,
@@ -336,12 +336,16 @@ fn run(
                 Ok(b) => add(b),
                 Err(_) => break,
             },
-            recv(hc_rx) -> c => {
-                if let Ok((c, check)) = c {
+            recv(hc_rx) -> c => match c {
+                Ok((c, check)) => {
                     if let Some(v) = checks.get_mut(c) {
                         v.push(check);
                     }
                 }
+                // No active checks (their thread is gone or never ran): a
+                // disconnected channel is always ready, and selecting on
+                // it would spin this thread.
+                Err(_) => hc_rx = crossbeam::channel::never(),
             },
             default(next) => {},
         }

@@ -15,8 +15,9 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
 use h2::client::{Connection, ResponseFuture, SendRequest};
@@ -121,8 +122,53 @@ enum State {
     Done,
 }
 
+/// Keys of the streams whose wakers fired: only those are polled (a
+/// connection carries up to `max_streams` of them; polling them all on
+/// every frame would cost O(streams) per frame).
+#[derive(Debug, Default)]
+struct ReadyKeys(std::sync::Mutex<Vec<u32>>);
+
+impl ReadyKeys {
+    fn push(&self, key: u32) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(key);
+        }
+    }
+
+    fn take(&self, into: &mut Vec<u32>) {
+        if let Ok(mut v) = self.0.lock() {
+            std::mem::swap(&mut *v, into);
+        }
+    }
+}
+
+/// One stream's waker: queues its key (once until polled) and wakes the
+/// connection.
+#[derive(Debug)]
+struct StreamWaker {
+    key: u32,
+    queued: AtomicBool,
+    ready: Arc<ReadyKeys>,
+    flag: Arc<WakeFlag>,
+}
+
+impl Wake for StreamWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::Relaxed) {
+            self.ready.push(self.key);
+        }
+        self.flag.set();
+    }
+}
+
 #[derive(Default)]
 struct Stream {
+    /// None only in a default value about to be replaced.
+    waker: Option<(Arc<StreamWaker>, Waker)>,
     resp: Option<ResponseFuture>,
     send: Option<SendStream<Bytes>>,
     recv: Option<RecvStream>,
@@ -147,6 +193,9 @@ pub struct H2Client {
     free: Vec<u32>,
     active: usize,
     events: VecDeque<(u32, H2Event)>,
+    ready: Arc<ReadyKeys>,
+    /// Scratch for the ready keys being polled.
+    polling: Vec<u32>,
     /// The backend sent GOAWAY (or the connection ended): no new streams.
     going_away: bool,
     /// The connection ended; `Some(true)` for a clean end.
@@ -186,6 +235,8 @@ impl H2Client {
             free: Vec::new(),
             active: 0,
             events: VecDeque::new(),
+            ready: Arc::default(),
+            polling: Vec::new(),
             going_away: false,
             ended: None,
             panicked: false,
@@ -262,7 +313,17 @@ impl H2Client {
                 (self.streams.len() - 1) as u32
             }
         };
+        let sw = Arc::new(StreamWaker {
+            key,
+            queued: AtomicBool::new(false),
+            ready: Arc::clone(&self.ready),
+            flag: Arc::clone(&self.flag),
+        });
+        let waker = Waker::from(Arc::clone(&sw));
+        // Polled once to register its wakers.
+        sw.wake_by_ref();
         self.streams[key as usize] = Some(Stream {
+            waker: Some((sw, waker)),
             resp: Some(resp),
             send: (!req.end_stream).then_some(tx),
             body_end: req.end_stream,
@@ -281,7 +342,9 @@ impl H2Client {
             if !s.body_end && !data.is_empty() {
                 s.body_bytes += data.len();
                 s.body.push_back(Bytes::copy_from_slice(data));
-                self.flag.set();
+                if let Some((w, _)) = &s.waker {
+                    w.wake_by_ref();
+                }
             }
         }
     }
@@ -295,7 +358,9 @@ impl H2Client {
     pub fn end_request(&mut self, key: u32) {
         if let Some(s) = self.stream_mut(key) {
             s.body_end = true;
-            self.flag.set();
+            if let Some((w, _)) = &s.waker {
+                w.wake_by_ref();
+            }
         }
     }
 
@@ -440,7 +505,7 @@ impl H2Client {
             if self.ended.is_some() {
                 return;
             }
-            self.poll_streams(&mut cx);
+            self.poll_streams(false);
             if !self.flag.is_set() {
                 return;
             }
@@ -467,7 +532,7 @@ impl H2Client {
                 // The streams' handles see the cause; they are polled once
                 // more to collect it.
                 self.going_away = true;
-                self.poll_streams(cx);
+                self.poll_streams(true);
                 self.end_connection(r.is_ok());
             }
         }
@@ -519,27 +584,38 @@ impl H2Client {
         }
     }
 
-    fn poll_streams(&mut self, cx: &mut Context<'_>) {
-        for key in 0..self.streams.len() as u32 {
+    /// Polls the streams whose wakers fired (`all`: every stream, to
+    /// collect the cause when the connection ends).
+    fn poll_streams(&mut self, all: bool) {
+        let mut keys = std::mem::take(&mut self.polling);
+        keys.clear();
+        self.ready.take(&mut keys);
+        if all {
+            keys = (0..self.streams.len() as u32).collect();
+        }
+        for &key in &keys {
             let Some(s) = self.stream_mut(key) else {
                 continue;
             };
+            let Some((sw, waker)) = s.waker.clone() else {
+                continue;
+            };
+            sw.queued.store(false, Ordering::Relaxed);
+            let mut cx = Context::from_waker(&waker);
             let mut out: Vec<H2Event> = Vec::new();
             let mut last: Option<H2Event> = None;
-            poll_send(s, cx, &mut last);
+            poll_send(s, &mut cx, &mut last);
             if last.is_none() {
-                poll_recv(s, cx, &mut out, &mut last);
+                poll_recv(s, &mut cx, &mut out, &mut last);
             }
-            let moved = !out.is_empty();
             for ev in out {
                 self.events.push_back((key, ev));
             }
             if let Some(ev) = last {
                 self.finish(key, ev);
-            } else if moved {
-                self.flag.set();
             }
         }
+        self.polling = keys;
     }
 }
 
@@ -686,6 +762,11 @@ fn fields(h: &HeaderMap) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
+/// Fields the proxy makes new for every request.
+fn unique_per_request(n: &HeaderName) -> bool {
+    matches!(n.as_str(), "traceparent" | "x-request-id" | "grpc-timeout")
+}
+
 fn build_request(r: &ClientRequest<'_>) -> Option<Request<()>> {
     let uri = Uri::builder()
         .scheme(r.scheme)
@@ -699,9 +780,15 @@ fn build_request(r: &ClientRequest<'_>) -> Option<Request<()>> {
         .body(())
         .ok()?;
     let h = req.headers_mut();
+    h.reserve(r.headers.len());
     for (n, v) in r.headers {
         let n = HeaderName::from_bytes(n).ok()?;
-        let v = HeaderValue::from_bytes(v).ok()?;
+        let mut v = HeaderValue::from_bytes(v).ok()?;
+        if unique_per_request(&n) {
+            // Never indexed: a value no later request repeats would only
+            // churn the HPACK table (and cost the encoder a table search).
+            v.set_sensitive(true);
+        }
         h.append(n, v);
     }
     Some(req)
