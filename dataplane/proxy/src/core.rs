@@ -1161,8 +1161,10 @@ impl Core {
         let e = self.exchanges[ex.index as usize]
             .take()
             .expect("checked above");
-        if e.up.is_none() && e.backend != usize::MAX {
-            // Still waiting in a queue.
+        if e.up.is_none() && e.backend != usize::MAX && !e.finished {
+            // Still waiting in a queue (a finished exchange never is: the
+            // paths that end a waiting one take it out first, and a scan of
+            // a long queue per completed request is what this avoids).
             if let Some(pos) = self.backends[e.backend]
                 .pending
                 .iter()
