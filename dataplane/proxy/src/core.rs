@@ -89,6 +89,8 @@ struct Exchange {
     /// Safe to send again on another connection after a failure that
     /// left no response byte.
     idempotent: bool,
+    /// No request body (a retry can send the request again whole).
+    bodiless: bool,
     body: Vec<u8>,
     body_done: bool,
     resp: VecDeque<Result<ResponsePart, ProxyError>>,
@@ -169,6 +171,9 @@ struct Up {
     /// Has carried a request before (a further one is a reuse).
     used: bool,
     in_idle_list: bool,
+    /// The response on this connection was answered by a retry: its
+    /// remaining bytes are read and dropped, then the connection is reused.
+    discarding: bool,
     /// An HTTP/2 connection: its client and streams (`ex` stays None).
     h2: Option<Box<h2up::H2Up>>,
 }
@@ -649,6 +654,7 @@ impl Core {
             framing,
             is_head: req.method == b"HEAD",
             idempotent: idempotent(&req.method) && req.body == BodyLen::None,
+            bodiless: req.body == BodyLen::None,
             body: Vec::new(),
             body_done: req.body == BodyLen::None,
             resp: VecDeque::new(),
@@ -954,6 +960,7 @@ impl Core {
             close: Close::No,
             used: false,
             in_idle_list: false,
+            discarding: false,
             h2: c_h2.then(|| Box::new(h2up::H2Up::new(max_streams))),
         });
         let id = UpstreamId { index, gen };
@@ -1202,6 +1209,26 @@ impl Core {
             Some(ProxyError::Timeout) => self.stats.timeouts += 1,
             _ => {}
         }
+        self.wake_ex(ex);
+    }
+
+    /// Answers `ex` with a bodiless response of `status` (a retried
+    /// status whose retry the budget refused).
+    fn give_status(&mut self, ex: ExchangeId, status: u16) {
+        let Some(e) = self.ex_mut(ex) else {
+            return;
+        };
+        if e.finished {
+            return;
+        }
+        e.finished = true;
+        e.head_seen = true;
+        e.resp.push_back(Ok(ResponsePart::Head {
+            status,
+            headers: Vec::new(),
+            body: BodyLen::Length(0),
+        }));
+        e.resp.push_back(Ok(ResponsePart::End));
         self.wake_ex(ex);
     }
 
@@ -1546,12 +1573,37 @@ impl Core {
         let mut ended = false;
         let mut head_status = None;
         let mut keep_alive: Option<u32> = None;
+        // A status the route retries: the response goes nowhere, and the
+        // request to another try once this read is done.
+        let route = ex
+            .as_ref()
+            .and_then(|e| e.route)
+            .map(|r| &self.spec.routes[r]);
+        let mut retry_status = None;
+        let mut discarding = u.discarding;
         let result = u.client.on_read(data, &mut |ev| {
+            if discarding {
+                if let ClientEvent::End = ev {
+                    ended = true;
+                }
+                return;
+            }
             let Some(e) = ex.as_deref_mut() else {
                 return;
             };
             match ev {
                 ClientEvent::Informational(_) => {}
+                ClientEvent::Head(h)
+                    if e.tries < e.max_tries
+                        && route.is_some_and(|r| {
+                            r.retries_status(h.status, e.idempotent, e.bodiless)
+                        }) =>
+                {
+                    head_status = Some(h.status);
+                    keep_alive = h.keep_alive_timeout;
+                    retry_status = Some(h.status);
+                    discarding = true;
+                }
                 ClientEvent::Head(h) => {
                     head_status = Some(h.status);
                     keep_alive = h.keep_alive_timeout;
@@ -1619,6 +1671,27 @@ impl Core {
                 return data.len();
             }
         };
+        if let (Some(ex), Some(status)) = (ex_id, retry_status) {
+            // The exchange leaves the connection now; the connection reads
+            // the rest of this response and is reused after it.
+            if let Some(e) = self.ex_mut(ex) {
+                e.up = None;
+            }
+            let backend = self.up(up).map_or(usize::MAX, |u| u.backend);
+            if let Some(u) = self.up_mut(up) {
+                u.ex = None;
+                u.discarding = !ended;
+            }
+            if ended {
+                self.make_idle(now, up);
+            }
+            if !self.retry(now, ex, backend, false) {
+                // The budget is spent: the client gets the backend's
+                // status (its body was not kept).
+                self.give_status(ex, status);
+            }
+            return took;
+        }
         if let Some(ex) = ex_id {
             self.wake_ex(ex);
             if ended {
@@ -1627,6 +1700,11 @@ impl Core {
                 }
                 self.make_idle(now, up);
             }
+        } else if ended && self.up(up).is_some_and(|u| u.discarding) {
+            if let Some(u) = self.up_mut(up) {
+                u.discarding = false;
+            }
+            self.make_idle(now, up);
         }
         took
     }

@@ -66,6 +66,26 @@ pub struct RouteSpec {
     /// Retry an idempotent request whose connection broke before any
     /// response byte (`reset`, `5xx`, `gateway-error`).
     pub retry_reset: bool,
+    /// Response statuses that send a request to another try instead of
+    /// to the client: 503 for any request without a body
+    /// (`retriable-503`: the backend says it did not take it); any 5xx
+    /// (`5xx`) or 502/503/504 (`gateway-error`) for idempotent ones.
+    pub retry_503: bool,
+    pub retry_5xx: bool,
+    pub retry_gateway_status: bool,
+}
+
+impl RouteSpec {
+    /// Whether a response with `status` is retried for a request that is
+    /// `idempotent` (and has no body: neither kind is replayable with one).
+    pub fn retries_status(&self, status: u16, idempotent: bool, bodiless: bool) -> bool {
+        if !bodiless {
+            return false;
+        }
+        (status == 503 && (self.retry_503 || (idempotent && self.retry_gateway_status)))
+            || (idempotent && self.retry_5xx && (500..600).contains(&status))
+            || (idempotent && self.retry_gateway_status && matches!(status, 502 | 504))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -177,6 +197,9 @@ impl ProxySpec {
                     .retry_on
                     .iter()
                     .any(|o| matches!(o, RetryOn::Reset | RetryOn::FiveXx | RetryOn::GatewayError)),
+                retry_503: r.retry_on.contains(&RetryOn::Retriable503),
+                retry_5xx: r.retry_on.contains(&RetryOn::FiveXx),
+                retry_gateway_status: r.retry_on.contains(&RetryOn::GatewayError),
             })
             .collect();
         Ok(Self {

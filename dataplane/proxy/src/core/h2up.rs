@@ -420,6 +420,29 @@ impl Core {
                 if (100..200).contains(&status) {
                     return;
                 }
+                let (tries, max, route, idem, bodiless) =
+                    (e.tries, e.max_tries, e.route, e.idempotent, e.bodiless);
+                let retried = tries < max
+                    && route.is_some_and(|r| {
+                        self.spec.routes[r].retries_status(status, idem, bodiless)
+                    });
+                if retried {
+                    // The response goes nowhere: its stream is reset and
+                    // the request goes to another try.
+                    self.count_status(status);
+                    if let Some(b) = backend {
+                        self.record(b, OutcomeKind::from_status(status));
+                    }
+                    let b = self.ex(ex).map_or(usize::MAX, |e| e.backend);
+                    self.h2_detach(now, ex);
+                    if !self.retry(now, ex, b, false) {
+                        self.give_status(ex, status);
+                    }
+                    return;
+                }
+                let Some(e) = self.ex_mut(ex) else {
+                    return;
+                };
                 e.first_byte = Some(now);
                 e.head_seen = true;
                 let length = headers

@@ -1309,3 +1309,68 @@ fn a_slow_try_is_abandoned_and_retried() {
     serve(&mut h, c1, ex, "/slow", "late but fine");
     assert_eq!(h.proxy.stats().retries, 1);
 }
+
+// ---- retried statuses ----------------------------------------------------
+
+/// One backend; the route retries on `retry_on`.
+fn retrying(retry_on: &str) -> String {
+    format!(
+        "[proxy]\nrequest_id = false\n\n\
+         [[route]]\nprefix = \"/\"\ncluster = \"app\"\nretries = 1\nretry_on = [{retry_on}]\n\n\
+         [[cluster]]\nname = \"app\"\nendpoints = [\"{BACKEND_A}\"]\n"
+    )
+}
+
+#[test]
+fn a_retriable_503_goes_to_another_try_and_the_connection_is_kept() {
+    let mut h = Harness::new(&retrying("\"retriable-503\""));
+    // Even a POST: a 503 says the backend did not take it (no body here).
+    let ex = h.start(request("POST", "/busy", BodyLen::None), 1);
+    let c0 = h.connect();
+    assert_eq!(text(&h.write(c0)), sent_head("POST", "/busy", ""));
+    let busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 8\r\n\r\nbusy";
+    assert_eq!(h.read(c0, busy), busy.len());
+    assert_eq!(h.proxy.poll_response(ex), None, "the 503 goes nowhere");
+    // The rest of its body arrives later: read and dropped.
+    assert_eq!(h.read(c0, b"... "), 4);
+    assert_eq!(h.close(c0), Close::No, "the connection is kept");
+    // The retry waits out its backoff, then takes the idle connection.
+    h.advance(ms(300));
+    assert_eq!(text(&h.write(c0)), sent_head("POST", "/busy", ""));
+    let resp = ok("done");
+    assert_eq!(h.read(c0, &resp), resp.len());
+    assert_eq!(h.poll(ex), ok_parts("done"));
+    let s = h.proxy.stats();
+    assert_eq!((s.retries, s.upstream_connects, s.responses_5xx), (1, 1, 1));
+}
+
+#[test]
+fn retries_spent_give_the_client_the_backends_status() {
+    let mut h = Harness::new(&retrying("\"retriable-503\""));
+    let ex = h.start(get("/busy"), 1);
+    let c0 = h.connect();
+    let busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+    h.write(c0);
+    assert_eq!(h.read(c0, busy), busy.len());
+    h.advance(ms(300));
+    h.write(c0);
+    // The second 503 is the last try's: it reaches the client.
+    assert_eq!(h.read(c0, busy), busy.len());
+    assert_eq!(h.poll(ex), vec![head(503, &[], BodyLen::Length(0)), end()]);
+}
+
+#[test]
+fn a_5xx_is_retried_only_for_idempotent_requests() {
+    let mut h = Harness::new(&retrying("\"5xx\""));
+    let ex = h.start(request("POST", "/x", BodyLen::None), 1);
+    let c0 = h.connect();
+    h.write(c0);
+    let err = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(h.read(c0, err), err.len());
+    assert_eq!(h.poll(ex), vec![head(500, &[], BodyLen::Length(0)), end()]);
+    let ex = h.start(get("/x"), 2);
+    h.write(c0);
+    assert_eq!(h.read(c0, err), err.len());
+    assert_eq!(h.proxy.poll_response(ex), None, "a GET is retried");
+    assert_eq!(h.proxy.stats().retries, 1);
+}
