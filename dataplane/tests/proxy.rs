@@ -1187,7 +1187,6 @@ fn h2c_backends_and_grpc_pass_through() {
             ],
         );
         if !o.status.success() {
-            std::thread::sleep(Duration::from_secs(1));
             panic!(
                 "{proto} upload: {} (totals: {})",
                 String::from_utf8_lossy(&o.stderr),

@@ -49,6 +49,7 @@ mod scan;
 pub use app::H2App;
 pub use client::{ClientRequest, H2Client, H2ClientConfig, H2Event, SendError, StreamFailure};
 pub use config::{FloodLimit, H2Config};
+pub use proxied::connection_specific;
 
 /// Bytes h2 0.4 holds per connection in buffers it never gives back: its
 /// frame writer's buffer (16 KiB, `framed_write.rs`) and its frame

@@ -55,7 +55,7 @@ impl Peer {
 
 /// Fields that describe one connection, not the message (RFC 9110 §7.6.1,
 /// RFC 9113 §8.2.2): never forwarded either way (h2 refuses to send them).
-fn connection_specific(name: &[u8]) -> bool {
+pub fn connection_specific(name: &[u8]) -> bool {
     const FIELDS: [&[u8]; 6] = [
         b"connection",
         b"keep-alive",

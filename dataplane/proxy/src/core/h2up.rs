@@ -14,26 +14,14 @@ use std::net::SocketAddr;
 
 use sluice_app::proxy::{BodyLen, ExchangeId, Headers, ProxyError, ProxyRequest, ResponsePart};
 use sluice_app::{Close, Time};
-use sluice_h2::{ClientRequest, H2Client, H2ClientConfig, H2Event, SendError, StreamFailure};
+use sluice_h2::{
+    connection_specific, ClientRequest, H2Client, H2ClientConfig, H2Event, SendError, StreamFailure,
+};
 use sluice_http::BodyFraming;
 use sluice_lb::{GatewayFailure, OutcomeKind};
 
 use super::{parse_u64, Core, UpState, REQUEST_BODY_BUFFER, RESPONSE_BUFFER};
 use crate::UpstreamId;
-
-/// Fields of one connection, not of the message (RFC 9113 §8.2.2): h2
-/// refuses to send them.
-fn connection_specific(name: &[u8]) -> bool {
-    const FIELDS: [&[u8]; 6] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"upgrade",
-        b"te",
-    ];
-    FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f))
-}
 
 /// A request as an HTTP/2 backend gets it (kept for a retry).
 #[derive(Debug)]
@@ -311,11 +299,10 @@ impl Core {
     }
 
     pub(super) fn h2_write(&mut self, now: Time, up: UpstreamId, buf: &mut [u8]) -> usize {
-        let streams: Vec<(u32, ExchangeId)> = match self.h2(up) {
-            Some(h) => h.streams.clone(),
-            None => return 0,
-        };
-        for (key, ex) in streams {
+        // By index: no copy of the stream list on every write.
+        let mut i = 0;
+        while let Some(&(key, ex)) = self.h2(up).and_then(|h| h.streams.get(i)) {
+            i += 1;
             let Some(slot) = self.exchanges.get_mut(ex.index as usize) else {
                 continue;
             };
