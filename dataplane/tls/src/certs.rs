@@ -36,6 +36,22 @@ pub(crate) fn load_pair(
     provider: &CryptoProvider,
     read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
 ) -> Result<ServerCert, TlsError> {
+    let (chain, key) = read_pair(cert_path, key_path, read)?;
+    let names = dns_names(&chain[0], cert_path)?;
+    let certified = certify(chain, key, cert_path, key_path, provider)?;
+    Ok(ServerCert {
+        key: Arc::new(certified),
+        names,
+    })
+}
+
+/// A certificate chain and its private key, parsed (not yet checked to
+/// belong together: see [`certify`]).
+pub(crate) fn read_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let cert_pem = read(cert_path).map_err(|e| TlsError::io(cert_path, e))?;
     let key_pem = read(key_path).map_err(|e| TlsError::io(key_path, e))?;
     let chain = parse_certificates(&cert_pem, cert_path)?;
@@ -45,7 +61,17 @@ pub(crate) fn load_pair(
         },
         e => bad_pem(key_path, &e),
     })?;
-    let names = dns_names(&chain[0], cert_path)?;
+    Ok((chain, key))
+}
+
+/// The chain with its signing key, checked to belong together.
+pub(crate) fn certify(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
     let signing_key =
         provider
             .key_provider
@@ -70,10 +96,7 @@ pub(crate) fn load_pair(
             })
         }
     }
-    Ok(ServerCert {
-        key: Arc::new(certified),
-        names,
-    })
+    Ok(certified)
 }
 
 /// Every certificate of a PEM file, in order; at least one.

@@ -1,4 +1,5 @@
-//! Client certificates (mTLS) and SPIFFE IDs.
+//! Client certificates (mTLS) and SPIFFE IDs (also the SPIFFE check and
+//! verifier plumbing the upstream side uses for backend certificates).
 //!
 //! With `--tls-client-ca`, every client must present a certificate that
 //! chains to one of the CA certificates (rustls's WebPKI verifier: validity
@@ -12,10 +13,9 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::{CertificateError, DistinguishedName};
 
 use crate::TlsError;
 
@@ -52,6 +52,53 @@ pub(crate) fn check_spiffe_prefix(prefix: &str) -> Result<(), TlsError> {
     }
 }
 
+/// Refuses `cert` unless it has a SPIFFE ID and `accept` takes it: what
+/// the downstream (client certificate) and upstream (backend certificate)
+/// verifiers share. rustls answers the error with an access_denied alert.
+pub(crate) fn check_spiffe_id(
+    cert: &CertificateDer<'_>,
+    accept: impl FnOnce(&str) -> bool,
+) -> Result<(), rustls::Error> {
+    // None for zero or several spiffe:// URIs: both refused.
+    if spiffe_id(cert).is_some_and(|id| accept(&id)) {
+        Ok(())
+    } else {
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::ApplicationVerificationFailure,
+        ))
+    }
+}
+
+/// The handshake-signature methods of a SPIFFE verifier, handed to its
+/// `webpki` field: `ServerCertVerifier` and `ClientCertVerifier` both
+/// declare them, and only the certificate check differs.
+macro_rules! webpki_signature_checks {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &::rustls::pki_types::CertificateDer<'_>,
+            dss: &::rustls::DigitallySignedStruct,
+        ) -> Result<::rustls::client::danger::HandshakeSignatureValid, ::rustls::Error> {
+            self.webpki.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &::rustls::pki_types::CertificateDer<'_>,
+            dss: &::rustls::DigitallySignedStruct,
+        ) -> Result<::rustls::client::danger::HandshakeSignatureValid, ::rustls::Error> {
+            self.webpki.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<::rustls::SignatureScheme> {
+            self.webpki.supported_verify_schemes()
+        }
+    };
+}
+pub(crate) use webpki_signature_checks;
+
 /// The WebPKI verifier, then the SPIFFE allow list.
 #[derive(Debug)]
 pub(crate) struct SpiffeVerifier {
@@ -81,42 +128,15 @@ impl ClientCertVerifier for SpiffeVerifier {
         let verified = self
             .webpki
             .verify_client_cert(end_entity, intermediates, now)?;
-        let allowed = spiffe_id(end_entity).is_some_and(|id| {
+        check_spiffe_id(end_entity, |id| {
             self.allow
                 .iter()
                 .any(|prefix| id.starts_with(prefix.as_str()))
-        });
-        if allowed {
-            Ok(verified)
-        } else {
-            // rustls answers this one with an access_denied alert.
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ))
-        }
+        })?;
+        Ok(verified)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
+    webpki_signature_checks!();
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ mod app;
 mod certs;
 mod client;
 mod client_auth;
+mod conn;
 mod error;
 mod fuzzing;
 mod server;

@@ -2,7 +2,7 @@
 //! with certificates made by rcgen at test time and virtual time.
 
 use std::cell::RefCell;
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -11,10 +11,12 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     SanType,
 };
+use rustls::pki_types::pem::PemObject;
 use rustls::server::{ServerConfig, ServerConnection, WebPkiClientVerifier};
 use tempfile::TempDir;
 
 use super::*;
+use crate::conn::{plaintext_room, RECORD_OVERHEAD, SEND_BUFFER_LIMIT};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const BACKEND: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10));
@@ -797,7 +799,8 @@ fn a_slow_inner_app_holds_back_the_ciphertext() {
     assert_eq!(pipe.inner_received(), data);
     // rustls never held more than its limits: the rest waited in "TCP".
     assert!(
-        pipe.peak_client_memory < RUSTLS_CONNECTION_BYTES + 2 * SEND_BUFFER_LIMIT,
+        pipe.peak_client_memory
+            < TlsConn::<ClientConnection, Waiting, Ended>::CONNECTION_BYTES + 2 * SEND_BUFFER_LIMIT,
         "{}",
         pipe.peak_client_memory
     );
@@ -879,7 +882,7 @@ fn new_names_the_file_and_the_problem() {
 #[test]
 fn records_of_the_plaintext_fit_the_room() {
     for room in (0..100_000).step_by(7) {
-        let plain = plaintext_room(room);
+        let plain = plaintext_room(room, RECORD_PLAINTEXT);
         let records = plain.div_ceil(RECORD_PLAINTEXT);
         assert!(plain + records * RECORD_OVERHEAD <= room, "{room}");
     }
