@@ -335,6 +335,216 @@ fn a_flow_that_moves_between_queues_stays_one_connection() {
     assert_eq!(u(&t["tcp_rst_out"]) + u(&t["tcp_rst_in"]), 0, "{t}");
 }
 
+/// A child process that prints JSON lines and reads commands on stdin,
+/// killed (by its PID) if the test fails first. `ip netns exec` execs the
+/// program, so the PID is the program's.
+struct LineChild {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl LineChild {
+    fn spawn(mut cmd: std::process::Command) -> Self {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning /usr/bin/python3 (Debian's, with python3-scapy)");
+        let out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        Self {
+            child,
+            lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    fn stderr_text(&mut self) -> String {
+        self.stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// The next line, parsed; the child's stderr in the panic if it
+    /// exits or stays silent for `within`.
+    fn json_line(&mut self, within: Duration, what: &str) -> Value {
+        match self.lines.recv_timeout(within) {
+            Ok(line) => serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {line}")),
+            Err(_) => {
+                let _ = self.child.kill();
+                let status = self.child.wait().unwrap();
+                panic!(
+                    "{what}: nothing within {within:?} (exit {status}):\n{}",
+                    self.stderr_text()
+                );
+            }
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        if let Err(e) = writeln!(self.child.stdin.as_mut().unwrap(), "{line}") {
+            panic!("writing to the child: {e}\n{}", self.stderr_text());
+        }
+    }
+
+    /// Waits (bounded) for a successful exit.
+    fn finish(mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "still running after {within:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "exit {status}:\n{}", self.stderr_text());
+    }
+}
+
+impl Drop for LineChild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The per-queue counters of queue `q` in a report.
+fn queue_counters(report: &Value, q: usize) -> &Value {
+    report["queues"]
+        .as_array()
+        .expect("per-queue counters")
+        .iter()
+        .find(|c| c["queue"] == q)
+        .unwrap_or_else(|| panic!("no queue {q} in {report}"))
+}
+
+/// A FIN retransmitted after the gateway entered TIME_WAIT, arriving on
+/// another queue, gets its ACK, not a RST: with more than one loop a
+/// connection in TIME_WAIT stays claimed in the ownership directory until
+/// its TIME_WAIT entry ends, so the loop the FIN lands on hands it to the
+/// owner, whose entry ACKs it. (Released at close, the other loop would
+/// claim the tuple and reset the FIN as a segment of no connection: a peer
+/// whose ACK of our FIN was lost would see a RST instead of a clean close.)
+/// As in the test above, XPS on the bridge port makes the client's CPU the
+/// gateway's RX queue. The client is scapy (tests/fin_in_time_wait.py), so
+/// that the FIN can be sent again, byte for byte, after the close: one
+/// connection per family opened and closed from CPU 0 (the gateway closes
+/// first, `Connection: close`), then each FIN again from CPU 1, well within
+/// the 30 s of TIME_WAIT. The per-queue counters prove where each segment
+/// landed.
+#[test]
+fn a_fin_retransmitted_onto_another_queue_in_time_wait_is_acked_not_reset() {
+    const FIRST: usize = 0; // the CPU, hence the queue, of the connections
+    const AGAIN: usize = 1; // of the retransmitted FINs
+    let topo = Topo::up("twfin", 2);
+    let br = topo.topo.bridge_ns();
+    sluice_bench::topology::rss::detach(&sluice_bench::exec::Shell::default(), &br, ifname::BR_GW)
+        .expect("removing the RSS emulation");
+    xps_one_queue_per_cpu(&br, ifname::BR_GW, 2);
+    let mut dp = Dataplane::start(&topo.gw(), &args(&topo, 2, &[]));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fin_in_time_wait.py");
+    // Client addresses no interface holds: the client's kernel drops the
+    // gateway's segments to them instead of resetting them.
+    let flows = [
+        ("198.18.0.60", addr::GW_VIP_V4.to_string()),
+        ("2001:2::60", addr::GW_VIP_V6.to_string()),
+    ];
+    let mut clients: Vec<(String, LineChild, Value)> = flows
+        .into_iter()
+        .map(|(src, dst)| {
+            let (port, first, again) = (PORT.to_string(), FIRST.to_string(), AGAIN.to_string());
+            let mut cmd = netns::command(&topo.client(), "/usr/bin/python3");
+            cmd.args([script, ifname::CLIENT, src, &dst, &port, &first, &again]);
+            let mut client = LineChild::spawn(cmd);
+            let what = format!("scapy client {src} -> {dst}");
+            let closed = client.json_line(Duration::from_secs(60), &what)["closed"].clone();
+            assert!(closed.is_object(), "{what}: {closed}");
+            (what, client, closed)
+        })
+        .collect();
+
+    // Both connections are in TIME_WAIT on queue FIRST, and no segment of
+    // them has changed queues yet.
+    let r = wait_for_totals(
+        &dp,
+        Duration::from_secs(10),
+        "the connections never reached TIME_WAIT",
+        |t| u(&t["tcp_time_wait"]) == 2 && u(&t["tcp_connections"]) == 0,
+    );
+    let (owner, other) = (queue_counters(&r, FIRST), queue_counters(&r, AGAIN));
+    assert_eq!(u(&owner["tcp_accepts"]), 2, "{r}");
+    assert_eq!(u(&owner["tcp_time_wait"]), 2, "{r}");
+    assert_eq!(u(&other["tcp_accepts"]), 0, "{r}");
+    for q in [owner, other] {
+        assert_eq!(
+            u(&q["tcp_handoff_out"]) + u(&q["tcp_handoff_in"]),
+            0,
+            "a segment changed queues before the retransmitted FINs: {r}"
+        );
+    }
+
+    // Each FIN again from CPU AGAIN: one reply, the ACK of that FIN.
+    for (k, (what, mut client, closed)) in clients.drain(..).enumerate() {
+        let k = k as u64 + 1; // FINs sent again so far
+        client.say("go");
+        let got = client.json_line(Duration::from_secs(30), &what);
+        client.finish(Duration::from_secs(10));
+        assert_eq!(got["early"], serde_json::json!([]), "{what}: {got}");
+        let replies = got["replies"].as_array().expect("replies");
+        assert_eq!(replies.len(), 1, "{what}: one reply expected: {got}");
+        let reply = &replies[0];
+        assert_eq!(
+            reply["flags"], "A",
+            "{what}: the retransmitted FIN was not answered with a pure ACK: {got}"
+        );
+        let next = |v: &Value| (u(v) + 1) % (1 << 32);
+        assert_eq!(u(&reply["ack"]), next(&closed["fin_seq"]), "{what}: {got}");
+        assert_eq!(
+            u(&reply["seq"]),
+            next(&closed["gw_fin_seq"]),
+            "{what}: {got}"
+        );
+
+        // It landed on queue AGAIN and went to queue FIRST, which answered.
+        let r = wait_for_totals(
+            &dp,
+            Duration::from_secs(10),
+            "the FIN never reached the owning loop",
+            |t| u(&t["tcp_handoff_in"]) == k,
+        );
+        let (owner, other) = (queue_counters(&r, FIRST), queue_counters(&r, AGAIN));
+        assert_eq!(u(&other["tcp_handoff_out"]), k, "{what}: {r}");
+        assert_eq!(u(&owner["tcp_handoff_in"]), k, "{what}: {r}");
+        assert_eq!(u(&other["tcp_accepts"]), 0, "{what}: {r}");
+    }
+    let fin = stop_clean(&mut dp);
+    let t = &fin["total"];
+    assert_eq!(u(&t["tcp_accepts"]), 2, "{t}");
+    assert_eq!(u(&t["http_2xx"]), 2, "{t}");
+    assert_eq!(u(&t["tcp_rst_out"]), 0, "{t}");
+    assert_eq!(u(&t["tcp_handoff_overflow"]), 0, "{t}");
+}
+
 /// A TCP socket in the current namespace with options set before connect().
 fn socket_with(to: SocketAddr, set: impl FnOnce(std::os::fd::BorrowedFd<'_>)) -> TcpStream {
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage};
