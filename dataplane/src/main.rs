@@ -3,6 +3,12 @@
 use clap::Parser;
 use sluice_dataplane::{app, cli::Args};
 
+/// The h2 path allocates and frees dozens of small blocks per request on
+/// the loop's thread; glibc's malloc spent 17% of the loop there
+/// (docs/benchmarks.md). mimalloc's per-thread free lists cost a fraction.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args = Args::parse();
     tracing_subscriber::fmt()

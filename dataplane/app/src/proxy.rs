@@ -10,8 +10,11 @@
 //! the TCP service pumps that connection. So an app may call the proxy from
 //! inside `on_read` or `poll_write` without re-entrancy.
 //!
-//! Header names and values are bytes as received; the downstream codec
-//! has already removed its hop-by-hop fields (RFC 9110 §7.6.1).
+//! Fields travel as an [`http::HeaderMap`] (names lowercased, values as
+//! received): HTTP/2 decodes into one and encodes from one, so an h2 to h2
+//! exchange hands the same map through without a copy per field. The
+//! downstream codec has already removed its hop-by-hop fields (RFC 9110
+//! §7.6.1).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,7 +40,19 @@ pub enum BodyLen {
     Streamed,
 }
 
-pub type Headers = Vec<(Vec<u8>, Vec<u8>)>;
+pub use http::header::{HeaderName, HeaderValue};
+
+/// A message's fields (no pseudo-headers, no hop-by-hop fields).
+pub type Headers = http::HeaderMap;
+
+/// Adds a field given as bytes; one that is not a valid field name or
+/// value is dropped (both HTTP/1.1 parsing and HPACK decoding have already
+/// refused them, so only a field built by hand can be).
+pub fn append(headers: &mut Headers, name: &[u8], value: &[u8]) {
+    if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+        headers.append(n, v);
+    }
+}
 
 /// A request handed to the proxy.
 #[derive(Clone, Debug)]

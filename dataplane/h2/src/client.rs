@@ -22,7 +22,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use bytes::Bytes;
 use h2::client::{Connection, ResponseFuture, SendRequest};
 use h2::{Reason, RecvStream, SendStream};
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderName;
+use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, Method, Request, Uri};
 
 use crate::io::{IoState, Transport, WakeFlag};
@@ -75,12 +76,12 @@ pub enum StreamFailure {
 pub enum H2Event {
     Head {
         status: u16,
-        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        headers: HeaderMap,
         /// The response has no body and no trailers (`End` follows).
         end_stream: bool,
     },
     Data(Bytes),
-    Trailers(Vec<(Vec<u8>, Vec<u8>)>),
+    Trailers(HeaderMap),
     End,
     Failed(StreamFailure),
 }
@@ -94,14 +95,17 @@ pub enum SendError {
     Invalid,
 }
 
-/// The request a stream carries.
-#[derive(Clone, Copy, Debug)]
+/// The request a stream carries. The authority and path are `Bytes` and
+/// the fields a map, so a request kept for a retry is sent again without
+/// copying them.
+#[derive(Clone, Debug)]
 pub struct ClientRequest<'a> {
     pub method: &'a [u8],
     pub scheme: &'a str,
-    pub authority: &'a [u8],
-    pub path: &'a [u8],
-    pub headers: &'a [(Vec<u8>, Vec<u8>)],
+    pub authority: Bytes,
+    pub path: Bytes,
+    /// No connection-specific fields (h2 refuses to send them).
+    pub headers: HeaderMap,
     /// No body follows.
     pub end_stream: bool,
 }
@@ -276,10 +280,11 @@ impl H2Client {
     }
 
     /// Opens a stream for `req`; its key.
-    pub fn send_request(&mut self, req: &ClientRequest<'_>) -> Result<u32, SendError> {
+    pub fn send_request(&mut self, req: ClientRequest<'_>) -> Result<u32, SendError> {
         if self.available() == 0 {
             return Err(SendError::NotReady);
         }
+        let end_stream = req.end_stream;
         let request = build_request(req).ok_or(SendError::Invalid)?;
         let waker = self.waker.clone();
         let mut cx = Context::from_waker(&waker);
@@ -290,7 +295,7 @@ impl H2Client {
         };
         let r = catch_unwind(AssertUnwindSafe(|| match send.poll_ready(&mut cx) {
             Poll::Ready(Ok(())) => send
-                .send_request(request, req.end_stream)
+                .send_request(request, end_stream)
                 .map_err(|_| SendError::NotReady),
             _ => Err(SendError::NotReady),
         }));
@@ -325,9 +330,9 @@ impl H2Client {
         self.streams[key as usize] = Some(Stream {
             waker: Some((sw, waker)),
             resp: Some(resp),
-            send: (!req.end_stream).then_some(tx),
-            body_end: req.end_stream,
-            end_sent: req.end_stream,
+            send: (!end_stream).then_some(tx),
+            body_end: end_stream,
+            end_sent: end_stream,
             ..Stream::default()
         });
         self.active += 1;
@@ -699,7 +704,7 @@ fn poll_recv(
                 let end_stream = body.is_end_stream();
                 out.push(H2Event::Head {
                     status: parts.status.as_u16(),
-                    headers: fields(&parts.headers),
+                    headers: parts.headers,
                     end_stream,
                 });
                 if end_stream {
@@ -733,7 +738,7 @@ fn poll_recv(
         Poll::Pending => {}
         Poll::Ready(Ok(t)) => {
             if let Some(t) = t {
-                out.push(H2Event::Trailers(fields(&t)));
+                out.push(H2Event::Trailers(t));
             }
             *last = Some(H2Event::End);
         }
@@ -756,22 +761,16 @@ fn failure(e: &h2::Error) -> StreamFailure {
     StreamFailure::Protocol
 }
 
-fn fields(h: &HeaderMap) -> Vec<(Vec<u8>, Vec<u8>)> {
-    h.iter()
-        .map(|(n, v)| (n.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()))
-        .collect()
-}
-
 /// Fields the proxy makes new for every request.
 fn unique_per_request(n: &HeaderName) -> bool {
     matches!(n.as_str(), "traceparent" | "x-request-id" | "grpc-timeout")
 }
 
-fn build_request(r: &ClientRequest<'_>) -> Option<Request<()>> {
+fn build_request(r: ClientRequest<'_>) -> Option<Request<()>> {
     let uri = Uri::builder()
         .scheme(r.scheme)
-        .authority(r.authority)
-        .path_and_query(r.path)
+        .authority(Authority::from_maybe_shared(r.authority).ok()?)
+        .path_and_query(PathAndQuery::from_maybe_shared(r.path).ok()?)
         .build()
         .ok()?;
     let mut req = Request::builder()
@@ -779,17 +778,14 @@ fn build_request(r: &ClientRequest<'_>) -> Option<Request<()>> {
         .uri(uri)
         .body(())
         .ok()?;
-    let h = req.headers_mut();
-    h.reserve(r.headers.len());
-    for (n, v) in r.headers {
-        let n = HeaderName::from_bytes(n).ok()?;
-        let mut v = HeaderValue::from_bytes(v).ok()?;
-        if unique_per_request(&n) {
+    let mut headers = r.headers;
+    for (n, v) in headers.iter_mut() {
+        if unique_per_request(n) {
             // Never indexed: a value no later request repeats would only
             // churn the HPACK table (and cost the encoder a table search).
             v.set_sensitive(true);
         }
-        h.append(n, v);
     }
+    *req.headers_mut() = headers;
     Some(req)
 }

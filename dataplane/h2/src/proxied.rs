@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use http::header::{HeaderValue, CONTENT_LENGTH, EXPECT, HOST, TE};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use sluice_app::proxy::{
@@ -67,10 +67,11 @@ pub fn connection_specific(name: &[u8]) -> bool {
     FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f))
 }
 
-/// The proxy request for a stream, if a route matches it.
+/// The proxy request for a stream, if a route matches it. Its fields are
+/// the stream's own map, moved (no copy per field).
 fn request(
     proxy: &dyn Proxy,
-    parts: &Parts,
+    parts: &mut Parts,
     end_stream: bool,
     peer: &Peer,
 ) -> Option<ProxyRequest> {
@@ -81,27 +82,12 @@ fn request(
     }
     let authority = match parts.uri.authority() {
         Some(a) => Some(a.as_str().as_bytes()),
-        None => parts.headers.get(http::header::HOST).map(|h| h.as_bytes()),
+        None => parts.headers.get(HOST).map(|h| h.as_bytes()),
     };
     let method = parts.method.as_str().as_bytes();
     if !proxy.matches(authority, method, path.as_bytes()) {
         return None;
     }
-    let headers = parts
-        .headers
-        .iter()
-        .filter(|(n, _)| {
-            let n = n.as_str().as_bytes();
-            // Host travels as the authority, the body's length as `body`.
-            // `Expect` is not the backend's to answer: the proxy reads the
-            // body whatever it says (as HTTP/1.1 downstream does).
-            !connection_specific(n)
-                && !n.eq_ignore_ascii_case(b"host")
-                && !n.eq_ignore_ascii_case(b"content-length")
-                && !n.eq_ignore_ascii_case(b"expect")
-        })
-        .map(|(n, v)| (n.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()))
-        .collect();
     let body = if end_stream {
         BodyLen::None
     } else {
@@ -115,10 +101,24 @@ fn request(
             None => BodyLen::Streamed,
         }
     };
+    let (method, path, authority) = (
+        method.to_vec(),
+        path.as_bytes().to_vec(),
+        authority.map(<[u8]>::to_vec),
+    );
+    let mut headers = std::mem::take(&mut parts.headers);
+    // Host travels as the authority, the body's length as `body`. `Expect`
+    // is not the backend's to answer: the proxy reads the body whatever it
+    // says (as HTTP/1.1 downstream does). `te: trailers` is hop-by-hop (the
+    // proxy sets it for gRPC); h2 has refused the other connection-specific
+    // fields already.
+    for name in [HOST, CONTENT_LENGTH, EXPECT, TE] {
+        headers.remove(name);
+    }
     Some(ProxyRequest {
-        method: method.to_vec(),
-        path: path.as_bytes().to_vec(),
-        authority: authority.map(<[u8]>::to_vec),
+        method,
+        path,
+        authority,
         headers,
         body,
         client: peer.client,
@@ -143,13 +143,26 @@ pub(crate) fn start(
     let Some(p) = proxy else {
         return Err((req, respond));
     };
-    let (parts, recv) = req.into_parts();
+    let (mut parts, recv) = req.into_parts();
     let end = recv.is_end_stream();
-    let Some(request) = request(p, &parts, end, peer) else {
+    let expects_continue = parts
+        .headers
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let Some(request) = request(p, &mut parts, end, peer) else {
         return Err((Request::from_parts(parts, recv), respond));
     };
     let body = request.body;
     let ex = p.start(request, peer.wake);
+    let mut respond = respond;
+    if expects_continue && body != BodyLen::None {
+        // The proxy reads the body whatever the backend would say (as
+        // HTTP/1.1 downstream does): the client need not wait for it. A
+        // stream already reset fails here and again, visibly, later.
+        let mut go_on = Response::new(());
+        *go_on.status_mut() = StatusCode::CONTINUE;
+        let _ = respond.send_informational(go_on);
+    }
     {
         let mut s = stats.borrow_mut();
         s.http.requests += 1;
@@ -158,19 +171,18 @@ pub(crate) fn start(
     Ok(Proxied::new(ex, &parts.method, body, recv, respond))
 }
 
-/// End-to-end fields as h2 takes them: connection-specific ones and
-/// anything not a valid field dropped.
-fn header_map(headers: &Headers, into: &mut HeaderMap) {
-    // One allocation, not a growth per field.
-    into.reserve(headers.len());
-    for (n, v) in headers {
-        if connection_specific(n) || n.eq_ignore_ascii_case(b"content-length") {
-            continue;
-        }
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n), HeaderValue::from_bytes(v)) {
-            into.append(n, v);
-        }
+/// End-to-end fields as h2 takes them: connection-specific ones (which a
+/// backend may send over HTTP/1.1) and the length (set from the body)
+/// dropped.
+fn end_to_end(mut headers: Headers) -> HeaderMap {
+    use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+    for name in [CONNECTION, TE, TRANSFER_ENCODING, UPGRADE, CONTENT_LENGTH] {
+        headers.remove(name);
     }
+    for name in ["keep-alive", "proxy-connection"] {
+        headers.remove(name);
+    }
+    headers
 }
 
 fn count_status(stats: &SharedStats, status: u16) {
@@ -506,7 +518,7 @@ impl Proxied {
                 let no_body = matches!(status, 204 | 304);
                 let mut r = Response::new(());
                 *r.status_mut() = code;
-                header_map(&headers, r.headers_mut());
+                *r.headers_mut() = end_to_end(headers);
                 let len = match body {
                     BodyLen::None => Some(0),
                     BodyLen::Length(n) => Some(n),
@@ -532,9 +544,7 @@ impl Proxied {
             (ResponsePart::Trailers(t), Resp::Body(_)) => {
                 if !self.closed {
                     self.closed = true;
-                    let mut map = HeaderMap::new();
-                    header_map(&t, &mut map);
-                    self.tail = Some(Tail::Trailers(map));
+                    self.tail = Some(Tail::Trailers(end_to_end(t)));
                 }
             }
             (ResponsePart::End, Resp::Body(_)) => {

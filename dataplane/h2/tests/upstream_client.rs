@@ -74,13 +74,13 @@ impl Pair {
     }
 }
 
-fn get(path: &[u8]) -> ClientRequest<'_> {
+fn get(path: &'static [u8]) -> ClientRequest<'static> {
     ClientRequest {
         method: b"GET",
         scheme: "http",
-        authority: b"backend",
-        path,
-        headers: &[],
+        authority: bytes::Bytes::from_static(b"backend"),
+        path: bytes::Bytes::from_static(path),
+        headers: http::HeaderMap::new(),
         end_stream: true,
     }
 }
@@ -115,7 +115,7 @@ fn many_streams_on_one_connection_with_bodies_past_the_windows() {
     let mut all = Vec::new();
     let mut keys = Vec::new();
     for _ in 0..10 {
-        keys.push(p.client.send_request(&get(b"/bytes/100000")).unwrap());
+        keys.push(p.client.send_request(get(b"/bytes/100000")).unwrap());
     }
     assert_eq!(p.client.active(), 10);
     for _ in 0..200 {
@@ -143,9 +143,8 @@ fn request_body_flows_through_the_send_window() {
     let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let k = p
         .client
-        .send_request(&ClientRequest {
+        .send_request(ClientRequest {
             method: b"POST",
-            path: b"/echo",
             end_stream: false,
             ..get(b"/echo")
         })
@@ -175,14 +174,14 @@ fn a_reset_stream_frees_its_slot_and_the_connection_goes_on() {
         ..H2ClientConfig::default()
     });
     p.pump();
-    let a = p.client.send_request(&get(b"/bytes/1000000")).unwrap();
-    let _b = p.client.send_request(&get(b"/bytes/10")).unwrap();
+    let a = p.client.send_request(get(b"/bytes/1000000")).unwrap();
+    let _b = p.client.send_request(get(b"/bytes/10")).unwrap();
     assert_eq!(p.client.available(), 0);
-    assert!(p.client.send_request(&get(b"/health")).is_err());
+    assert!(p.client.send_request(get(b"/health")).is_err());
     p.client.reset(a);
     assert_eq!(p.client.available(), 1);
     p.pump();
-    let c = p.client.send_request(&get(b"/bytes/5")).unwrap();
+    let c = p.client.send_request(get(b"/bytes/5")).unwrap();
     let mut all = Vec::new();
     for _ in 0..100 {
         p.pump();
@@ -201,7 +200,7 @@ fn a_reset_stream_frees_its_slot_and_the_connection_goes_on() {
 fn server_eof_fails_open_streams_and_ends_the_connection() {
     let mut p = Pair::new(H2ClientConfig::default());
     p.pump();
-    let k = p.client.send_request(&get(b"/bytes/10")).unwrap();
+    let k = p.client.send_request(get(b"/bytes/10")).unwrap();
     // The request never reaches the server: the connection just ends.
     p.client.on_read_eof();
     let evs = p.events();
@@ -222,9 +221,8 @@ fn a_body_fed_in_small_pieces_uses_the_window_left_over() {
     p.pump();
     let k = p
         .client
-        .send_request(&ClientRequest {
+        .send_request(ClientRequest {
             method: b"POST",
-            path: b"/echo",
             end_stream: false,
             ..get(b"/echo")
         })

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use sluice_app::proxy::{BodyLen, ExchangeId, Proxy, ProxyRequest, ResponsePart, WakeKey};
+use sluice_app::proxy::{BodyLen, ExchangeId, Headers, Proxy, ProxyRequest, ResponsePart, WakeKey};
 
 use crate::chunked::{ChunkError, ChunkedDecoder};
 use crate::config::{Limits, ServerConfig};
@@ -990,19 +990,18 @@ impl ServerConn {
             .filter(|x| x.name.eq_ignore_ascii_case("connection"))
             .flat_map(|x| crate::client::connection_tokens(x.value))
             .collect();
-        let headers = req
-            .headers
-            .iter()
-            .filter(|x| {
-                let n = x.name.as_bytes();
-                !crate::client::is_hop_by_hop(n)
-                    && !n.eq_ignore_ascii_case(b"host")
-                    && !n.eq_ignore_ascii_case(b"content-length")
-                    && !n.eq_ignore_ascii_case(b"expect")
-                    && !named.iter().any(|c| n.eq_ignore_ascii_case(c))
-            })
-            .map(|x| (x.name.as_bytes().to_vec(), x.value.to_vec()))
-            .collect();
+        let mut headers = Headers::with_capacity(req.headers.len());
+        for x in req.headers.iter() {
+            let n = x.name.as_bytes();
+            if !crate::client::is_hop_by_hop(n)
+                && !n.eq_ignore_ascii_case(b"host")
+                && !n.eq_ignore_ascii_case(b"content-length")
+                && !n.eq_ignore_ascii_case(b"expect")
+                && !named.iter().any(|c| n.eq_ignore_ascii_case(c))
+            {
+                sluice_app::proxy::append(&mut headers, n, x.value);
+            }
+        }
         let body = match h.body {
             BodyKind::None => BodyLen::None,
             BodyKind::Length(0) => BodyLen::None,
@@ -1127,12 +1126,7 @@ impl ServerConn {
                 (Ok(ResponsePart::Trailers(t)), ProxyResp::Body { chunked: true }) => {
                     if !head_only {
                         self.out.extend_from_slice(b"0\r\n");
-                        for (n, v) in &t {
-                            self.out.extend_from_slice(n);
-                            self.out.extend_from_slice(b": ");
-                            self.out.extend_from_slice(v);
-                            self.out.extend_from_slice(b"\r\n");
-                        }
+                        write_fields(&mut self.out, &t);
                         self.out.extend_from_slice(b"\r\n");
                     }
                     if let Active::Proxy { resp, .. } = &mut self.active {
@@ -1179,7 +1173,7 @@ impl ServerConn {
     fn write_proxy_head(
         &mut self,
         status: u16,
-        headers: &[(Vec<u8>, Vec<u8>)],
+        headers: &Headers,
         body: BodyLen,
         close: bool,
         http10: bool,
@@ -1202,12 +1196,7 @@ impl ServerConn {
         o.push(b' ');
         o.extend_from_slice(reason(status));
         o.extend_from_slice(b"\r\n");
-        for (n, v) in headers {
-            o.extend_from_slice(n);
-            o.extend_from_slice(b": ");
-            o.extend_from_slice(v);
-            o.extend_from_slice(b"\r\n");
-        }
+        write_fields(o, headers);
         if let Some(n) = length {
             o.extend_from_slice(b"Content-Length: ");
             push_dec(o, n);
@@ -1335,6 +1324,17 @@ fn push_dec(out: &mut Vec<u8>, mut v: u64) {
         }
     }
     out.extend_from_slice(&tmp[i..]);
+}
+
+/// `name: value` lines of `fields` (names as HTTP/2 and `HeaderMap` keep
+/// them: lowercase, which HTTP/1.1 reads case-insensitively).
+fn write_fields(o: &mut Vec<u8>, fields: &Headers) {
+    for (n, v) in fields {
+        o.extend_from_slice(n.as_str().as_bytes());
+        o.extend_from_slice(b": ");
+        o.extend_from_slice(v.as_bytes());
+        o.extend_from_slice(b"\r\n");
+    }
 }
 
 fn push_hex(out: &mut Vec<u8>, mut v: u64) {

@@ -3,13 +3,15 @@
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_app::proxy::{
-    BodyLen, ExchangeId, Headers, Proxy, ProxyError, ProxyRequest, ResponsePart, WakeKey,
+    BodyLen, ExchangeId, HeaderName, HeaderValue, Headers, Proxy, ProxyError, ProxyRequest,
+    ResponsePart, WakeKey,
 };
 use sluice_app::{Close, Time};
 use sluice_http::{BodyFraming, ClientConn, ClientEvent, ClientLimits, ResponseHead};
@@ -612,7 +614,7 @@ impl Core {
 
     // ---- downstream ----------------------------------------------------------
 
-    fn start(&mut self, now: Time, req: ProxyRequest, wake: WakeKey) -> ExchangeId {
+    fn start(&mut self, now: Time, mut req: ProxyRequest, wake: WakeKey) -> ExchangeId {
         self.stats.requests += 1;
         let route = self
             .spec
@@ -690,11 +692,13 @@ impl Core {
             log: None,
             h2: None,
             stream: None,
-            grpc: req.headers.iter().any(|(n, v)| {
-                n.eq_ignore_ascii_case(b"content-type")
-                    && v.len() >= 16
-                    && v[..16].eq_ignore_ascii_case(b"application/grpc")
-            }),
+            grpc: req
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| {
+                    let v = v.as_bytes();
+                    v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/grpc")
+                }),
         };
         let error = if cluster == usize::MAX || self.spec.clusters[cluster].backends.is_empty() {
             self.stats.no_backend += 1;
@@ -714,40 +718,40 @@ impl Core {
             return id;
         }
         let budget = ex.deadline.map(|d| d.saturating_since(now));
-        let fields = build_fields(&req, &self.spec, &mut self.rng, budget);
+        if let Balance::Maglev { hash_on, .. } = &self.spec.clusters[cluster].balance {
+            ex.key_hash = maglev_key(hash_on, &req);
+        }
+        let fields = upstream_fields(&mut req, &self.spec, &mut self.rng, budget);
         if self.spec.access_log {
-            let find = |name: &[u8]| {
-                fields
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.clone())
-            };
+            let find = |name: &HeaderName| fields.get(name).map(|v| v.as_bytes().to_vec());
             ex.log = Some(Box::new(LogInfo {
                 method: req.method.clone(),
                 path: req.path.clone(),
                 authority: req.authority.clone(),
                 client: req.client,
                 tls_handshake: req.tls_handshake,
-                request_id: find(b"x-request-id"),
-                trace_id: find(b"traceparent")
+                request_id: find(&X_REQUEST_ID),
+                trace_id: find(&TRACEPARENT)
                     .and_then(|v| TraceParent::parse(&v))
                     .map_or([0; 16], |t| t.trace_id),
             }));
         }
         if self.spec.clusters[cluster].h2 {
-            ex.h2 = Some(Box::new(h2up::H2Request::new(&req, fields, ex.grpc)));
+            ex.h2 = Some(Box::new(h2up::H2Request::new(req, fields, ex.grpc)));
         } else {
             ex.head = Vec::with_capacity(256);
+            let host = req.authority.as_deref().map(|a| (&b"host"[..], a));
             sluice_http::write_request_head(
                 &mut ex.head,
                 &req.method,
                 &req.path,
-                fields.iter().map(|(n, v)| (*n, v.as_slice())),
+                host.into_iter().chain(
+                    fields
+                        .iter()
+                        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+                ),
                 &framing,
             );
-        }
-        if let Balance::Maglev { hash_on, .. } = &self.spec.clusters[cluster].balance {
-            ex.key_hash = maglev_key(hash_on, &req);
         }
         if let Some(d) = ex.deadline {
             self.timers.push(Reverse((d, Timer::Ex(index, gen))));
@@ -1225,7 +1229,7 @@ impl Core {
         e.head_seen = true;
         e.resp.push_back(Ok(ResponsePart::Head {
             status,
-            headers: Vec::new(),
+            headers: Headers::new(),
             body: BodyLen::Length(0),
         }));
         e.resp.push_back(Ok(ResponsePart::End));
@@ -1247,14 +1251,17 @@ impl Core {
             return;
         }
         e.finished = true;
-        let status: Headers = vec![
-            (b"grpc-status".to_vec(), b"4".to_vec()),
-            (b"grpc-message".to_vec(), b"deadline exceeded".to_vec()),
-        ];
+        let mut status = Headers::with_capacity(3);
+        status.insert(GRPC_STATUS, HeaderValue::from_static("4"));
+        status.insert(GRPC_MESSAGE, HeaderValue::from_static("deadline exceeded"));
         if e.head_seen {
             e.resp.push_back(Ok(ResponsePart::Trailers(status)));
         } else {
-            let mut headers = vec![(b"content-type".to_vec(), b"application/grpc".to_vec())];
+            let mut headers = Headers::with_capacity(3);
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
             headers.extend(status);
             e.resp.push_back(Ok(ResponsePart::Head {
                 status: 200,
@@ -1622,7 +1629,11 @@ impl Core {
                     }
                 }
                 ClientEvent::Trailers(t) => {
-                    let t: Headers = t.iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
+                    let mut fields = Headers::with_capacity(t.len());
+                    for (n, v) in t.iter() {
+                        sluice_app::proxy::append(&mut fields, n, v);
+                    }
+                    let t = fields;
                     e.resp.push_back(Ok(ResponsePart::Trailers(t)));
                 }
                 ClientEvent::End => {
@@ -1955,15 +1966,15 @@ fn response_head(h: &ResponseHead, is_head: bool) -> ResponsePart {
         .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
         .flat_map(|(_, v)| sluice_http::connection_tokens(v).map(<[u8]>::to_ascii_lowercase))
         .collect();
-    let headers = h
-        .headers()
-        .filter(|(n, _)| {
-            !sluice_http::is_hop_by_hop(n)
-                && !n.eq_ignore_ascii_case(b"content-length")
-                && !connection.iter().any(|c| n.eq_ignore_ascii_case(c))
-        })
-        .map(|(n, v)| (n.to_vec(), v.to_vec()))
-        .collect();
+    let mut headers = Headers::with_capacity(h.headers().count());
+    for (n, v) in h.headers() {
+        if !sluice_http::is_hop_by_hop(n)
+            && !n.eq_ignore_ascii_case(b"content-length")
+            && !connection.iter().any(|c| n.eq_ignore_ascii_case(c))
+        {
+            sluice_app::proxy::append(&mut headers, n, v);
+        }
+    }
     let body = match h.framing {
         _ if is_head => match h.header(b"content-length").and_then(parse_u64) {
             Some(n) => BodyLen::Length(n),
@@ -1984,12 +1995,8 @@ fn response_head(h: &ResponseHead, is_head: bool) -> ResponsePart {
 /// when so configured) the client's address.
 fn maglev_key(hash_on: &sluice_config::HashOn, req: &ProxyRequest) -> Option<u64> {
     if let sluice_config::HashOn::Header(name) = hash_on {
-        if let Some((_, v)) = req
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-        {
-            return Some(hash_key(v));
+        if let Some(v) = req.headers.get(name.as_str()) {
+            return Some(hash_key(v.as_bytes()));
         }
     }
     req.client.map(|c| match c.ip() {
@@ -1999,11 +2006,8 @@ fn maglev_key(hash_on: &sluice_config::HashOn, req: &ProxyRequest) -> Option<u64
 }
 
 /// gRPC's `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
-pub(crate) fn grpc_timeout(headers: &[(Vec<u8>, Vec<u8>)]) -> Option<Duration> {
-    let (_, v) = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(b"grpc-timeout"))?;
-    let v = v.trim_ascii();
+pub(crate) fn grpc_timeout(headers: &Headers) -> Option<Duration> {
+    let v = headers.get(GRPC_TIMEOUT)?.as_bytes().trim_ascii();
     let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
@@ -2058,91 +2062,83 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
     std::str::from_utf8(v).ok()?.trim().parse().ok()
 }
 
-/// The request's fields as sent upstream: the client's end-to-end fields,
-/// `Host`, the forwarding fields (their de-facto forms), the trace context
-/// continued with a new span (or a new trace), and a request id.
-fn build_fields<'a>(
-    req: &'a ProxyRequest,
-    spec: &'a ProxySpec,
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+/// The fields the backend gets (all but `Host`): the client's, with the
+/// forwarding, trace and deadline fields made ours. The request's own map
+/// is reused, so a field that passes through is not copied.
+fn upstream_fields(
+    req: &mut ProxyRequest,
+    spec: &ProxySpec,
     rng: &mut SplitMix64,
     budget: Option<Duration>,
-) -> Vec<(&'a [u8], Vec<u8>)> {
-    let mut headers: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(req.headers.len() + 6);
-    if let Some(a) = &req.authority {
-        headers.push((b"host", a.clone()));
+) -> Headers {
+    let mut h = std::mem::take(&mut req.headers);
+    // Room for the fields added below: one growth, not one per insert.
+    h.reserve(6);
+    let mut xff = Vec::new();
+    for v in h.get_all(&X_FORWARDED_FOR) {
+        if !xff.is_empty() {
+            xff.extend_from_slice(b", ");
+        }
+        xff.extend_from_slice(v.as_bytes());
     }
-    let mut xff: Option<Vec<u8>> = None;
-    let mut parent: Option<TraceParent> = None;
-    let mut has_request_id = false;
-    for (n, v) in &req.headers {
-        if n.eq_ignore_ascii_case(b"x-forwarded-for") {
-            let x = xff.get_or_insert_with(Vec::new);
-            if !x.is_empty() {
-                x.extend_from_slice(b", ");
-            }
-            x.extend_from_slice(v);
-            continue;
-        }
-        if n.eq_ignore_ascii_case(b"traceparent") {
-            // Replaced by our span; an invalid one starts a new trace
-            // (and its tracestate goes with it, per the spec).
-            parent = parent.or(TraceParent::parse(v));
-            continue;
-        }
-        if n.eq_ignore_ascii_case(b"tracestate") && parent.is_none() {
-            let valid = req.headers.iter().any(|(n, v)| {
-                n.eq_ignore_ascii_case(b"traceparent") && TraceParent::parse(v).is_some()
-            });
-            if !valid {
-                continue;
-            }
-        }
-        if n.eq_ignore_ascii_case(b"x-request-id") {
-            has_request_id = true;
-        }
-        if n.eq_ignore_ascii_case(b"grpc-timeout") {
-            // Replaced by what is left of the deadline.
-            continue;
-        }
-        if n.eq_ignore_ascii_case(b"x-forwarded-proto")
-            || spec
-                .spiffe_header
-                .as_deref()
-                .is_some_and(|h| n.eq_ignore_ascii_case(h))
-        {
-            // Ours to set: a client must not forge them.
-            continue;
-        }
-        headers.push((n, v.clone()));
+    h.remove(&X_FORWARDED_FOR);
+    // Replaced by our span; without a valid one a new trace starts, and
+    // the tracestate goes with the invalid parent (as the spec says).
+    let parent = h
+        .get_all(&TRACEPARENT)
+        .iter()
+        .find_map(|v| TraceParent::parse(v.as_bytes()));
+    h.remove(&TRACEPARENT);
+    if parent.is_none() {
+        h.remove(&TRACESTATE);
+    }
+    // Replaced by what is left of the deadline.
+    let grpc_timeout = h.remove(&GRPC_TIMEOUT).is_some();
+    // Ours to set: a client must not forge them.
+    h.remove(&X_FORWARDED_PROTO);
+    if let Some(name) = &spec.spiffe_header {
+        h.remove(name);
     }
     if let Some(client) = req.client {
-        let x = xff.get_or_insert_with(Vec::new);
-        if !x.is_empty() {
-            x.extend_from_slice(b", ");
+        if !xff.is_empty() {
+            xff.extend_from_slice(b", ");
         }
-        x.extend_from_slice(client.ip().to_string().as_bytes());
+        let _ = write!(xff, "{}", client.ip());
     }
-    if let Some(x) = xff {
-        headers.push((b"x-forwarded-for", x));
+    if !xff.is_empty() {
+        insert_bytes(&mut h, X_FORWARDED_FOR, xff);
     }
-    let proto: &[u8] = if req.tls { b"https" } else { b"http" };
-    headers.push((b"x-forwarded-proto", proto.to_vec()));
-    if let (Some(h), Some(id)) = (&spec.spiffe_header, &req.spiffe_id) {
-        headers.push((h, id.as_bytes().to_vec()));
+    let proto = if req.tls { "https" } else { "http" };
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    if let (Some(name), Some(id)) = (&spec.spiffe_header, &req.spiffe_id) {
+        insert_bytes(&mut h, name.clone(), id.as_bytes().to_vec());
     }
-    if let Some(b) = budget.filter(|_| {
-        req.headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(b"grpc-timeout"))
-    }) {
-        headers.push((b"grpc-timeout", format_grpc_timeout(b)));
+    if let Some(b) = budget.filter(|_| grpc_timeout) {
+        insert_bytes(&mut h, GRPC_TIMEOUT, format_grpc_timeout(b));
     }
     let trace = parent.unwrap_or_else(|| trace::new_trace(rng));
-    headers.push((b"traceparent", trace.child(trace::span_id(rng))));
-    if spec.request_id && !has_request_id {
-        headers.push((b"x-request-id", trace::request_id(rng)));
+    insert_bytes(&mut h, TRACEPARENT, trace.child(trace::span_id(rng)));
+    if spec.request_id && !h.contains_key(&X_REQUEST_ID) {
+        insert_bytes(&mut h, X_REQUEST_ID, trace::request_id(rng));
     }
-    headers
+    h
+}
+
+/// Sets a field whose value the proxy made (moved, not copied); one that
+/// is not a valid value (never for the values made here) is left out.
+fn insert_bytes(h: &mut Headers, name: HeaderName, value: Vec<u8>) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
+        h.insert(name, v);
+    }
 }
 
 mod h2up;

@@ -95,7 +95,7 @@ pub struct ProxySpec {
     pub routes: Vec<RouteSpec>,
     pub clusters: Vec<ClusterSpec>,
     /// Header carrying the client's verified SPIFFE ID upstream.
-    pub spiffe_header: Option<Vec<u8>>,
+    pub spiffe_header: Option<http::HeaderName>,
     /// Add `x-request-id` to requests without one.
     pub request_id: bool,
     /// Keep an access record per request (the access log is on).
@@ -210,7 +210,7 @@ impl ProxySpec {
                 .proxy
                 .spiffe_header
                 .as_ref()
-                .map(|h| h.as_bytes().to_vec()),
+                .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
             request_id: config.proxy.request_id,
             access_log: config.proxy.access_log.is_some(),
             route_names: config

@@ -12,49 +12,45 @@
 
 use std::net::SocketAddr;
 
-use sluice_app::proxy::{BodyLen, ExchangeId, Headers, ProxyError, ProxyRequest, ResponsePart};
-use sluice_app::{Close, Time};
-use sluice_h2::{
-    connection_specific, ClientRequest, H2Client, H2ClientConfig, H2Event, SendError, StreamFailure,
+use bytes::Bytes;
+use sluice_app::proxy::{
+    BodyLen, ExchangeId, HeaderValue, Headers, ProxyError, ProxyRequest, ResponsePart,
 };
+use sluice_app::{Close, Time};
+use sluice_h2::{ClientRequest, H2Client, H2ClientConfig, H2Event, SendError, StreamFailure};
 use sluice_http::BodyFraming;
 use sluice_lb::{GatewayFailure, OutcomeKind};
 
 use super::{parse_u64, Core, UpState, REQUEST_BODY_BUFFER, RESPONSE_BUFFER};
 use crate::UpstreamId;
 
-/// A request as an HTTP/2 backend gets it (kept for a retry).
+/// A request as an HTTP/2 backend gets it (kept for a retry: sending it
+/// again clones the map, not its fields).
 #[derive(Debug)]
 pub(super) struct H2Request {
     method: Vec<u8>,
-    path: Vec<u8>,
+    path: Bytes,
     /// `Host` becomes `:authority`; without one, the backend's address.
-    authority: Option<Vec<u8>>,
-    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    authority: Option<Bytes>,
+    headers: Headers,
     end_stream: bool,
 }
 
 impl H2Request {
-    pub fn new(req: &ProxyRequest, fields: Vec<(&[u8], Vec<u8>)>, grpc: bool) -> Self {
-        let mut authority = None;
-        let mut headers = Vec::with_capacity(fields.len() + 1);
-        for (n, v) in fields {
-            if n.eq_ignore_ascii_case(b"host") {
-                authority = Some(v);
-            } else if !connection_specific(n) && !n.eq_ignore_ascii_case(b"content-length") {
-                headers.push((n.to_ascii_lowercase(), v));
-            }
-        }
+    /// `fields` has no `Host` and none of the connection-specific fields
+    /// (both downstream codecs removed them).
+    pub fn new(req: ProxyRequest, mut fields: Headers, grpc: bool) -> Self {
+        fields.remove(http::header::CONTENT_LENGTH);
         if grpc {
             // gRPC servers require it (and it is the one `te` h2 allows).
-            headers.push((b"te".to_vec(), b"trailers".to_vec()));
+            fields.insert(http::header::TE, HeaderValue::from_static("trailers"));
         }
         H2Request {
-            method: req.method.clone(),
-            path: req.path.clone(),
-            authority,
-            headers,
             end_stream: req.body == BodyLen::None,
+            method: req.method,
+            path: Bytes::from(req.path),
+            authority: req.authority.map(Bytes::from),
+            headers: fields,
         }
     }
 }
@@ -182,7 +178,7 @@ impl Core {
         };
         let authority = match &r.authority {
             Some(a) => a.clone(),
-            None => authority_of(addr),
+            None => Bytes::from(authority_of(addr)),
         };
         let scheme = if self.spec.clusters[self.backends[backend].cluster]
             .tls
@@ -195,13 +191,13 @@ impl Core {
         let request = ClientRequest {
             method: &r.method,
             scheme,
-            authority: &authority,
-            path: &r.path,
-            headers: &r.headers,
+            authority,
+            path: r.path.clone(),
+            headers: r.headers.clone(),
             end_stream: r.end_stream,
         };
         let sent = match self.h2(up) {
-            Some(h) => h.client.send_request(&request),
+            Some(h) => h.client.send_request(request),
             None => Err(SendError::NotReady),
         };
         if let Some(e) = self.ex_mut(ex) {
@@ -432,10 +428,10 @@ impl Core {
                 };
                 e.first_byte = Some(now);
                 e.head_seen = true;
+                let mut headers = headers;
                 let length = headers
-                    .iter()
-                    .find(|(n, _)| n == b"content-length")
-                    .and_then(|(_, v)| parse_u64(v));
+                    .remove(http::header::CONTENT_LENGTH)
+                    .and_then(|v| parse_u64(v.as_bytes()));
                 let body = if e.is_head {
                     length.map_or(BodyLen::None, BodyLen::Length)
                 } else if end_stream {
@@ -444,10 +440,6 @@ impl Core {
                     length.map_or(BodyLen::Streamed, BodyLen::Length)
                 };
                 let grpc_status = end_stream.then(|| grpc_status(&headers)).flatten();
-                let headers: Headers = headers
-                    .into_iter()
-                    .filter(|(n, _)| n != b"content-length")
-                    .collect();
                 e.resp.push_back(Ok(ResponsePart::Head {
                     status,
                     headers,
@@ -560,9 +552,14 @@ impl Core {
     }
 }
 
-fn grpc_status(fields: &[(Vec<u8>, Vec<u8>)]) -> Option<u32> {
-    let (_, v) = fields.iter().find(|(n, _)| n == b"grpc-status")?;
-    std::str::from_utf8(v).ok()?.trim().parse().ok()
+fn grpc_status(fields: &Headers) -> Option<u32> {
+    fields
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// `:authority` for a request that had no `Host`: the backend's address.

@@ -319,10 +319,7 @@ fn request(method: &str, path: &str, body: BodyLen) -> ProxyRequest {
         method: method.as_bytes().to_vec(),
         path: path.as_bytes().to_vec(),
         authority: Some(b"app.example".to_vec()),
-        headers: vec![
-            (b"user-agent".to_vec(), b"t/1".to_vec()),
-            (b"traceparent".to_vec(), TRACEPARENT.as_bytes().to_vec()),
-        ],
+        headers: fields(&[("user-agent", "t/1"), ("traceparent", TRACEPARENT)]),
         body,
         client: Some(addr("203.0.113.7:40000")),
         tls: false,
@@ -362,13 +359,18 @@ fn ok(body: &str) -> Vec<u8> {
 
 type Part = Result<ResponsePart, ProxyError>;
 
+fn fields(pairs: &[(&str, &str)]) -> Headers {
+    let mut map = Headers::new();
+    for (n, v) in pairs {
+        sluice_app::proxy::append(&mut map, n.as_bytes(), v.as_bytes());
+    }
+    map
+}
+
 fn head(status: u16, headers: &[(&str, &str)], body: BodyLen) -> Part {
     Ok(ResponsePart::Head {
         status,
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
-            .collect(),
+        headers: fields(headers),
         body,
     })
 }
@@ -459,14 +461,14 @@ fn serve(h: &mut Harness, c: usize, ex: ExchangeId, path: &str, body: &str) {
 fn get_is_proxied_and_the_connection_reused() {
     let mut h = Harness::new(&one_backend(""));
     let mut req = get("/x?y=1");
-    req.headers = vec![
-        (b"user-agent".to_vec(), b"t/1".to_vec()),
-        (b"X-Forwarded-For".to_vec(), b"198.51.100.1".to_vec()),
+    req.headers = fields(&[
+        ("user-agent", "t/1"),
+        ("X-Forwarded-For", "198.51.100.1"),
         // A client must not set it: the proxy says what the client used.
-        (b"X-Forwarded-Proto".to_vec(), b"https".to_vec()),
-        (b"traceparent".to_vec(), TRACEPARENT.as_bytes().to_vec()),
-        (b"accept".to_vec(), b"*/*".to_vec()),
-    ];
+        ("X-Forwarded-Proto", "https"),
+        ("traceparent", TRACEPARENT),
+        ("accept", "*/*"),
+    ]);
     let ex = h.start(req, 1);
     assert_eq!(h.proxy.poll_response(ex), None);
     assert!(!h.proxy.response_ready(ex));
@@ -1256,14 +1258,14 @@ fn idle_connection_that_sent_unsolicited_bytes_is_not_reused() {
 
 #[test]
 fn grpc_timeouts_parse_and_format() {
-    let h = |v: &str| vec![(b"grpc-timeout".to_vec(), v.as_bytes().to_vec())];
+    let h = |v: &str| fields(&[("grpc-timeout", v)]);
     assert_eq!(grpc_timeout(&h("1S")), Some(Duration::from_secs(1)));
     assert_eq!(grpc_timeout(&h("250m")), Some(Duration::from_millis(250)));
     assert_eq!(grpc_timeout(&h("2H")), Some(Duration::from_secs(7200)));
     assert_eq!(grpc_timeout(&h("123456789S")), None, "9 digits");
     assert_eq!(grpc_timeout(&h("S")), None);
     assert_eq!(grpc_timeout(&h("10x")), None);
-    assert_eq!(grpc_timeout(&[]), None);
+    assert_eq!(grpc_timeout(&Headers::new()), None);
     assert_eq!(
         format_grpc_timeout(Duration::from_millis(250)),
         b"250000u".to_vec()

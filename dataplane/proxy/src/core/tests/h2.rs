@@ -208,10 +208,8 @@ fn a_cancelled_exchange_resets_only_its_stream() {
 fn a_grpc_deadline_answers_deadline_exceeded() {
     let mut h = Harness::new(&h2c(""));
     let mut req = request("POST", "/pkg.Svc/Call", BodyLen::None);
-    req.headers
-        .push((b"content-type".to_vec(), b"application/grpc".to_vec()));
-    req.headers
-        .push((b"grpc-timeout".to_vec(), b"100m".to_vec()));
+    sluice_app::proxy::append(&mut req.headers, b"content-type", b"application/grpc");
+    sluice_app::proxy::append(&mut req.headers, b"grpc-timeout", b"100m");
     let ex = h.start(req, 1);
     let c = h.connect();
     let mut b = Backend::new();
