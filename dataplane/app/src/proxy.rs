@@ -139,8 +139,9 @@ pub trait Proxy {
     /// exchange's buffer is full: call again after a wake).
     fn send_body(&self, ex: ExchangeId, data: &[u8]) -> usize;
 
-    /// The request body is complete.
-    fn end_body(&self, ex: ExchangeId);
+    /// The request body is complete, with the client's trailers if it
+    /// sent any (an HTTP/1.1 backend gets them only on a chunked body).
+    fn end_body(&self, ex: ExchangeId, trailers: Option<Headers>);
 
     /// The next piece of the response, if one is ready.
     fn poll_response(&self, ex: ExchangeId) -> Option<Result<ResponsePart, ProxyError>>;
@@ -173,7 +174,7 @@ impl Proxy for NoProxy {
     fn send_body(&self, _: ExchangeId, data: &[u8]) -> usize {
         data.len()
     }
-    fn end_body(&self, _: ExchangeId) {}
+    fn end_body(&self, _: ExchangeId, _: Option<Headers>) {}
     fn poll_response(&self, _: ExchangeId) -> Option<Result<ResponsePart, ProxyError>> {
         Some(Err(ProxyError::NoHealthyBackend))
     }

@@ -180,6 +180,9 @@ struct Stream {
     body: VecDeque<Bytes>,
     body_bytes: usize,
     body_end: bool,
+    /// Sent after the body, ending the stream (instead of an empty DATA
+    /// frame with END_STREAM).
+    trailers: Option<HeaderMap>,
     end_sent: bool,
     /// Response bytes handed out and not yet released.
     unreleased: usize,
@@ -359,10 +362,11 @@ impl H2Client {
         self.stream(key).map_or(0, |s| s.body_bytes)
     }
 
-    /// The request body of `key` is complete.
-    pub fn end_request(&mut self, key: u32) {
+    /// The request body of `key` is complete; `trailers` follow it.
+    pub fn end_request(&mut self, key: u32, trailers: Option<HeaderMap>) {
         if let Some(s) = self.stream_mut(key) {
             s.body_end = true;
+            s.trailers = trailers;
             if let Some((w, _)) = &s.waker {
                 w.wake_by_ref();
             }
@@ -665,7 +669,7 @@ fn poll_send(s: &mut Stream, cx: &mut Context<'_>, last: &mut Option<H2Event>) {
             front.split_to(cap)
         };
         s.body_bytes -= chunk.len();
-        let end = s.body_end && s.body.is_empty();
+        let end = s.body_end && s.body.is_empty() && s.trailers.is_none();
         if let Err(e) = tx.send_data(chunk, end) {
             *last = Some(H2Event::Failed(failure(&e)));
             return;
@@ -678,7 +682,11 @@ fn poll_send(s: &mut Stream, cx: &mut Context<'_>, last: &mut Option<H2Event>) {
     }
     if s.body_end && !s.end_sent {
         s.end_sent = true;
-        if let Err(e) = tx.send_data(Bytes::new(), true) {
+        let sent = match s.trailers.take() {
+            Some(t) => tx.send_trailers(t),
+            None => tx.send_data(Bytes::new(), true),
+        };
+        if let Err(e) = sent {
             *last = Some(H2Event::Failed(failure(&e)));
         }
     }

@@ -468,16 +468,20 @@ impl Proxied {
             match recv.poll_data(cx) {
                 Poll::Ready(Some(Ok(b))) => *held = b,
                 Poll::Ready(Some(Err(_))) => return Err(false),
-                // Request trailers are dropped (a ProxyRequest cannot
-                // carry them yet); h2 frees them with the stream.
                 Poll::Ready(None) => self.recv_done = true,
                 Poll::Pending => break,
             }
         }
         if self.recv_done && held.is_empty() {
+            // The DATA ended; trailers, if the client sent any, follow.
+            let trailers = match recv.poll_trailers(cx) {
+                Poll::Ready(Ok(t)) => t,
+                Poll::Ready(Err(_)) => return Err(false),
+                Poll::Pending => return Ok(()),
+            };
             self.recv = None;
             self.body_ended = true;
-            p.end_body(self.ex);
+            p.end_body(self.ex, trailers);
         }
         Ok(())
     }

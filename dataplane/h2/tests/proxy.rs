@@ -27,6 +27,7 @@ type Part = Result<ResponsePart, ProxyError>;
 struct Ex {
     body: Vec<u8>,
     end_body: u32,
+    trailers: Option<Headers>,
     cancelled: bool,
     /// Its End or error was polled.
     done: bool,
@@ -124,9 +125,11 @@ impl Proxy for Fake {
         n
     }
 
-    fn end_body(&self, ex: ExchangeId) {
+    fn end_body(&self, ex: ExchangeId, trailers: Option<Headers>) {
         if self.live(ex, "end_body") {
-            self.ex.borrow_mut()[ex.index as usize].end_body += 1;
+            let e = &mut self.ex.borrow_mut()[ex.index as usize];
+            e.end_body += 1;
+            e.trailers = trailers;
         }
     }
 
@@ -357,6 +360,39 @@ fn request_fields_stripped() {
     assert_eq!(fake.started(), 1);
     fake.check();
     assert_eq!(s.http().status_2xx, 1);
+}
+
+/// Request trailers reach the proxy with the end of the body, minus the
+/// fields a trailer may not carry.
+#[test]
+fn request_trailers_reach_the_proxy() {
+    let fake = Fake::new();
+    let mut s = srv(H2Config::default(), &fake).handshake();
+    let block = hpack(&[
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":path", "/api/stream"),
+        (":authority", "t.example"),
+        ("content-type", "application/grpc"),
+    ]);
+    s.write(&frame(HEADERS, END_HEADERS, 1, &block));
+    s.write(&frame(DATA, 0, 1, b"part"));
+    s.pump();
+    assert_eq!(fake.ex.borrow()[0].end_body, 0, "the body is still open");
+    let trailers = hpack(&[("x-checksum", "abc"), ("x-count", "1")]);
+    s.write(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &trailers));
+    fake.script(0, [head(200, &[], BodyLen::None), Ok(ResponsePart::End)]);
+    s.pump();
+    assert_eq!(fake.body(0), b"part");
+    {
+        let ex = fake.ex.borrow();
+        assert_eq!(ex[0].end_body, 1);
+        assert_eq!(
+            ex[0].trailers,
+            Some(h(&[("x-checksum", "abc"), ("x-count", "1")]))
+        );
+    }
+    fake.check();
 }
 
 /// A 1 MB body through a proxy that takes a few KiB per wake: every byte

@@ -150,7 +150,7 @@ fn request_body_flows_through_the_send_window() {
         })
         .unwrap();
     p.client.send_data(k, &payload);
-    p.client.end_request(k);
+    p.client.end_request(k, None);
     let mut all = Vec::new();
     for _ in 0..200 {
         p.pump();
@@ -234,7 +234,7 @@ fn a_body_fed_in_small_pieces_uses_the_window_left_over() {
         p.pump();
         all.extend(p.events());
     }
-    p.client.end_request(k);
+    p.client.end_request(k, None);
     for _ in 0..100 {
         p.pump();
         let evs = p.events();

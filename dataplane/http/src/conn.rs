@@ -1061,7 +1061,9 @@ impl ServerConn {
             self.proxy_body.drain(..n);
         }
         if body == ReqBody::Read && self.proxy_body.is_empty() {
-            p.end_body(ex);
+            // Trailers of a chunked request body are not kept by the
+            // decoder: the backend gets the body without them.
+            p.end_body(ex, None);
             if let Active::Proxy { body, .. } = &mut self.active {
                 *body = ReqBody::Ended;
             }

@@ -95,6 +95,8 @@ struct Exchange {
     bodiless: bool,
     body: Vec<u8>,
     body_done: bool,
+    /// The client's request trailers, for the backend.
+    trailers: Option<Box<Headers>>,
     resp: VecDeque<Result<ResponsePart, ProxyError>>,
     resp_bytes: usize,
     /// End or an error is queued: nothing more comes from upstream.
@@ -659,6 +661,7 @@ impl Core {
             bodiless: req.body == BodyLen::None,
             body: Vec::new(),
             body_done: req.body == BodyLen::None,
+            trailers: None,
             resp: VecDeque::new(),
             resp_bytes: 0,
             finished: false,
@@ -1040,9 +1043,10 @@ impl Core {
         n
     }
 
-    fn end_body(&mut self, ex: ExchangeId) {
+    fn end_body(&mut self, ex: ExchangeId, trailers: Option<Headers>) {
         if let Some(e) = self.ex_mut(ex) {
             e.body_done = true;
+            e.trailers = trailers.map(|t| Box::new(request_trailers(t)));
             if let Some(up) = e.up {
                 self.wake_up(up);
             }
@@ -1536,7 +1540,13 @@ impl Core {
                 }
                 let mut failed = false;
                 if e.body_done && e.body.is_empty() && e.framing != BodyFraming::None {
-                    failed = u.client.finish_body(&[]).is_err();
+                    let trailers: Vec<(&[u8], &[u8])> = e
+                        .trailers
+                        .iter()
+                        .flat_map(|t| t.iter())
+                        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+                        .collect();
+                    failed = u.client.finish_body(&trailers).is_err();
                     e.framing = BodyFraming::None;
                 }
                 let freed = before >= REQUEST_BODY_BUFFER && e.body.len() < REQUEST_BODY_BUFFER;
@@ -1942,8 +1952,8 @@ impl Proxy for LoopProxy {
         self.core.borrow_mut().send_body(ex, data)
     }
 
-    fn end_body(&self, ex: ExchangeId) {
-        self.core.borrow_mut().end_body(ex)
+    fn end_body(&self, ex: ExchangeId, trailers: Option<Headers>) {
+        self.core.borrow_mut().end_body(ex, trailers)
     }
 
     fn poll_response(&self, ex: ExchangeId) -> Option<Result<ResponsePart, ProxyError>> {
@@ -2131,6 +2141,27 @@ fn upstream_fields(
         insert_bytes(&mut h, X_REQUEST_ID, trace::request_id(rng));
     }
     h
+}
+
+/// Trailers a backend may get: none of the fields that frame or route a
+/// message (RFC 9110 §6.5.1), none of the connection-specific ones.
+fn request_trailers(mut t: Headers) -> Headers {
+    use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+    for name in [
+        CONNECTION,
+        CONTENT_LENGTH,
+        HOST,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+    ] {
+        t.remove(name);
+    }
+    for name in ["keep-alive", "proxy-connection"] {
+        t.remove(name);
+    }
+    t
 }
 
 /// Sets a field whose value the proxy made (moved, not copied); one that

@@ -317,7 +317,7 @@ impl Core {
                 e.body.clear();
             }
             if e.body_done && e.body.is_empty() && e.framing != BodyFraming::None {
-                h.client.end_request(key);
+                h.client.end_request(key, e.trailers.as_deref().cloned());
                 e.framing = BodyFraming::None;
             }
             if before >= REQUEST_BODY_BUFFER && e.body.len() < REQUEST_BODY_BUFFER {

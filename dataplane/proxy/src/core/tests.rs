@@ -252,7 +252,12 @@ impl Harness {
     }
 
     fn end_body(&mut self, ex: ExchangeId) {
-        self.proxy.end_body(ex);
+        self.proxy.end_body(ex, None);
+        self.collect();
+    }
+
+    fn end_body_with(&mut self, ex: ExchangeId, trailers: Headers) {
+        self.proxy.end_body(ex, Some(trailers));
         self.collect();
     }
 
@@ -967,6 +972,39 @@ fn request_body_streams_with_backpressure_and_chunked_framing() {
     assert_eq!(h.poll(ex), vec![head(201, &[], BodyLen::Length(0)), end()]);
     assert!(h.app(c).is_idle());
     assert_eq!(h.proxy.stats().upstream_idle, 1);
+}
+
+#[test]
+fn request_trailers_end_a_chunked_body_upstream() {
+    let mut h = Harness::new(&one_backend(""));
+    let ex = h.start(request("POST", "/upload", BodyLen::Streamed), 1);
+    assert_eq!(h.send_body(ex, b"abc"), 3);
+    // Fields that frame or route a message never travel as trailers.
+    h.end_body_with(
+        ex,
+        fields(&[
+            ("x-checksum", "abc"),
+            ("content-length", "9"),
+            ("host", "b"),
+        ]),
+    );
+    let c = h.connect();
+    assert_eq!(
+        text(&h.write(c)),
+        sent_head("POST", "/upload", "Transfer-Encoding: chunked\r\n")
+            + "3\r\nabc\r\n0\r\nx-checksum: abc\r\n\r\n"
+    );
+
+    // With a Content-Length there is no place for them in HTTP/1.1.
+    let mut h = Harness::new(&one_backend(""));
+    let ex = h.start(request("POST", "/upload", BodyLen::Length(3)), 1);
+    assert_eq!(h.send_body(ex, b"abc"), 3);
+    h.end_body_with(ex, fields(&[("x-checksum", "abc")]));
+    let c = h.connect();
+    assert_eq!(
+        text(&h.write(c)),
+        sent_head("POST", "/upload", "Content-Length: 3\r\n") + "abc"
+    );
 }
 
 // ---- 12. keep-alive and Connection: close from the backend ------------------

@@ -14,6 +14,8 @@ use super::*;
 struct Backend {
     app: H2App,
     to_proxy: Vec<u8>,
+    /// Every byte the proxy sent.
+    from_proxy: Vec<u8>,
 }
 
 impl Backend {
@@ -29,6 +31,7 @@ impl Backend {
                 Time::ZERO,
             ),
             to_proxy: Vec::new(),
+            from_proxy: Vec::new(),
         }
     }
 }
@@ -39,6 +42,7 @@ fn pump(h: &mut Harness, c: usize, b: &mut Backend, deliver: bool) {
     for _ in 0..10_000 {
         let mut moved = false;
         let out = h.write(c);
+        b.from_proxy.extend_from_slice(&out);
         let mut at = 0;
         while at < out.len() {
             let n = b.app.on_read(h.now, &out[at..]);
@@ -181,6 +185,68 @@ fn a_request_body_is_streamed_byte_exact() {
     assert_eq!(status, 200);
     assert!(ended);
     assert_eq!(body, payload);
+}
+
+/// (type, flags, stream) of the frames in `bytes`, after the preface.
+fn frames(bytes: &[u8]) -> Vec<(u8, u8, u32)> {
+    let mut at = if bytes.starts_with(b"PRI * HTTP/2.0") {
+        24
+    } else {
+        0
+    };
+    let mut out = Vec::new();
+    while at + 9 <= bytes.len() {
+        let len = u32::from_be_bytes([0, bytes[at], bytes[at + 1], bytes[at + 2]]) as usize;
+        let stream = u32::from_be_bytes(bytes[at + 5..at + 9].try_into().unwrap()) & 0x7fff_ffff;
+        out.push((bytes[at + 3], bytes[at + 4], stream));
+        at += 9 + len;
+    }
+    out
+}
+
+#[test]
+fn request_trailers_follow_the_body_on_the_stream() {
+    const HEADERS: u8 = 1;
+    const DATA: u8 = 0;
+    const END_STREAM: u8 = 1;
+    let mut h = Harness::new(&h2c(""));
+    let ex = h.start(request("POST", "/echo", BodyLen::Streamed), 1);
+    let c = h.connect();
+    let mut b = Backend::new();
+    assert_eq!(h.send_body(ex, b"abc"), 3);
+    h.end_body_with(ex, fields(&[("x-checksum", "abc")]));
+    let mut parts = Vec::new();
+    for _ in 0..100 {
+        pump(&mut h, c, &mut b, true);
+        parts.extend(h.poll(ex));
+        if parts.iter().any(|p| matches!(p, Ok(ResponsePart::End))) {
+            break;
+        }
+    }
+    assert_eq!(collect(&parts), (200, b"abc".to_vec(), true));
+    let on_stream: Vec<(u8, u8)> = frames(&b.from_proxy)
+        .into_iter()
+        .filter(|f| f.2 == 1)
+        .map(|f| (f.0, f.1))
+        .collect();
+    // HEADERS, DATA that does not end the stream, then the trailers'
+    // HEADERS with END_STREAM.
+    assert_eq!(
+        on_stream.first().map(|f| f.0),
+        Some(HEADERS),
+        "{on_stream:?}"
+    );
+    assert!(
+        on_stream
+            .iter()
+            .any(|&(ty, fl)| ty == DATA && fl & END_STREAM == 0),
+        "{on_stream:?}"
+    );
+    assert_eq!(
+        on_stream.last(),
+        Some(&(HEADERS, END_STREAM | 4)),
+        "{on_stream:?}"
+    );
 }
 
 #[test]
