@@ -368,4 +368,68 @@ mod tests {
         assert!(out.starts_with(b"HTTP/1.1 200 OK"));
         assert_eq!(a.close(), Close::Graceful);
     }
+
+    /// Takes every request under `/api` and records what it was given.
+    #[derive(Default)]
+    struct Recorder {
+        body: std::cell::RefCell<Vec<u8>>,
+        ended: std::cell::Cell<u32>,
+        trailers: std::cell::RefCell<Option<sluice_app::proxy::Headers>>,
+    }
+
+    impl sluice_app::proxy::Proxy for Recorder {
+        fn matches(&self, _: Option<&[u8]>, _: &[u8], path: &[u8]) -> bool {
+            path.starts_with(b"/api")
+        }
+        fn start(
+            &self,
+            _: sluice_app::proxy::ProxyRequest,
+            _: sluice_app::proxy::WakeKey,
+        ) -> sluice_app::proxy::ExchangeId {
+            sluice_app::proxy::ExchangeId { index: 0, gen: 0 }
+        }
+        fn send_body(&self, _: sluice_app::proxy::ExchangeId, data: &[u8]) -> usize {
+            self.body.borrow_mut().extend_from_slice(data);
+            data.len()
+        }
+        fn end_body(
+            &self,
+            _: sluice_app::proxy::ExchangeId,
+            trailers: Option<sluice_app::proxy::Headers>,
+        ) {
+            self.ended.set(self.ended.get() + 1);
+            *self.trailers.borrow_mut() = trailers;
+        }
+        fn poll_response(
+            &self,
+            _: sluice_app::proxy::ExchangeId,
+        ) -> Option<Result<sluice_app::proxy::ResponsePart, sluice_app::proxy::ProxyError>>
+        {
+            None
+        }
+        fn response_ready(&self, _: sluice_app::proxy::ExchangeId) -> bool {
+            false
+        }
+        fn cancel(&self, _: sluice_app::proxy::ExchangeId) {}
+    }
+
+    #[test]
+    fn a_chunked_request_bodys_trailers_reach_the_proxy() {
+        let rec = std::rc::Rc::new(Recorder::default());
+        let (a, _) = app(at(0));
+        let mut a = a.with_proxy(rec.clone(), crate::ProxyPeer::default());
+        let req = b"POST /api/up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+            3\r\nabc\r\n0002\r\nde\r\n0\r\nX-Sum: 5\r\nX-Count:  2 \r\n\r\n";
+        // Byte by byte: the trailer section arrives in pieces.
+        for b in req.chunks(1) {
+            assert_eq!(a.on_read(at(0), b), 1);
+        }
+        assert_eq!(&rec.body.borrow()[..], b"abcde");
+        assert_eq!(rec.ended.get(), 1);
+        let t = rec.trailers.borrow();
+        let t = t.as_ref().expect("trailers");
+        assert_eq!(t.len(), 2);
+        assert_eq!(t["x-sum"], "5");
+        assert_eq!(t["x-count"], "2");
+    }
 }

@@ -856,16 +856,24 @@ fn parse_keep_alive_timeout(value: &[u8]) -> Option<u32> {
 /// decoder (CRLF line ends, `token ":" value`).
 fn parse_trailers(tail: &[u8], out: &mut Fields) {
     out.clear();
-    let tail = tail.strip_prefix(b"\r\n").unwrap_or(tail);
-    let Some(lf) = tail.iter().position(|&b| b == b'\n') else {
-        return;
-    };
-    for line in tail[lf + 1..].split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(colon) = line.iter().position(|&b| b == b':') {
-            out.push(&line[..colon], line[colon + 1..].trim_ascii());
-        }
+    for (name, value) in trailer_fields(tail) {
+        out.push(name, value);
     }
+}
+
+/// The `(name, value)` trailer fields in the framing that follows a
+/// chunked body's last data (see [`parse_trailers`]).
+pub(crate) fn trailer_fields(tail: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let tail = tail.strip_prefix(b"\r\n").unwrap_or(tail);
+    let lines = match tail.iter().position(|&b| b == b'\n') {
+        Some(lf) => &tail[lf + 1..],
+        None => &[][..],
+    };
+    lines.split(|&b| b == b'\n').filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        Some((&line[..colon], line[colon + 1..].trim_ascii()))
+    })
 }
 
 /// Items of a comma-separated header list, OWS trimmed, empty items skipped.

@@ -142,6 +142,11 @@ pub struct ServerConn {
     /// Body bytes of the current request go to the proxy.
     proxy_sink: bool,
     proxy_body: Vec<u8>,
+    /// A chunked request body's framing since its last data: at its end,
+    /// the trailer section (bounded by the decoder's trailer limit).
+    chunk_tail: Vec<u8>,
+    /// The trailers of the proxied request's chunked body, for the proxy.
+    proxy_trailers: Option<Headers>,
 }
 
 impl Drop for ServerConn {
@@ -189,6 +194,8 @@ impl ServerConn {
             peer: ProxyPeer::default(),
             proxy_sink: false,
             proxy_body: Vec::new(),
+            chunk_tail: Vec::new(),
+            proxy_trailers: None,
         }
     }
 
@@ -744,6 +751,8 @@ impl ServerConn {
                 self.phase = Phase::Body;
             }
             BodyKind::Chunked => {
+                self.chunk_tail.clear();
+                self.proxy_trailers = None;
                 self.body = BodyReader::Chunked(ChunkedDecoder::new(self.lim.max_header_bytes));
                 self.phase = Phase::Body;
             }
@@ -784,7 +793,14 @@ impl ServerConn {
                             self.body_error(413);
                             return data.len();
                         }
-                        self.body_data(&data[p.data]);
+                        self.body_data(&data[p.data.clone()]);
+                    }
+                    if self.proxy_sink
+                        && !self.keep_chunk_tail(&data[..p.consumed], !p.data.is_empty(), p.done)
+                    {
+                        // Zero-padded size lines without end.
+                        self.body_error(400);
+                        return data.len();
                     }
                     if p.done {
                         self.end_body();
@@ -1049,6 +1065,33 @@ impl ServerConn {
         true
     }
 
+    /// Keeps the framing after a proxied chunked body's last data, and at
+    /// the body's end reads its trailers for the proxy. The decoder has
+    /// validated the bytes and bounded the trailer section and a size
+    /// line's extensions; false if the framing since the last data is
+    /// longer than those allow (leading zeros).
+    fn keep_chunk_tail(&mut self, consumed: &[u8], had_data: bool, done: bool) -> bool {
+        if had_data {
+            // The framing before the data was a size line.
+            self.chunk_tail.clear();
+            return true;
+        }
+        let bound = self.lim.max_header_bytes + crate::chunked::MAX_CHUNK_EXT as usize + 256;
+        if self.chunk_tail.len() + consumed.len() > bound {
+            return false;
+        }
+        self.chunk_tail.extend_from_slice(consumed);
+        if done {
+            let mut trailers = Headers::new();
+            for (n, v) in crate::client::trailer_fields(&self.chunk_tail) {
+                sluice_app::proxy::append(&mut trailers, n, v);
+            }
+            self.proxy_trailers = (!trailers.is_empty()).then_some(trailers);
+            self.chunk_tail = Vec::new();
+        }
+        true
+    }
+
     /// Hands buffered request body bytes to the proxy, and the body's end
     /// once all of it went.
     fn flush_proxy_body(&mut self) {
@@ -1061,9 +1104,7 @@ impl ServerConn {
             self.proxy_body.drain(..n);
         }
         if body == ReqBody::Read && self.proxy_body.is_empty() {
-            // Trailers of a chunked request body are not kept by the
-            // decoder: the backend gets the body without them.
-            p.end_body(ex, None);
+            p.end_body(ex, self.proxy_trailers.take());
             if let Active::Proxy { body, .. } = &mut self.active {
                 *body = ReqBody::Ended;
             }
