@@ -1129,7 +1129,11 @@ fn http2_clients_are_proxied_to_http1_backends() {
 /// through the gateway between a grpcio client and a grpcio server:
 /// messages and trailers pass, a server's error status reaches the
 /// client, a route timeout answers DEADLINE_EXCEEDED (grpc-status 4)
-/// on time, and a server stream arrives whole.
+/// on time, and a server stream arrives whole. Last, request trailers
+/// (tests/trailers.py) from HTTP/2 and HTTP/1.1 clients reach an h2c and an
+/// HTTP/1.1 cluster (the same backend, `/h1/`) without the fields that frame
+/// or route a message, and an HTTP/2 client's `Expect: 100-continue` gets
+/// its 100 from the gateway.
 #[test]
 fn h2c_backends_and_grpc_pass_through() {
     let topo = Topo::up("pg", 2);
@@ -1145,9 +1149,11 @@ fn h2c_backends_and_grpc_pass_through() {
         format!(
             "[[route]]\nprefix = \"/echo.Echo/\"\ncluster = \"grpc\"\ntimeout = \"400ms\"\n\n\
              [[route]]\nprefix = \"/status\"\ncluster = \"web\"\nretries = 1\nretry_on = [\"retriable-503\"]\n\n\
+             [[route]]\nprefix = \"/h1/\"\ncluster = \"web1\"\n\n\
              [[route]]\nprefix = \"/\"\ncluster = \"web\"\n\n\
              [[cluster]]\nname = \"grpc\"\nprotocol = \"h2c\"\nendpoints = [\"{g4}\"]\n\n\
-             [[cluster]]\nname = \"web\"\nprotocol = \"h2c\"\nendpoints = [\"{b4}\"]\n"
+             [[cluster]]\nname = \"web\"\nprotocol = \"h2c\"\nendpoints = [\"{b4}\"]\n\n\
+             [[cluster]]\nname = \"web1\"\nprotocol = \"http1\"\nendpoints = [\"{b4}\"]\n"
         ),
     )
     .unwrap();
@@ -1301,7 +1307,124 @@ fn h2c_backends_and_grpc_pass_through() {
     let t = &t["total"];
     assert!(u(&t["proxy_grpc_ok"]) >= 51, "{t}");
     assert!(u(&t["proxy_grpc_errors"]) >= 1, "{t}");
+
+    request_trailers_and_expect_continue(&client, &vip);
     let _ = std::fs::remove_file(&config);
+}
+
+/// Request trailers through the gateway to the test backend, whose `/echo`
+/// sends each request trailer back as a response trailer `x-echo-NAME`
+/// (it echoes every one it receives, `content-length` and `host`
+/// included): `/echo` goes to an h2c cluster, `/h1/echo` to an HTTP/1.1
+/// one. Then curl's `Expect: 100-continue` over HTTP/2.
+fn request_trailers_and_expect_continue(client: &str, vip: &str) {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/trailers.py");
+    // HTTP/2 without a length (upstream HTTP/1.1: chunked, so trailers can
+    // follow), HTTP/2 with one (HTTP/1.1 upstream: Content-Length, no place
+    // for them), HTTP/1.1 chunked.
+    let carried = [
+        "h2:/echo",
+        "h2-cl:/echo",
+        "h1:/echo",
+        "h2:/h1/echo",
+        "h1:/h1/echo",
+    ];
+    let dropped = "h2-cl:/h1/echo";
+    let mut cmd = netns::command(client, "/usr/bin/python3");
+    cmd.arg(&script)
+        .arg(format!("{}:80", addr::GW_VIP_V4))
+        .args(carried)
+        .arg(dropped);
+    let out = run_bounded(cmd, Duration::from_secs(90), "trailers.py");
+    assert!(
+        out.status.success(),
+        "trailers.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "trailers.py output ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let sum = r["x-sum"].as_str().expect("x-sum").to_string();
+    // Every case is judged before failing, so one run says which paths
+    // lost what.
+    let mut wrong = Vec::new();
+    for case in carried.iter().chain([&dropped]) {
+        let c = &r[*case];
+        let echoed: Vec<(&str, &str)> = c["trailers"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(|p| Some((p[0].as_str()?, p[1].as_str()?)))
+                    .filter(|(n, _)| n.starts_with("x-echo-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // x-sum reached the backend; content-length and host did not. A
+        // Content-Length body upstream has no place for trailers.
+        let want: &[(&str, &str)] = if *case == dropped {
+            &[]
+        } else {
+            &[("x-echo-x-sum", &sum)]
+        };
+        // A response without a length goes to an HTTP/1.1 client chunked,
+        // the backend's trailers after the last chunk.
+        let framing_ok = !case.starts_with("h1:") || c["chunked"] == true;
+        if !c["error"].is_null()
+            || c["status"] != 200
+            || c["body_ok"] != true
+            || !framing_ok
+            || echoed != want
+        {
+            wrong.push(format!(
+                "{case}: echoed request trailers {echoed:?}, want {want:?}: {c}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "request trailers:\n{}", wrong.join("\n"));
+
+    // Expect: 100-continue over HTTP/2: the gateway answers 100 at once
+    // (curl waits for it up to a second, then sends anyway), to either
+    // kind of cluster; the echo is byte-exact.
+    let upload: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 7) as u8)
+        .collect();
+    let file = std::env::temp_dir().join(format!("sluice-expect-{}", std::process::id()));
+    std::fs::write(&file, &upload).unwrap();
+    let data = format!("@{}", file.display());
+    for path in ["/echo", "/h1/echo"] {
+        let o = curl(
+            client,
+            &[
+                "--http2-prior-knowledge",
+                "-v",
+                "-H",
+                "Expect: 100-continue",
+                "--data-binary",
+                &data,
+                &format!("{vip}{path}"),
+            ],
+        );
+        let verbose = String::from_utf8_lossy(&o.stderr);
+        let interim = verbose.find("< HTTP/2 100");
+        let last = verbose.find("< HTTP/2 200");
+        if !o.status.success() || interim.is_none() || last.is_none() || interim > last {
+            wrong.push(format!("{path}: no HTTP/2 100 before the 200:\n{verbose}"));
+        } else if o.stdout != upload {
+            wrong.push(format!(
+                "{path}: echo differs ({} bytes back)",
+                o.stdout.len()
+            ));
+        }
+    }
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        wrong.is_empty(),
+        "Expect: 100-continue:\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// When every backend is ejected, the XDP program refuses new connections

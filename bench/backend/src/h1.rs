@@ -1,6 +1,6 @@
 //! A minimal HTTP/1.x server: keep-alive, Content-Length and chunked request
-//! bodies (100-continue answered), Content-Length, chunked or
-//! close-delimited responses.
+//! bodies (100-continue answered, trailer fields kept), Content-Length,
+//! chunked or close-delimited responses.
 
 use std::io::{self, Write as _};
 use std::os::fd::AsRawFd;
@@ -18,6 +18,8 @@ use crate::Ctx;
 
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
+/// Trailer fields kept per request; more are read and dropped.
+const MAX_TRAILERS: usize = MAX_HEADERS;
 const READ_CHUNK: usize = 64 * 1024;
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 8 * 1024;
@@ -85,6 +87,7 @@ pub async fn serve(mut io: Io, mut buf: BytesMut, info: Arc<ConnInfo>, ctx: Arc<
             close_after: false,
             reset: false,
             gone: false,
+            trailers: Vec::new(),
             req: &head.req,
             ctx: &ctx,
         };
@@ -326,8 +329,20 @@ struct H1Exchange<'a> {
     close_after: bool,
     reset: bool,
     gone: bool,
+    /// The request's trailer fields, as the chunked body's end is read.
+    trailers: Vec<(String, Bytes)>,
     req: &'a ReqInfo,
     ctx: &'a Ctx,
+}
+
+/// One trailer line (CRLF excluded) as a field: the name lowercased, the
+/// value without surrounding whitespace. `None` for a line that is not a
+/// field (no colon, or a name that is not a token).
+fn trailer_field(line: &[u8]) -> Option<(String, Bytes)> {
+    let colon = line.iter().position(|b| *b == b':')?;
+    let name = http::HeaderName::from_bytes(&line[..colon]).ok()?;
+    let value = trim(&line[colon + 1..]);
+    Some((name.as_str().to_string(), Bytes::copy_from_slice(value)))
 }
 
 impl H1Exchange<'_> {
@@ -377,12 +392,19 @@ impl H1Exchange<'_> {
                     self.body = BodyState::ChunkSize;
                 }
                 BodyState::Trailers => match buf.windows(2).position(|w| w == b"\r\n") {
-                    // Trailer fields are read and dropped; the empty line ends them.
+                    // The empty line ends the trailer section.
                     Some(0) => {
                         buf.advance(2);
                         self.body = BodyState::Done;
                     }
-                    Some(i) => buf.advance(i + 2),
+                    Some(i) => {
+                        // Kept (the first MAX_TRAILERS fields) for /echo and
+                        // /headers; a line that is no field is dropped.
+                        if self.trailers.len() < MAX_TRAILERS {
+                            self.trailers.extend(trailer_field(&buf[..i]));
+                        }
+                        buf.advance(i + 2);
+                    }
                     None if buf.len() <= MAX_LINE => fill(io, buf).await?,
                     None => {
                         return Err(io::Error::new(
@@ -414,6 +436,10 @@ impl Exchange for H1Exchange<'_> {
             self.io.flush().await?;
         }
         self.next_body().await
+    }
+
+    fn trailers(&self) -> &[(String, Bytes)] {
+        &self.trailers
     }
 
     async fn head(&mut self, status: u16, headers: Headers, len: Len) -> io::Result<()> {

@@ -103,6 +103,8 @@ async fn stream(
         respond,
         send: None,
         pending_release: 0,
+        body_done: false,
+        trailers: Vec::new(),
         head_only: parts.method == http::Method::HEAD,
         done: false,
         goaway,
@@ -127,6 +129,10 @@ struct H2Exchange<'a> {
     /// Bytes of the last body piece handed out, whose window is returned on
     /// the next read.
     pending_release: usize,
+    /// The request body (and its trailers, if any) has been read.
+    body_done: bool,
+    /// The request's trailers (a HEADERS frame after its DATA).
+    trailers: Vec<(String, Bytes)>,
     head_only: bool,
     /// END_STREAM sent.
     done: bool,
@@ -140,7 +146,9 @@ fn header_map(headers: Headers) -> io::Result<HeaderMap> {
     for (name, value) in headers {
         let value = HeaderValue::from_maybe_shared(value)
             .map_err(|_| io::Error::other(format!("bad value for {name}")))?;
-        map.append(HeaderName::from_static(name), value);
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| io::Error::other(format!("bad field name {name}")))?;
+        map.append(name, value);
     }
     Ok(map)
 }
@@ -154,14 +162,33 @@ impl Exchange for H2Exchange<'_> {
                 .release_capacity(self.pending_release);
             self.pending_release = 0;
         }
+        if self.body_done {
+            return Ok(None);
+        }
         match self.recv.data().await {
-            None => Ok(None),
+            None => {
+                // The stream ended, or a trailing HEADERS frame is next.
+                self.body_done = true;
+                if let Some(t) = self.recv.trailers().await.map_err(h2_err)? {
+                    self.trailers = t
+                        .iter()
+                        .map(|(n, v)| {
+                            (n.as_str().to_string(), Bytes::copy_from_slice(v.as_bytes()))
+                        })
+                        .collect();
+                }
+                Ok(None)
+            }
             Some(Ok(b)) => {
                 self.pending_release = b.len();
                 Ok(Some(b))
             }
             Some(Err(e)) => Err(h2_err(e)),
         }
+    }
+
+    fn trailers(&self) -> &[(String, Bytes)] {
+        &self.trailers
     }
 
     async fn head(&mut self, status: u16, headers: Headers, len: Len) -> io::Result<()> {

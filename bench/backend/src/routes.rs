@@ -1,6 +1,7 @@
 //! The behaviours, chosen by path and query, written once against
 //! [`Exchange`], which HTTP/1.1 and h2 each implement.
 
+use std::borrow::Cow;
 use std::io;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -40,7 +41,8 @@ pub enum Len {
     Empty,
 }
 
-pub type Headers = Vec<(&'static str, Bytes)>;
+/// Field names are lowercase; most are fixed, echoed trailers are made.
+pub type Headers = Vec<(Cow<'static, str>, Bytes)>;
 
 pub struct ReqInfo {
     pub method: String,
@@ -73,6 +75,11 @@ pub(crate) trait Exchange {
     /// piece's flow-control window is handed back only here, so a client
     /// sending faster than the echo is read gets backpressure.
     async fn body_chunk(&mut self) -> io::Result<Option<Bytes>>;
+    /// The request's trailer fields (h2: a HEADERS frame after the DATA;
+    /// HTTP/1.1: the fields after a chunked body's last chunk), lowercased,
+    /// in arrival order; read with the end of the body, so empty until
+    /// `body_chunk` has returned `None`.
+    fn trailers(&self) -> &[(String, Bytes)];
     async fn head(&mut self, status: u16, headers: Headers, len: Len) -> io::Result<()>;
     async fn data(&mut self, data: Bytes) -> io::Result<()>;
     /// Ends the response, with trailers if any (h2; chunked HTTP/1.1).
@@ -127,7 +134,7 @@ pub async fn serve<E: Exchange>(ex: &mut E, ctx: &Ctx, req: &ReqInfo) -> io::Res
             ex,
             ctx.fail_status,
             "injected failure\n".into(),
-            vec![("x-injected-failure", Bytes::from_static(b"1"))],
+            vec![("x-injected-failure".into(), Bytes::from_static(b"1"))],
         )
         .await;
     }
@@ -167,7 +174,7 @@ async fn route<E: Exchange>(
         // The last segment picks the behaviour, so a proxy that keeps a
         // route prefix (`/svc-a/echo`) still reaches it.
         match path.rsplit('/').next().unwrap_or("") {
-            "echo" => echo(ex, req, q.flag("buffer")).await?,
+            "echo" => echo(ex, req, q.flag("buffer"), q.flag("trailers")).await?,
             "headers" => headers(ex, ctx, req).await?,
             "bytes" => {
                 let n = param!(q.need("n"));
@@ -240,7 +247,7 @@ async fn route<E: Exchange>(
 
 fn octet_stream() -> Headers {
     vec![(
-        "content-type",
+        "content-type".into(),
         Bytes::from_static(b"application/octet-stream"),
     )]
 }
@@ -261,7 +268,7 @@ async fn text<E: Exchange>(
     mut headers: Headers,
 ) -> io::Result<()> {
     if !headers.iter().any(|(n, _)| *n == "content-type") {
-        headers.push(("content-type", Bytes::from_static(b"text/plain")));
+        headers.push(("content-type".into(), Bytes::from_static(b"text/plain")));
     }
     ex.head(status, headers, Len::Known(body.len() as u64))
         .await?;
@@ -279,10 +286,15 @@ async fn send_pattern<E: Exchange>(ex: &mut E, n: u64) -> io::Result<()> {
     Ok(())
 }
 
-async fn echo<E: Exchange>(ex: &mut E, req: &ReqInfo, buffer: bool) -> io::Result<()> {
+async fn echo<E: Exchange>(
+    ex: &mut E,
+    req: &ReqInfo,
+    buffer: bool,
+    trailers: bool,
+) -> io::Result<()> {
     let mut headers = Vec::new();
     if let Some(ct) = req.header("content-type") {
-        headers.push(("content-type", ct.clone()));
+        headers.push(("content-type".into(), ct.clone()));
     }
     if buffer {
         // For clients (or proxies) that send the whole body before reading.
@@ -294,29 +306,51 @@ async fn echo<E: Exchange>(ex: &mut E, req: &ReqInfo, buffer: bool) -> io::Resul
             }
             body.extend_from_slice(&c);
         }
-        ex.head(200, headers, Len::Known(body.len() as u64)).await?;
+        let len = if trailers {
+            Len::Unknown
+        } else {
+            Len::Known(body.len() as u64)
+        };
+        ex.head(200, headers, len).await?;
         ex.data(Bytes::from(body)).await?;
-        return ex.finish(vec![]).await;
+        let echoed = echoed_trailers(ex.trailers());
+        return ex.finish(echoed).await;
     }
     // Full duplex: each piece goes back out before the next is read. The
     // first is read before the head so an `Expect: 100-continue` gets its
     // 100 (a final head first could keep the client from sending).
     let first = ex.body_chunk().await?;
-    ex.head(200, headers, req.body_len.map_or(Len::Unknown, Len::Known))
-        .await?;
+    let len = match req.body_len {
+        Some(n) if !trailers => Len::Known(n),
+        _ => Len::Unknown,
+    };
+    ex.head(200, headers, len).await?;
     if let Some(c) = first {
         ex.data(c).await?;
         while let Some(c) = ex.body_chunk().await? {
             ex.data(c).await?;
         }
     }
-    ex.finish(vec![]).await
+    let echoed = echoed_trailers(ex.trailers());
+    ex.finish(echoed).await
 }
 
-async fn headers<E: Exchange>(ex: &mut E, ctx: &Ctx, req: &ReqInfo) -> io::Result<()> {
-    let body_bytes = drain(ex).await?;
+/// Prefix of the request trailers `/echo` sends back as response trailers.
+const ECHO_TRAILER_PREFIX: &str = "x-echo-";
+
+/// `/echo`'s response trailers: each request trailer as `x-echo-NAME`, so
+/// they are visibly the request's and none can frame the response.
+fn echoed_trailers(request: &[(String, Bytes)]) -> Headers {
+    request
+        .iter()
+        .map(|(n, v)| (format!("{ECHO_TRAILER_PREFIX}{n}").into(), v.clone()))
+        .collect()
+}
+
+/// Lowercased name -> list of values, in order.
+fn fields_json(fields: &[(String, Bytes)]) -> serde_json::Map<String, serde_json::Value> {
     let mut map = serde_json::Map::new();
-    for (name, value) in &req.headers {
+    for (name, value) in fields {
         let list = map
             .entry(name.clone())
             .or_insert_with(|| serde_json::Value::Array(Vec::new()));
@@ -324,6 +358,13 @@ async fn headers<E: Exchange>(ex: &mut E, ctx: &Ctx, req: &ReqInfo) -> io::Resul
             list.push(String::from_utf8_lossy(value).into_owned().into());
         }
     }
+    map
+}
+
+async fn headers<E: Exchange>(ex: &mut E, ctx: &Ctx, req: &ReqInfo) -> io::Result<()> {
+    let body_bytes = drain(ex).await?;
+    let map = fields_json(&req.headers);
+    let trailers = fields_json(ex.trailers());
     let doc = serde_json::json!({
         "backend": ctx.name,
         "method": req.method,
@@ -341,6 +382,7 @@ async fn headers<E: Exchange>(ex: &mut E, ctx: &Ctx, req: &ReqInfo) -> io::Resul
         "request_count": req.count,
         "body_bytes": body_bytes,
         "headers": map,
+        "trailers": trailers,
     });
     let mut body = serde_json::to_string_pretty(&doc).unwrap_or_default();
     body.push('\n');
@@ -348,7 +390,10 @@ async fn headers<E: Exchange>(ex: &mut E, ctx: &Ctx, req: &ReqInfo) -> io::Resul
         ex,
         200,
         body,
-        vec![("content-type", Bytes::from_static(b"application/json"))],
+        vec![(
+            "content-type".into(),
+            Bytes::from_static(b"application/json"),
+        )],
     )
     .await
 }
@@ -390,19 +435,19 @@ async fn grpc<E: Exchange>(ex: &mut E, req: &ReqInfo) -> io::Result<()> {
         .header("content-type")
         .cloned()
         .unwrap_or_else(|| Bytes::from_static(b"application/grpc"));
-    let mut headers: Headers = vec![("content-type", ct)];
+    let mut headers: Headers = vec![("content-type".into(), ct)];
     let timeout = req.header("grpc-timeout");
     if let Some(t) = timeout {
-        headers.push(("x-received-grpc-timeout", t.clone()));
+        headers.push(("x-received-grpc-timeout".into(), t.clone()));
     }
     let mut trailers: Headers = vec![(
-        "grpc-status",
+        "grpc-status".into(),
         req.header("x-grpc-status")
             .cloned()
             .unwrap_or_else(|| Bytes::from_static(b"0")),
     )];
     if let Some(m) = req.header("x-grpc-message") {
-        trailers.push(("grpc-message", m.clone()));
+        trailers.push(("grpc-message".into(), m.clone()));
     }
     let delay = req
         .header("x-grpc-delay-ms")
@@ -413,8 +458,11 @@ async fn grpc<E: Exchange>(ex: &mut E, req: &ReqInfo) -> io::Result<()> {
         if let Some(budget) = budget.filter(|b| *b < delay) {
             tokio::time::sleep(budget).await;
             drain(ex).await?;
-            headers.push(("grpc-status", Bytes::from_static(b"4")));
-            headers.push(("grpc-message", Bytes::from_static(b"deadline exceeded")));
+            headers.push(("grpc-status".into(), Bytes::from_static(b"4")));
+            headers.push((
+                "grpc-message".into(),
+                Bytes::from_static(b"deadline exceeded"),
+            ));
             return ex.head(200, headers, Len::Empty).await;
         }
         tokio::time::sleep(delay).await;

@@ -254,6 +254,97 @@ fn head_request_has_no_body() {
     });
 }
 
+/// A request whose body ends with trailers; the whole response.
+async fn with_trailers(
+    c: &mut h2::client::SendRequest<Bytes>,
+    request: http::Request<()>,
+    body: &[u8],
+    trailers: &[(&'static str, &str)],
+) -> common::h2c::Full {
+    *c = c.clone().ready().await.unwrap();
+    let (resp, mut send) = c.send_request(request, false).unwrap();
+    if !body.is_empty() {
+        send.send_data(Bytes::copy_from_slice(body), false).unwrap();
+    }
+    let mut map = http::HeaderMap::new();
+    for (n, v) in trailers {
+        map.append(*n, v.parse().unwrap());
+    }
+    send.send_trailers(map).unwrap();
+    let (head, mut recv) = resp.await.unwrap().into_parts();
+    let body = common::h2c::body(&mut recv).await.unwrap();
+    let trailers = recv.trailers().await.unwrap();
+    common::h2c::Full {
+        head: http::Response::from_parts(head, ()),
+        body,
+        trailers,
+    }
+}
+
+#[test]
+fn echo_returns_request_trailers_prefixed() {
+    let b = Backend::start(&[]);
+    run(async {
+        let (mut c, _conn) = connect(b.addr()).await;
+        let body = noise(200_000);
+        let r = with_trailers(
+            &mut c,
+            req("POST", "/echo").body(()).unwrap(),
+            &body,
+            &[("x-sum", "5"), ("x-sum", "6"), ("x-other", "o")],
+        )
+        .await;
+        assert_eq!(r.head.status(), 200);
+        assert!(r.body == body, "echoed body differs");
+        let t = r.trailers.expect("response trailers");
+        let sums: Vec<_> = t.get_all("x-echo-x-sum").iter().collect();
+        assert_eq!(sums, ["5", "6"]);
+        assert_eq!(t["x-echo-x-other"], "o");
+        assert_eq!(t.len(), 3, "{t:?}");
+
+        // With a length too (h2 trailers need no chunking); and an empty
+        // body with ?trailers=1, whose head cannot end the stream.
+        let request = req("POST", "/echo")
+            .header("content-length", "3")
+            .body(())
+            .unwrap();
+        let r = with_trailers(&mut c, request, b"abc", &[("x-sum", "3")]).await;
+        assert_eq!(r.header("content-length"), Some("3"));
+        assert_eq!(r.body, b"abc");
+        assert_eq!(r.trailers.expect("trailers")["x-echo-x-sum"], "3");
+        let request = req("POST", "/echo?trailers=1")
+            .header("content-length", "0")
+            .body(())
+            .unwrap();
+        let r = with_trailers(&mut c, request, b"", &[("x-sum", "0")]).await;
+        assert!(r.body.is_empty());
+        assert_eq!(r.trailers.expect("trailers")["x-echo-x-sum"], "0");
+
+        // No request trailers: none back.
+        let r = exchange(
+            &mut c,
+            req("POST", "/echo").body(()).unwrap(),
+            Bytes::from_static(b"xyz"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.body, b"xyz");
+        assert!(r.trailers.is_none());
+
+        // /headers reports them.
+        let r = with_trailers(
+            &mut c,
+            req("POST", "/headers").body(()).unwrap(),
+            b"abcd",
+            &[("x-sum", "4")],
+        )
+        .await;
+        let j: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(j["trailers"], serde_json::json!({"x-sum": ["4"]}));
+        assert_eq!(j["body_bytes"], 4);
+    });
+}
+
 fn grpc_frame(msg: &[u8]) -> Bytes {
     let mut f = vec![0u8];
     f.extend_from_slice(&(msg.len() as u32).to_be_bytes());

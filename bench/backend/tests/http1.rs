@@ -84,7 +84,57 @@ fn echo_chunked_request_comes_back_chunked() {
     writer.join().unwrap();
     assert!(r.chunked);
     assert!(r.body == body);
+    // The request's trailers come back as the response's, prefixed.
+    assert_eq!(r.trailers, [("x-echo-x-trailer".into(), "yes".into())]);
     assert_eq!(c.get("/").header("x-request-count"), Some("2"));
+}
+
+#[test]
+fn echo_returns_request_trailers_prefixed() {
+    let b = Backend::start(&[]);
+    let mut c = H1::connect(b.addr());
+    // Names lowercased, values trimmed, repeats and order kept, a line that
+    // is no field dropped; an empty body may still have trailers.
+    for body in [&b"hello"[..], b""] {
+        let mut req =
+            b"POST /echo HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        if !body.is_empty() {
+            req.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+            req.extend_from_slice(body);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(
+            b"0\r\nX-Sum:  5 \r\nno colon here\r\nx-sum: 6\r\nContent-Length: 99\r\n\r\n",
+        );
+        c.stream.write_all(&req).unwrap();
+        let r = c.read_response(false).unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.chunked);
+        assert_eq!(r.body, body);
+        let want: Vec<(String, String)> = [
+            ("x-echo-x-sum", "5"),
+            ("x-echo-x-sum", "6"),
+            ("x-echo-content-length", "99"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(r.trailers, want);
+    }
+    // Without trailers: none come back; ?trailers=1 answers a
+    // Content-Length request chunked (its body could carry none).
+    let r = c.request("POST", "/echo?trailers=1", &[], b"abc");
+    assert!(r.chunked);
+    assert_eq!(r.body, b"abc");
+    assert!(r.trailers.is_empty());
+    assert_eq!(r.header("content-length"), None);
+    // /headers reports them.
+    let req = b"POST /headers HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nx-sum: 3\r\n\r\n";
+    c.stream.write_all(req).unwrap();
+    let j = c.read_response(false).unwrap().json();
+    assert_eq!(j["trailers"], serde_json::json!({"x-sum": ["3"]}));
+    assert_eq!(j["body_bytes"], 3);
+    assert_eq!(c.get("/headers").json()["trailers"], serde_json::json!({}));
 }
 
 #[test]
