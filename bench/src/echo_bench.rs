@@ -32,6 +32,8 @@ use serde_json::Value;
 
 use crate::cpu::{children_user_secs, read_cores, ticks_per_sec, CoreTime};
 use crate::exec::Shell;
+use crate::harness::TopologyGuard;
+use crate::interrupt;
 use crate::netns;
 use crate::topology::{addr, ifname, Topology};
 
@@ -99,8 +101,11 @@ pub struct Measurement {
     pub dut_report: Value,
 }
 
+/// The device under test; stopped by its PID when dropped (an error, SIGINT
+/// or SIGTERM): SIGTERM first, so that sluice and the reflector detach
+/// their XDP programs.
 struct Dut {
-    child: Child,
+    child: Option<Child>,
     mode: String,
 }
 
@@ -134,11 +139,13 @@ impl Dut {
                         "--udp-echo",
                     ])
                     .arg(SocketAddr::new(IpAddr::V4(addr::RDUT_VIP_V4), PORT).to_string())
+                    // Under the topology's directory on the shared bpffs,
+                    // which `topo down` removes (as harness::sluice_command).
                     .arg("--pin-dir")
                     .arg(format!(
                         "{}/{}/{}",
                         sluice_bpf::system::SHARED_BPFFS,
-                        ns,
+                        topo.prefix(),
                         ifname::RDUT
                     ));
                 if a.spin {
@@ -160,15 +167,16 @@ impl Dut {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting the {mode} DUT"))?;
-        // Each DUT says on stderr when it is ready; a fixed settle time is
-        // simpler than parsing three formats and costs a second per run.
-        std::thread::sleep(Duration::from_millis(1200));
         let mut dut = Self {
-            child,
+            child: Some(child),
             mode: mode.to_string(),
         };
-        if let Some(status) = dut.child.try_wait()? {
-            let out = dut.child.wait_with_output()?;
+        // Each DUT says on stderr when it is ready; a fixed settle time is
+        // simpler than parsing three formats and costs a second per run.
+        interrupt::sleep(Duration::from_millis(1200))?;
+        let child = dut.child.as_mut().expect("running");
+        if let Some(status) = child.try_wait()? {
+            let out = dut.child.take().expect("running").wait_with_output()?;
             bail!(
                 "the {mode} DUT exited during start-up ({status}):\n{}",
                 String::from_utf8_lossy(&out.stderr)
@@ -177,10 +185,15 @@ impl Dut {
         Ok(dut)
     }
 
-    fn stop(self) -> Result<Value> {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-        let out = self.child.wait_with_output()?;
+    fn stop(mut self) -> Result<Value> {
+        let pid = self.child.as_ref().expect("running").id();
+        // On an error here the child is still ours and Drop stops it.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        let child = self.child.take().expect("running");
+        let out = interrupt::wait_output(child, &format!("the {} DUT", self.mode))?;
         if !out.status.success() {
             bail!(
                 "the {} DUT failed ({}):\n{}",
@@ -195,6 +208,18 @@ impl Dut {
             .rev()
             .find_map(|l| serde_json::from_str::<Value>(l).ok())
             .unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Dut {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id();
+            if let Ok(None) = c.try_wait() {
+                interrupt::stop_child(&mut c, interrupt::GRACE);
+                interrupt::note(format!("stopped the {} DUT (pid {pid})", self.mode));
+            }
+        }
     }
 }
 
@@ -232,14 +257,13 @@ fn measure(
     let cores0 = read_cores()?;
     let user0 = children_user_secs();
     let started = Instant::now();
-    let out = netns::command(&topo.rgen_ns(), bin_dir.join("sluice-bench"))
-        .args(["gen", "--json", "--progress", "0", "--iface", ifname::RGEN])
+    let mut gen = netns::command(&topo.rgen_ns(), bin_dir.join("sluice-bench"));
+    gen.args(["gen", "--json", "--progress", "0", "--iface", ifname::RGEN])
         .args(["--dst", &dst.to_string(), "--dst-mac", dst_mac])
         .args(["--queues", "0", "--cores", &a.gen_core.to_string()])
         .args(["--size", &size.to_string(), "--rate", &rate_arg])
-        .args(["--duration", &a.duration.to_string(), "--drain", "0.3"])
-        .output()
-        .context("running the generator")?;
+        .args(["--duration", &a.duration.to_string(), "--drain", "0.3"]);
+    let out = interrupt::output(&mut gen, "the generator")?;
     let elapsed = started.elapsed().as_secs_f64();
     let cores1 = read_cores()?;
     let gen_user = children_user_secs() - user0;
@@ -316,22 +340,20 @@ pub fn run(a: &EchoBenchArgs) -> Result<Vec<Measurement>> {
             );
         }
     }
-    let topo = Topology::new(&a.prefix, 1)?;
-    let sh = Shell::default();
-    let existed = topo.existing_namespaces()?.len() == topo.namespaces().len();
+    // Brought up unless it exists, deleted at the end if it was (an error
+    // or SIGINT/SIGTERM included).
+    let guard = TopologyGuard::up(&a.prefix, 1)?;
+    let topo = guard.topology();
     let rdut_queues = |st: &crate::topology::Status| {
         st.link(crate::topology::Role::Rdut, ifname::RDUT)
             .and_then(|l| l.rx_queues)
     };
-    if existed && rdut_queues(&topo.status(&sh)?) != Some(1) {
+    if !guard.owned() && rdut_queues(&topo.status(&Shell::default())?) != Some(1) {
         bail!(
             "topology `{}` exists with more than one queue per veth; the echo benchmark \
              needs one (give another --prefix, or `topo down` it)",
             a.prefix
         );
-    }
-    if !existed {
-        topo.up(&sh)?;
     }
     let result = (|| {
         let mac = mac_of(&topo.rdut_ns(), ifname::RDUT)?;
@@ -341,7 +363,11 @@ pub fn run(a: &EchoBenchArgs) -> Result<Vec<Measurement>> {
                 for mode in &a.modes {
                     let mut reps = Vec::new();
                     for _ in 0..a.repeat.max(1) {
-                        reps.push(measure(a, &topo, &bin_dir, mode, size, rate, &mac)?);
+                        interrupt::check()?;
+                        reps.push(
+                            measure(a, topo, &bin_dir, mode, size, rate, &mac)
+                                .with_context(|| format!("{mode} size {size} rate {rate}"))?,
+                        );
                     }
                     let m = median_by(&mut reps, |m| m.rx_pps);
                     eprintln!(
@@ -354,9 +380,7 @@ pub fn run(a: &EchoBenchArgs) -> Result<Vec<Measurement>> {
         }
         Ok::<_, anyhow::Error>(all)
     })();
-    if !existed {
-        let _ = topo.down(&sh);
-    }
+    drop(guard);
     let all = result?;
     if let Some(p) = &a.json_out {
         fs::write(p, serde_json::to_string_pretty(&all)?)?;

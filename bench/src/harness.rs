@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::cpu::{self, read_cores, ticks_per_sec, CoreTime};
 use crate::exec::Shell;
+use crate::interrupt;
 use crate::netns;
 use crate::topology::{ifname, Topology};
 
@@ -60,19 +61,11 @@ pub fn require_tool(program: &str, version_arg: &str) -> Result<()> {
 
 /// Runs `f` on the direct pair of topology `prefix`, one queue per veth:
 /// brought up first if it does not exist and torn down afterwards (also
-/// when `f` fails); left as it was if it existed.
+/// when `f` fails, is interrupted or panics, and when bringing it up fails
+/// half-way); left as it was if it existed.
 pub fn with_direct_pair<T>(prefix: &str, f: impl FnOnce(&Topology) -> Result<T>) -> Result<T> {
-    let sh = Shell::default();
-    let topo = Topology::new(prefix, 1)?;
-    let existed = topo.existing_namespaces()?.len() == topo.namespaces().len();
-    if !existed {
-        topo.up(&sh)?;
-    }
-    let result = f(&topo);
-    if !existed {
-        let _ = topo.down(&sh);
-    }
-    result
+    let guard = TopologyGuard::up(prefix, 1)?;
+    f(guard.topology())
 }
 
 /// A topology brought up for a run and torn down when dropped (an error
@@ -101,14 +94,33 @@ impl TopologyGuard {
     pub fn topology(&self) -> &Topology {
         &self.topo
     }
+
+    /// Whether this guard brought the topology up (and deletes it).
+    pub fn owned(&self) -> bool {
+        self.owned
+    }
 }
 
 impl Drop for TopologyGuard {
     fn drop(&mut self) {
-        if self.owned {
-            if let Err(e) = self.topo.down(&Shell::default()) {
-                eprintln!("topo down {}: {e:#}", self.topo.prefix());
+        if !self.owned {
+            return;
+        }
+        let prefix = self.topo.prefix();
+        match self.topo.down(&Shell::default()) {
+            Ok(report) if report.busy.is_empty() => {
+                interrupt::note(format!("deleted topology `{prefix}`"));
             }
+            Ok(report) => interrupt::cleanup_failed(format!(
+                "topo down {prefix}: processes were still inside: {}",
+                report
+                    .busy
+                    .iter()
+                    .map(|(ns, pids)| format!("{ns} {pids:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Err(e) => interrupt::cleanup_failed(format!("topo down {prefix}: {e:#}")),
         }
     }
 }
@@ -189,8 +201,10 @@ http {{
 
 /// A server under test: started (pinned by the caller's command), ready
 /// when a TCP connect from the generator namespace succeeds, stopped with
-/// SIGTERM by its PID. Its stdout and stderr go to files under the work
-/// directory (a pipe nobody reads would block a chatty server).
+/// SIGTERM by its PID (also when dropped: an error or an interruption;
+/// SIGKILL to it and its descendants if it does not exit in time). Its
+/// stdout and stderr go to files under the work directory (a pipe nobody
+/// reads would block a chatty server).
 pub struct ServerProc {
     child: Child,
     pub name: String,
@@ -226,8 +240,10 @@ impl ServerProc {
             stderr,
         };
         if let Err(e) = server.wait_ready(gen_ns, target) {
-            server.kill();
-            return Err(e);
+            // nginx's master may have started its workers already.
+            interrupt::stop_child(&mut server.child, interrupt::GRACE);
+            interrupt::note(format!("stopped {name} (pid {pid})"));
+            return Err(e.context(format!("starting {name}")));
         }
         Ok(server)
     }
@@ -242,10 +258,12 @@ impl ServerProc {
         fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    /// Until a TCP connect from the generator namespace succeeds (bounded).
+    /// Until a TCP connect from the generator namespace succeeds (bounded,
+    /// and cut short by SIGINT/SIGTERM).
     fn wait_ready(&mut self, gen_ns: &str, target: SocketAddr) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            interrupt::check()?;
             if let Some(status) = self.child.try_wait()? {
                 bail!(
                     "{} exited during start-up ({status}):\n{}",
@@ -266,13 +284,8 @@ impl ServerProc {
                     self.stderr_text()
                 );
             }
-            std::thread::sleep(Duration::from_millis(100));
+            interrupt::sleep(Duration::from_millis(100))?;
         }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 
     /// SIGTERM, then up to 10 s for a successful exit (killed after
@@ -288,13 +301,15 @@ impl ServerProc {
                 // HAProxy in the foreground (-db) dies of the SIGTERM itself.
                 let by_our_signal = std::os::unix::process::ExitStatusExt::signal(&status)
                     == Some(nix::sys::signal::Signal::SIGTERM as i32);
+                interrupt::note(format!("stopped {} (pid {})", self.name, self.pid));
                 if !status.success() && !by_our_signal {
                     bail!("{} failed ({status}):\n{}", self.name, self.stderr_text());
                 }
                 return Ok(self.stdout_text());
             }
             if Instant::now() > deadline {
-                self.kill();
+                interrupt::kill_tree(&mut self.child);
+                interrupt::note(format!("killed {} (pid {})", self.name, self.pid));
                 bail!("{} did not stop within 10 s of SIGTERM", self.name);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -303,10 +318,18 @@ impl ServerProc {
 }
 
 impl Drop for ServerProc {
-    /// A server left running by an early return is killed by its PID.
+    /// A server left running by an early return (an error, SIGINT or
+    /// SIGTERM) is stopped by its PID: SIGTERM first, so that nginx's
+    /// master takes its workers along and sluice detaches its XDP program.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            self.kill();
+            match interrupt::stop_child(&mut self.child, interrupt::GRACE) {
+                Some(_) => interrupt::note(format!("stopped {} (pid {})", self.name, self.pid)),
+                None => interrupt::cleanup_failed(format!(
+                    "{} (pid {}) could not be stopped",
+                    self.name, self.pid
+                )),
+            }
         }
     }
 }
@@ -427,11 +450,12 @@ impl CpuUse {
 /// Waits (up to `max`) until every core was less than `pct` percent busy
 /// over half a second; returns false if it never was. On a shared
 /// machine, a benchmark started next to a build measures the build.
+/// SIGINT/SIGTERM end the wait with an [`interrupt::Interrupted`] error.
 pub fn wait_for_quiet(pct: f64, max: Duration) -> Result<bool> {
     let deadline = Instant::now() + max;
     loop {
         let a = read_cores()?;
-        std::thread::sleep(Duration::from_millis(500));
+        interrupt::sleep(Duration::from_millis(500))?;
         let b = read_cores()?;
         let busiest = a
             .iter()
@@ -520,7 +544,11 @@ impl WorkDir {
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        match fs::remove_dir_all(&self.0) {
+            Ok(()) => interrupt::note(format!("removed {}", self.0.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => interrupt::cleanup_failed(format!("removing {}: {e}", self.0.display())),
+        }
     }
 }
 

@@ -32,6 +32,7 @@ use serde::Serialize;
 
 use crate::cpu::{self, CoreTime};
 use crate::harness::{self, median_by, raise_nofile, us_per, CpuWindow, ServerProc, WorkDir};
+use crate::interrupt;
 use crate::netns;
 use crate::topology::{addr, ifname, Topology};
 
@@ -264,7 +265,7 @@ fn measure_wrk(
     }
     wrk.arg(&url);
     let window = CpuWindow::start(a.dut_core, a.gen_core, server.pid)?;
-    let out = wrk.output().context("running wrk")?;
+    let out = interrupt::output(&mut wrk, "wrk")?;
     let cpu = window.finish()?;
     if !out.status.success() {
         bail!("wrk failed:\n{}", String::from_utf8_lossy(&out.stderr));
@@ -332,7 +333,7 @@ fn measure_bulk(
         .arg(&url);
     let window = CpuWindow::start(a.dut_core, a.gen_core, server.pid)?;
     let started = Instant::now();
-    let out = curl.output().context("running curl")?;
+    let out = interrupt::output(&mut curl, "curl")?;
     let secs = started.elapsed().as_secs_f64();
     let cpu = window.finish()?;
     let dropped = match &chaos {
@@ -378,21 +379,22 @@ fn measure_bulk(
 fn measure_idle(a: &HttpBenchArgs, topo: &Topology, server: &Server) -> Result<HttpMeasurement> {
     let n = a.idle_connections;
     raise_nofile(u64::from(n) + 1024)?;
-    let settle = || std::thread::sleep(Duration::from_millis(500));
-    settle();
+    let settle = || interrupt::sleep(Duration::from_millis(500));
+    settle()?;
     let rss0 = cpu::process_rss(server.pid)?;
     let slab0 = cpu::slab_bytes()?;
     let target = target_addr(&server.mode);
     let conns = netns::run_in(&topo.rgen_ns(), || -> Result<Vec<TcpStream>> {
         let mut v = Vec::with_capacity(n as usize);
         for i in 0..n {
+            interrupt::check()?;
             let s = TcpStream::connect_timeout(&target, Duration::from_secs(3))
                 .with_context(|| format!("idle connection {i} of {n} to {target}"))?;
             v.push(s);
         }
         Ok(v)
     })??;
-    settle();
+    settle()?;
     let rss1 = cpu::process_rss(server.pid)?;
     let slab1 = cpu::slab_bytes()?;
     // Every connection must still be open: a server that dropped them
@@ -471,6 +473,7 @@ pub fn run(a: &HttpBenchArgs) -> Result<Vec<HttpMeasurement>> {
             for mode in &a.modes {
                 let mut reps = Vec::new();
                 for _ in 0..a.repeat.max(1) {
+                    interrupt::check()?;
                     let server = Server::start(a, topo, mode, &bin_dir, work)?;
                     let m = match workload {
                         "idle" => measure_idle(a, topo, &server),
@@ -478,7 +481,7 @@ pub fn run(a: &HttpBenchArgs) -> Result<Vec<HttpMeasurement>> {
                         _ => measure_wrk(a, topo, &server, workload),
                     };
                     let stopped = server.stop();
-                    let m = m?;
+                    let m = m.with_context(|| format!("{mode} {workload}"))?;
                     stopped?;
                     reps.push(m);
                 }

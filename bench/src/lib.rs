@@ -12,6 +12,8 @@
 //! - [`http_bench`], [`tls_bench`], [`proxy_bench`]: `run http`, `run tls`
 //!   and `run proxy`;
 //!   [`tls_client`] is the latter's handshake and idle-connection client.
+//! - [`interrupt`]: SIGINT/SIGTERM during `run ...`: waits cut short, the
+//!   error that unwinds through the cleanup, the final message.
 #![forbid(unsafe_code)]
 
 pub mod cpu;
@@ -20,6 +22,7 @@ pub mod exec;
 pub mod gen;
 pub mod harness;
 pub mod http_bench;
+pub mod interrupt;
 pub mod kernel_echo;
 pub mod netns;
 pub mod proxy_bench;

@@ -58,6 +58,12 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
+            // `run ...` after SIGINT/SIGTERM: what was cleaned up, and the
+            // status a shell gives a process the signal ended (130, 143).
+            if let Some(i) = err.downcast_ref::<sluice_bench::interrupt::InterruptedRun>() {
+                eprintln!("sluice-bench: {i}");
+                return std::process::ExitCode::from(i.exit_code());
+            }
             eprintln!("sluice-bench: error: {err:#}");
             std::process::ExitCode::FAILURE
         }

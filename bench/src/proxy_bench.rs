@@ -75,6 +75,7 @@ use serde_json::Value;
 use crate::cpu::CoreTime;
 use crate::harness::{self, median_by, us_per, CpuWindow, ServerProc, WorkDir};
 use crate::http_bench::parse_wrk;
+use crate::interrupt::{self, parent_of};
 use crate::netns;
 use crate::tls_bench::{log_percentiles, make_cert, parse_h2load, Cert};
 use crate::tls_client::SERVER_NAME;
@@ -307,12 +308,14 @@ fn time_wait_pairs(ns: &str, core: usize) -> Result<HashSet<(String, String)>> {
     )?))
 }
 
-/// Waits (up to 70 s) until fewer than `below` TIME_WAIT sockets are left
-/// in each of `namespaces`; returns how many seconds it waited.
+/// Waits (up to 70 s, cut short by SIGINT/SIGTERM) until fewer than
+/// `below` TIME_WAIT sockets are left in each of `namespaces`; returns how
+/// many seconds it waited.
 fn drain_time_wait(namespaces: &[String], core: usize, below: usize) -> Result<f64> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(70);
     loop {
+        interrupt::check()?;
         let mut most = 0;
         for ns in namespaces {
             most = most.max(time_wait_pairs(ns, core)?.len());
@@ -324,7 +327,7 @@ fn drain_time_wait(namespaces: &[String], core: usize, below: usize) -> Result<f
             eprintln!("warning: {most} TIME_WAIT sockets still there after 70 s");
             return Ok(started.elapsed().as_secs_f64());
         }
-        std::thread::sleep(Duration::from_secs(2));
+        interrupt::sleep(Duration::from_secs(2))?;
     }
 }
 
@@ -357,12 +360,6 @@ fn process_tree(pid: u32) -> Vec<u32> {
         }
     }
     pids
-}
-
-/// The parent PID in a /proc/PID/stat line (field 4, after the name).
-fn parent_of(stat: &str) -> Option<u32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// User + system seconds of processes (those gone in between count 0).
@@ -784,7 +781,7 @@ fn next_sluice_total(server: &ServerProc) -> Result<Value> {
         if Instant::now() > deadline {
             bail!("sluice printed no counter report within 3 s");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        interrupt::sleep(Duration::from_millis(50))?;
     }
 }
 
@@ -793,10 +790,10 @@ fn counter(v: &Value, k: &str) -> u64 {
 }
 
 /// Samples the ESTABLISHED upstream sockets in the backend namespace
-/// every second until stopped (or `max` has passed).
+/// every second until stopped (or `max` has passed, or it is dropped).
 struct EstabSampler {
     stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<Vec<u64>>,
+    handle: Option<std::thread::JoinHandle<Vec<u64>>>,
 }
 
 impl EstabSampler {
@@ -818,12 +815,25 @@ impl EstabSampler {
             }
             samples
         });
-        Self { stop, handle }
+        Self {
+            stop,
+            handle: Some(handle),
+        }
     }
 
-    fn finish(self) -> Vec<u64> {
+    fn finish(mut self) -> Vec<u64> {
         self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().unwrap_or_default()
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for EstabSampler {
+    /// An early return (an error, an interruption) stops the thread too.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -950,9 +960,10 @@ fn wrk_command(
     wrk
 }
 
-/// Runs the load generator (already set up) and parses what it printed.
+/// Runs the load generator (already set up) and parses what it printed;
+/// SIGINT/SIGTERM stop it by its PID (see [`interrupt::output`]).
 fn run_load(mut c: Command, what: &str, mode: &str) -> Result<LoadResult> {
-    let out = c.output().with_context(|| format!("running {what}"))?;
+    let out = interrupt::output(&mut c, what)?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
@@ -1041,7 +1052,7 @@ fn measure(
     let samples = sampler.finish();
     let mut r = r?;
     // Let the closes settle (wrk and h2load close their connections at exit).
-    std::thread::sleep(Duration::from_secs(1));
+    interrupt::sleep(Duration::from_secs(1))?;
     let opened = passive_opens(&backend_ns)?.saturating_sub(opens0);
     let new_tw = |before: &HashSet<(String, String)>, ns: &str| -> Result<u64> {
         Ok(time_wait_pairs(ns, a.gen_core)?.difference(before).count() as u64)
@@ -1215,11 +1226,17 @@ pub fn run(a: &ProxyBenchArgs) -> Result<Vec<ProxyMeasurement>> {
                         let mut attempt = 0;
                         let m = loop {
                             attempt += 1;
+                            interrupt::check()?;
                             let waited = drain_time_wait(
                                 &[topo.gw_ns(), topo.backend_ns()],
                                 a.gen_core,
                                 a.time_wait_below,
-                            )?;
+                            )
+                            .with_context(|| {
+                                format!(
+                                    "{mode} {workload} rep {rep}: waiting for TIME_WAIT sockets"
+                                )
+                            })?;
                             if waited > 3.0 {
                                 eprintln!("  waited {waited:.0} s for TIME_WAIT sockets to expire");
                             }
@@ -1227,7 +1244,10 @@ pub fn run(a: &ProxyBenchArgs) -> Result<Vec<ProxyMeasurement>> {
                                 || harness::wait_for_quiet(
                                     a.quiet_pct,
                                     Duration::from_secs(a.quiet_wait),
-                                )?;
+                                )
+                                .with_context(|| {
+                                    format!("{mode} {workload} rep {rep}: waiting for quiet cores")
+                                })?;
                             let load = loadavg_1m();
                             if !quiet {
                                 eprintln!(

@@ -33,6 +33,7 @@ use std::fs;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -42,6 +43,7 @@ use serde_json::Value;
 
 use crate::cpu::{self, CoreTime};
 use crate::harness::{self, median_by, us_per, CpuUse, CpuWindow, ServerProc, WorkDir};
+use crate::interrupt;
 use crate::tls_client::{IdleProto, IdleReport, TlsLoadReport, SERVER_NAME};
 use crate::topology::{addr, Topology};
 
@@ -468,8 +470,10 @@ impl Perf {
             .stderr(Stdio::null())
             .spawn()
             .context("starting perf record")?;
-        std::thread::sleep(Duration::from_millis(500));
-        Ok(Self(Some(child)))
+        // Owned first: an interrupted settle stops it (Drop).
+        let perf = Self(Some(child));
+        interrupt::sleep(Duration::from_millis(500))?;
+        Ok(perf)
     }
 
     fn stop(mut self) {
@@ -542,7 +546,7 @@ fn measure_h2load(
     work: &Path,
 ) -> Result<TlsMeasurement> {
     let run = |c: &mut Command| -> Result<H2loadResult> {
-        let out = c.output().context("running h2load")?;
+        let out = interrupt::output(c, "h2load")?;
         let text = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             bail!(
@@ -616,7 +620,7 @@ fn measure_handshakes(
         c.arg("--resume");
     }
     let window = CpuWindow::start(a.dut_core, a.gen_core, server.pid)?;
-    let out = c.output().context("running sluice-bench tls-load")?;
+    let out = interrupt::output(&mut c, "sluice-bench tls-load")?;
     let cpu = window.finish()?;
     if !out.status.success() {
         bail!(
@@ -687,7 +691,7 @@ fn measure_download(
         .arg(format!("https://{SERVER_NAME}:{}/bytes/{bytes}", to.port()));
     let window = CpuWindow::start(a.dut_core, a.gen_core, server.pid)?;
     let started = Instant::now();
-    let out = c.output().context("running curl")?;
+    let out = interrupt::output(&mut c, "curl")?;
     let secs = started.elapsed().as_secs_f64();
     let cpu = window.finish()?;
     if !out.status.success() {
@@ -751,9 +755,8 @@ fn measure_idle(
     bin_dir: &Path,
     tolerate_errors: bool,
 ) -> Result<TlsMeasurement> {
-    use std::io::{BufRead, BufReader};
-    let settle = |ms| std::thread::sleep(Duration::from_millis(ms));
-    settle(500);
+    let settle = |ms| interrupt::sleep(Duration::from_millis(ms));
+    settle(500)?;
     let rss0 = cpu::process_rss(server.pid)?;
     let slab0 = cpu::slab_bytes()?;
     let procs = n.div_ceil(IDLE_PER_PROCESS).max(1);
@@ -778,26 +781,18 @@ fn measure_idle(
         for i in 0..ports.max(1) {
             c.arg("--connect").arg(target(&server.name, i).to_string());
         }
-        let child = c
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting sluice-bench tls-idle")?;
-        children.push(IdleChild(Some(child)));
+        children.push(IdleChild::spawn(c)?);
     }
     let mut opened = Vec::new();
     for c in &mut children {
-        let child = c.0.as_mut().expect("running");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line)?;
+        let line = c.first_line()?;
         let r: IdleReport = serde_json::from_str(&line)
             .with_context(|| format!("tls-idle said {line:?}; stderr: {}", c.stderr_text()))?;
         opened.push(r);
     }
     let open_s = started.elapsed().as_secs_f64();
     // Longer than sluice's stats interval, so a report shows them held.
-    settle(2500);
+    settle(2500)?;
     let rss1 = cpu::process_rss(server.pid)?;
     let slab1 = cpu::slab_bytes()?;
     let gauges = (server.name == "sluice")
@@ -845,50 +840,102 @@ fn measure_idle(
 }
 
 /// A `tls-idle` process: told to finish by closing its stdin; killed if
-/// dropped before that.
-struct IdleChild(Option<Child>);
+/// dropped before that (an error, SIGINT/SIGTERM). Its stdout lines and
+/// its stderr are read on threads, so that waiting for its first line can
+/// be interrupted.
+struct IdleChild {
+    child: Option<Child>,
+    lines: mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
 
 impl IdleChild {
+    fn spawn(mut c: Command) -> Result<Self> {
+        use std::io::{BufRead, BufReader, Read};
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting sluice-bench tls-idle")?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Ok(Self {
+            child: Some(child),
+            lines,
+            stderr: Some(stderr),
+        })
+    }
+
+    /// Its first stdout line: the report of the connections it opened.
+    fn first_line(&mut self) -> Result<String> {
+        loop {
+            match self.lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => return Ok(line),
+                Err(RecvTimeoutError::Disconnected) => {
+                    bail!("tls-idle ended without a report: {}", self.stderr_text())
+                }
+                Err(RecvTimeoutError::Timeout) => interrupt::check()?,
+            }
+        }
+    }
+
     /// Kills it and returns what it wrote to stderr (for errors).
     fn stderr_text(&mut self) -> String {
-        match self.0.take() {
-            Some(mut c) => {
-                let _ = c.kill();
-                c.wait_with_output()
-                    .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-                    .unwrap_or_default()
-            }
-            None => String::new(),
+        if let Some(mut c) = self.child.take() {
+            interrupt::kill_tree(&mut c);
         }
+        self.stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
     }
 
     /// Closes its stdin and returns how many connections the server had
     /// closed while they were held.
     fn finish(&mut self) -> Result<u64> {
-        let Some(child) = self.0.take() else {
+        let Some(mut child) = self.child.take() else {
             return Ok(0);
         };
-        let mut child = child;
         drop(child.stdin.take());
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            bail!(
-                "tls-idle failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let status = interrupt::wait_output(child, "sluice-bench tls-idle")?.status;
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        if !status.success() {
+            bail!("tls-idle failed ({status}): {stderr}");
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let last = text.lines().last().unwrap_or_default();
-        let r: IdleReport = serde_json::from_str(last).context("tls-idle's last line")?;
+        // The reader thread ends at its end of file: the child has exited.
+        let last = self.lines.iter().last().unwrap_or_default();
+        let r: IdleReport = serde_json::from_str(&last).context("tls-idle's last line")?;
         Ok(r.closed.unwrap_or(0))
     }
 }
 
 impl Drop for IdleChild {
     fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id();
+            if let Ok(None) = c.try_wait() {
+                interrupt::kill_tree(&mut c);
+                interrupt::note(format!("stopped sluice-bench tls-idle (pid {pid})"));
+            }
             let _ = c.wait();
         }
     }
@@ -994,8 +1041,12 @@ pub fn run(a: &TlsBenchArgs) -> Result<Vec<TlsMeasurement>> {
                 }
                 let mut reps = Vec::new();
                 for rep in 0..a.repeat {
+                    interrupt::check()?;
                     if a.quiet_pct < 100.0
-                        && !harness::wait_for_quiet(a.quiet_pct, Duration::from_secs(60))?
+                        && !harness::wait_for_quiet(a.quiet_pct, Duration::from_secs(60))
+                            .with_context(|| {
+                                format!("{mode} {workload} rep {rep}: waiting for quiet cores")
+                            })?
                     {
                         eprintln!(
                             "warning: cores still more than {}% busy after a minute; measuring anyway",
@@ -1025,7 +1076,7 @@ pub fn run(a: &TlsBenchArgs) -> Result<Vec<TlsMeasurement>> {
                     };
                     perf.stop();
                     let stdout = server.stop();
-                    let mut m = m?;
+                    let mut m = m.with_context(|| format!("{mode} {workload} rep {rep}"))?;
                     let stdout = stdout?;
                     if mode == "sluice" {
                         if let Some(t) = sluice_total(&stdout, "final") {
@@ -1069,7 +1120,7 @@ pub fn run(a: &TlsBenchArgs) -> Result<Vec<TlsMeasurement>> {
                 true,
             );
             let stopped = server.stop();
-            let mut m = m?;
+            let mut m = m.context("sluice max-idle")?;
             stopped?;
             m.sluice_tcp_memory_mib = Some(a.max_idle_memory_mib);
             eprintln!("{}", summary_line(&m));

@@ -1,9 +1,11 @@
 //! `sluice-bench run ...`: benchmarks that compare sluice with its baselines
 //! in one run, on one topology, on the same pinned cores.
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use sluice_bench::echo_bench::{self, EchoBenchArgs};
 use sluice_bench::http_bench::{self, HttpBenchArgs};
+use sluice_bench::interrupt;
 use sluice_bench::proxy_bench::{self, ProxyBenchArgs};
 use sluice_bench::tls_bench::{self, TlsBenchArgs};
 
@@ -31,7 +33,18 @@ enum Bench {
     Proxy(ProxyBenchArgs),
 }
 
+/// Runs one benchmark and prints its table. SIGINT and SIGTERM stop it
+/// promptly: every wait in it is cut short, what it started is stopped and
+/// removed as on an error (see [`interrupt`]), and the run ends with an
+/// [`interrupt::InterruptedRun`] saying what was cleaned up.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    interrupt::install().context("installing the SIGINT/SIGTERM handlers")?;
+    // Everything the benchmark set up is dropped when `run_bench` returns.
+    let result = run_bench(args);
+    interrupt::outcome(result)
+}
+
+fn run_bench(args: RunArgs) -> anyhow::Result<()> {
     match args.bench {
         Bench::Echo(a) => {
             let ms = echo_bench::run(&a)?;
