@@ -18,8 +18,10 @@
 //!   namespace: sluice-dataplane (`--iface gw0 --queues 0 --cores N --http
 //!   VIP:80 --proxy /=http://198.18.0.3:8080`, its own TCP over copy-mode
 //!   AF_XDP, its default pool: 64 connections per backend per loop, 16 of
-//!   them kept idle); HAProxy (`nbthread 1`, `http-reuse always`); nginx
-//!   (one worker, `upstream { keepalive 64; }`, `proxy_http_version 1.1`,
+//!   them kept idle); HAProxy (`nbthread 1`, `http-reuse always`;
+//!   `--haproxy-server-maxconn N` adds `maxconn N` to its server line: a
+//!   pool like sluice's, the rest queued); nginx (one worker,
+//!   `upstream { keepalive 64; }`, `proxy_http_version 1.1`,
 //!   `proxy_set_header Connection ""`). HAProxy and nginx add
 //!   X-Forwarded-For as sluice does.
 //!
@@ -181,6 +183,12 @@ pub struct ProxyBenchArgs {
     /// Write every measurement as JSON here.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
+    /// HAProxy's `maxconn` on its server line: at most this many upstream
+    /// connections, the other requests wait in HAProxy's queue (as sluice's
+    /// do in its pool of 64). Unset: one upstream connection per client
+    /// connection when none is idle.
+    #[arg(long)]
+    pub haproxy_server_maxconn: Option<u32>,
 }
 
 /// One measurement (the median of `--repeat`).
@@ -193,6 +201,9 @@ pub struct ProxyMeasurement {
     pub streams: u32,
     /// What the gateway spoke to the backend: `http/1.1` or `h2c`.
     pub upstream_protocol: String,
+    /// HAProxy's server `maxconn` (`--haproxy-server-maxconn`), if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub haproxy_server_maxconn: Option<u32>,
     pub duration_s: u64,
     pub body_bytes: u64,
     pub requests: u64,
@@ -581,8 +592,11 @@ frontend fe
 
 backend be
     http-reuse always
-    server b1 {server}
+    server b1 {server}{server_maxconn}
 "#,
+        server_maxconn = a
+            .haproxy_server_maxconn
+            .map_or(String::new(), |n| format!(" maxconn {n}")),
         core = a.dut_core,
         maxconn = haproxy_maxconn(),
         root = root.display(),
@@ -1073,6 +1087,7 @@ fn measure(
             "http/1.1"
         }
         .into(),
+        haproxy_server_maxconn: a.haproxy_server_maxconn.filter(|_| mode == "haproxy"),
         duration_s: load.secs,
         body_bytes: load.body,
         requests: r.requests,
@@ -1380,7 +1395,10 @@ pub fn markdown(ms: &[ProxyMeasurement]) -> String {
         out.push_str(&format!(
             "| {} | {} | {:.0} | {:.1} | {} / {} | {:.2} ({:.2} + {:.2}) | {} | {:.1} | {:.0} / {:.0} | {} ({}) | {} | {} / {} | {} | {} | {} | {} |\n",
             workload_label(m),
-            m.mode,
+            match m.haproxy_server_maxconn {
+                Some(n) => format!("{} (server maxconn {n})", m.mode),
+                None => m.mode.clone(),
+            },
             m.req_per_s,
             m.mbytes_per_s,
             m.errors,
@@ -1493,6 +1511,7 @@ mod tests {
             tries: 1,
             time_wait_below: 1000,
             json_out: None,
+            haproxy_server_maxconn: None,
         }
     }
 
@@ -1515,6 +1534,14 @@ mod tests {
             "{h}"
         );
         assert!(h.contains("bind 198.18.0.2:9080"), "{h}");
+        let h = haproxy_conf(
+            w,
+            &ProxyBenchArgs {
+                haproxy_server_maxconn: Some(64),
+                ..args()
+            },
+        );
+        assert!(h.contains("server b1 198.18.0.3:8080 maxconn 64\n"), "{h}");
         let b = backend_conf(w);
         assert!(b.contains("worker_processes 2;"), "{b}");
         assert!(
