@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Run the cargo-fuzz targets of sluice-netstack and sluice-http for a bounded
-# time each.
+# Run sluice's cargo-fuzz targets for a bounded time each.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # Defaults: 60 seconds, every target (classify, wire_parse, tcp_segment in
 # dataplane/netstack/fuzz; http_server in dataplane/http/fuzz; tls_server
-# in dataplane/tls/fuzz; h2_frames in dataplane/h2/fuzz).
+# in dataplane/tls/fuzz; h2_frames in dataplane/h2/fuzz; hpack_decode in
+# dataplane/h2codec/fuzz).
 # Non-interactive; exits non-zero if any target finds a crash (the input is
 # saved under CRATE/fuzz/artifacts/TARGET/). Installs cargo-fuzz if missing.
 #
@@ -21,7 +21,8 @@
 # Corpus: libFuzzer writes new inputs to fuzz/corpus/TARGET (git-ignored) and
 # reads the committed seeds in fuzz/seeds (netstack: every frame of
 # tests/fixtures/*.pcap, plus tcpseg-* op scripts for tcp_segment; http:
-# request pipelines in the harness's layout).
+# request pipelines in the harness's layout; h2codec: the RFC 7541 C.4 and
+# C.6 header blocks in the harness's layout).
 set -euo pipefail
 
 SECS=${1:-60}
@@ -31,7 +32,7 @@ case "$SECS" in
 esac
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(classify wire_parse tcp_segment http_server http_client tls_server h2_frames)
+    TARGETS=(classify wire_parse tcp_segment http_server http_client tls_server h2_frames hpack_decode)
 fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -41,6 +42,7 @@ fuzz_dir() {
         http_server | http_client) echo "$ROOT/dataplane/http/fuzz" ;;
         tls_server) echo "$ROOT/dataplane/tls/fuzz" ;;
         h2_frames) echo "$ROOT/dataplane/h2/fuzz" ;;
+        hpack_decode) echo "$ROOT/dataplane/h2codec/fuzz" ;;
         *) echo "$ROOT/dataplane/netstack/fuzz" ;;
     esac
 }
