@@ -40,6 +40,7 @@
 mod app;
 mod client;
 mod config;
+mod fields;
 mod guard;
 mod io;
 mod proxied;

@@ -176,9 +176,13 @@ impl Core {
         let Some(r) = e.h2.take() else {
             return;
         };
-        let authority = match &r.authority {
-            Some(a) => a.clone(),
-            None => Bytes::from(authority_of(addr)),
+        let own_authority: Vec<u8>;
+        let authority: &[u8] = match &r.authority {
+            Some(a) => a,
+            None => {
+                own_authority = authority_of(addr);
+                &own_authority
+            }
         };
         let scheme = if self.spec.clusters[self.backends[backend].cluster]
             .tls
@@ -192,8 +196,8 @@ impl Core {
             method: &r.method,
             scheme,
             authority,
-            path: r.path.clone(),
-            headers: r.headers.clone(),
+            path: &r.path,
+            headers: &r.headers,
             end_stream: r.end_stream,
         };
         let sent = match self.h2(up) {
