@@ -20,24 +20,14 @@ import json
 import os
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import ticker  # noqa: E402
-
-GATEWAYS = ["haproxy", "nginx", "sluice"]
-COLORS = {"haproxy": "#8c8c8c", "nginx": "#4c9a2a", "sluice": "#1f5fa8"}
+from matplotlib import ticker
+from plotlib import COLORS, SERVERS as GATEWAYS, by, cpu_stack, plt, save
 WORKLOADS = [
     ("keepalive", "HTTP/1.1 → HTTP/1.1\n64 keep-alive clients"),
     ("reuse", "HTTP/1.1 → HTTP/1.1\n512 clients, 60 s"),
     ("h2", "TLS h2 → h2c\n64 clients × 10 streams"),
     ("bulk", "1 MiB responses\n16 clients"),
 ]
-
-
-def by(ms, workload):
-    return {m["mode"]: m for m in ms if m["workload"] == workload}
 
 
 def present(ms):
@@ -82,36 +72,23 @@ def plot_requests(ms, out):
         bars = ax.bar(names, vals, color=[COLORS[g] for g in names])
         annotate(ax, bars, vals, fmt)
         style(ax, label, unit)
-    fig.suptitle("Proxied requests per second, one gateway core (higher is better)",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "proxy-req-per-s.png"), dpi=110)
-    plt.close(fig)
+    save(fig, out, "proxy-req-per-s.png",
+         "Proxied requests per second, one gateway core (higher is better)")
 
 
 def plot_cpu(ms, out):
     ws = present(ms)
     fig, axes = plt.subplots(1, len(ws), figsize=(3 * len(ws), 3.4), squeeze=False)
     for ax, (w, label) in zip(axes[0], ws):
-        rows = by(ms, w)
-        names = [g for g in GATEWAYS if g in rows]
-        user = [rows[g]["proc_user_us_per_req"] for g in names]
-        sys_ = [rows[g]["proc_sys_us_per_req"] for g in names]
-        ax.bar(names, user, color=[COLORS[g] for g in names], label="user")
-        ax.bar(names, sys_, bottom=user, color=[COLORS[g] for g in names],
-               alpha=0.45, hatch="//", label="system")
-        for i, (u, s) in enumerate(zip(user, sys_)):
-            ax.annotate(f"{u + s:,.1f}", (i, u + s), ha="center", va="bottom", fontsize=8)
+        cpu_stack(ax, by(ms, w), "{:,.1f}")
         if w == "reuse":
             # nginx's collapse (hundreds of µs) would flatten the others.
             ax.set_yscale("log")
         style(ax, label, "CPU µs per MiB response" if w == "bulk" else "CPU µs per request")
     legend_outside(fig, axes[0][0])
-    fig.suptitle("Gateway process CPU per request: user (solid) + system (hatched), "
-                 "lower is better", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "proxy-cpu-per-req.png"), dpi=110)
-    plt.close(fig)
+    save(fig, out, "proxy-cpu-per-req.png",
+         "Gateway process CPU per request: user (solid) + system (hatched), "
+         "lower is better")
 
 
 def plot_latency(ms, out):
@@ -131,11 +108,8 @@ def plot_latency(ms, out):
         ax.set_yscale("log")
         style(ax, label, "ms")
     legend_outside(fig, axes[0][0])
-    fig.suptitle("Latency at the client: p50 (solid), p99 (hatched), log scale",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "proxy-latency.png"), dpi=110)
-    plt.close(fig)
+    save(fig, out, "proxy-latency.png",
+         "Latency at the client: p50 (solid), p99 (hatched), log scale")
 
 
 def plot_reuse(ms, out):
@@ -157,11 +131,9 @@ def plot_reuse(ms, out):
         annotate(ax, bars, vals, "{:,.0f}")
         ax.set_yscale("log")
         style(ax, title, "count (log)")
-    fig.suptitle("512 clients for 60 s against 64 pooled upstream connections: "
-                 "connection churn", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "proxy-reuse.png"), dpi=110)
-    plt.close(fig)
+    save(fig, out, "proxy-reuse.png",
+         "512 clients for 60 s against 64 pooled upstream connections: "
+                 "connection churn")
 
 
 def main():

@@ -15,23 +15,13 @@ import json
 import os
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-SERVERS = ["haproxy", "nginx", "sluice"]
-COLORS = {"haproxy": "#8c8c8c", "nginx": "#4c9a2a", "sluice": "#1f5fa8"}
+from plotlib import COLORS, SERVERS, by, cpu_stack, plt, save
 REQUEST_WORKLOADS = [
     ("h2", "TLS + h2\nkeep-alive"),
     ("h1", "TLS + HTTP/1.1\nkeep-alive"),
     ("full", "full handshake\nper request"),
     ("resume", "resumed handshake\nper request"),
 ]
-
-
-def by(ms, workload):
-    return {m["mode"]: m for m in ms if m["workload"] == workload}
 
 
 def bar_panel(ax, rows, value, title, ylabel, fmt="{:,.0f}"):
@@ -51,35 +41,21 @@ def plot_requests(ms, out):
     fig, axes = plt.subplots(1, 4, figsize=(12, 3.4))
     for ax, (w, label) in zip(axes, REQUEST_WORKLOADS):
         bar_panel(ax, by(ms, w), lambda m: m["req_per_s"], label, "requests/s")
-    fig.suptitle("TLS 1.3 requests per second, one server core (higher is better)",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "tls-req-per-s.png"), dpi=110)
-    plt.close(fig)
+    save(fig, out, "tls-req-per-s.png",
+         "TLS 1.3 requests per second, one server core (higher is better)")
 
 
 def plot_cpu(ms, out):
     fig, axes = plt.subplots(1, 4, figsize=(12, 3.4))
     for ax, (w, label) in zip(axes, REQUEST_WORKLOADS):
-        rows = by(ms, w)
-        names = [s for s in SERVERS if s in rows]
-        user = [rows[s]["proc_user_us_per_req"] for s in names]
-        sys_ = [rows[s]["proc_sys_us_per_req"] for s in names]
-        ax.bar(names, user, color=[COLORS[s] for s in names], label="user")
-        ax.bar(names, sys_, bottom=user, color=[COLORS[s] for s in names],
-               alpha=0.45, hatch="//", label="system")
-        for i, (u, s) in enumerate(zip(user, sys_)):
-            ax.annotate(f"{u + s:.1f}", (i, u + s), ha="center", va="bottom", fontsize=8)
+        cpu_stack(ax, by(ms, w))
         ax.set_title(label, fontsize=9)
         ax.set_ylabel("CPU µs per request", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.margins(y=0.15)
     axes[0].legend(fontsize=7, loc="upper left")
-    fig.suptitle("Server process CPU per request: user (solid) + system (hatched), "
-                 "lower is better", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "tls-cpu-per-req.png"), dpi=110)
-    plt.close(fig)
+    save(fig, out, "tls-cpu-per-req.png",
+         "Server process CPU per request: user (solid) + system (hatched), lower is better")
 
 
 def plot_download_idle(ms, out):
@@ -93,11 +69,8 @@ def plot_download_idle(ms, out):
               "idle TLS + HTTP/1.1\n(RSS bytes per connection)", "bytes")
     bar_panel(axes[3], by(ms, "idle-h2"), lambda m: m["rss_bytes_per_conn"],
               "idle TLS + h2\n(RSS bytes per connection)", "bytes")
-    fig.suptitle("Download and memory per idle connection (HAProxy serves no files)",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "tls-download-idle.png"), dpi=110)
-    plt.close(fig)
+    save(fig, out, "tls-download-idle.png",
+         "Download and memory per idle connection (HAProxy serves no files)")
 
 
 def main():
