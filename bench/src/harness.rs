@@ -453,6 +453,7 @@ impl CpuUse {
 /// SIGINT/SIGTERM end the wait with an [`interrupt::Interrupted`] error.
 pub fn wait_for_quiet(pct: f64, max: Duration) -> Result<bool> {
     let deadline = Instant::now() + max;
+    let mut told = false;
     loop {
         let a = read_cores()?;
         interrupt::sleep(Duration::from_millis(500))?;
@@ -471,6 +472,14 @@ pub fn wait_for_quiet(pct: f64, max: Duration) -> Result<bool> {
             .fold(0.0, f64::max);
         if busiest < pct {
             return Ok(true);
+        }
+        if !told {
+            // Said once: a bench silent for minutes looks hung.
+            eprintln!(
+                "  waiting for quiet cores (busiest {busiest:.0}% >= {pct}%, up to {} s)",
+                max.as_secs()
+            );
+            told = true;
         }
         if Instant::now() > deadline {
             return Ok(false);

@@ -97,8 +97,29 @@ fn sigint_in_the_quiet_wait_cleans_up_even_if_started_ignoring_it() {
         assert!(Instant::now() < deadline, "no backend after 60 s");
         std::thread::sleep(Duration::from_millis(100));
     };
-    // Into the quiet wait.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Into the quiet wait: the bench says so on stderr (read on a thread,
+    // kept whole for the assertions below).
+    let mut stderr = left.child.as_mut().unwrap().stderr.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut told = false;
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if !told && String::from_utf8_lossy(&all).contains("waiting for quiet cores (") {
+                told = true;
+                let _ = line_tx.send(());
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    line_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the bench announces its quiet wait within 60 s");
     assert!(
         !in_sig_mask(pid, "SigIgn", Signal::SIGINT) && in_sig_mask(pid, "SigCgt", Signal::SIGINT),
         "the inherited SIG_IGN must be replaced by a handler"
@@ -117,8 +138,7 @@ fn sigint_in_the_quiet_wait_cleans_up_even_if_started_ignoring_it() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut err = String::new();
-    c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let err = reader.join().unwrap();
     let mut out = String::new();
     c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
 
