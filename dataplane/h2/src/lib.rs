@@ -46,11 +46,13 @@ mod io;
 mod proxied;
 mod routes;
 mod scan;
+mod server;
 
 pub use app::H2App;
 pub use client::{ClientRequest, H2Client, H2ClientConfig, H2Event, SendError, StreamFailure};
 pub use config::{FloodLimit, H2Config};
 pub use proxied::connection_specific;
+pub use server::{FrameCounts, RequestHead, ServerConn, ServerConnConfig, ServerEvent};
 
 /// Bytes h2 0.4 holds per connection in buffers it never gives back: its
 /// frame writer's buffer (16 KiB, `framed_write.rs`) and its frame
