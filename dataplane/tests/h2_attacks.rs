@@ -97,22 +97,21 @@ const CASES: &[Case] = &[
     case("empty_data_flood", &["h2_empty_frame_floods"]),
     case("empty_headers_flood", &["h2_empty_frame_floods"]),
     // Sent in one write, so sluice's scanner sees them before h2 does; but
-    // h2 bounds CONTINUATION frames per header block itself (5 with these
-    // settings), and docs/http2.md: what h2 catches first counts in
-    // h2_floods.
+    // The connection bounds CONTINUATION frames per header block itself
+    // (32; docs/http2.md): whichever bound catches it first counts.
     case(
         "empty_continuation_flood",
         &["h2_empty_frame_floods", "h2_crate_floods"],
     ),
-    // Non-empty CONTINUATION frames: h2's own count (5 per header block
-    // with these settings) ends it.
+    // Non-empty CONTINUATION frames: the connection's own count (32 per
+    // header block) ends it.
     case("continuation_flood", &["h2_crate_floods"]),
-    // Each request answered, then cancelled: only sluice's reset rate can
-    // see it (h2 bounds streams reset before they were accepted).
+    // Each request answered, then cancelled: only the reset rate can see
+    // it.
     case("rapid_reset", &["h2_reset_floods"]),
-    // The published form, pairs in one write: sluice's rate or h2's
-    // queue of reset streams (20), whichever sees it first (docs/http2.md:
-    // "h2's accept-queue bound (20) is the second line").
+    // The published form, pairs in one write: the reset rate (the
+    // counter list still admits the connection's own bounds, which caught
+    // it first when the h2 crate served).
     case("rapid_reset_burst", &["h2_reset_floods", "h2_crate_floods"]),
     case("made_you_reset_window", &["h2_reset_floods"]),
     case("made_you_reset_length", &["h2_reset_floods"]),

@@ -45,9 +45,8 @@ pub struct H2Stats {
     pub ping_timeouts: u64,
     /// Connections ended by a protocol error (h2's).
     pub protocol_errors: u64,
-    /// GOAWAY ENHANCE_YOUR_CALM from h2's own bounds (reset streams
-    /// waiting to be accepted, streams it reset for errors, CONTINUATION
-    /// count, small DATA frames).
+    /// GOAWAY ENHANCE_YOUR_CALM from the HTTP/2 connection's own bounds
+    /// (a header block too large, or in too many CONTINUATION frames).
     pub h2_floods: u64,
 }
 

@@ -1,294 +1,112 @@
-//! `H2App`: one HTTP/2 connection, h2 driven by hand (no runtime).
+//! `H2App`: one HTTP/2 connection on sluice's own server connection
+//! ([`ServerConn`], on sluice-h2codec), with the built-in routes, the
+//! proxy's streams, and the flood bounds and timers around it.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use h2::server::{Connection, Handshake, SendResponse};
-use h2::{Ping, PingPong, Reason, RecvStream, SendStream};
-use http::{Method, Request};
+use http::Method;
 use sluice_app::proxy::Proxy;
 use sluice_app::{App, Close, ConnContext, LoopDate, SharedStats, Time};
+use sluice_h2codec::frame::ErrorCode;
 
 use crate::config::H2Config;
 use crate::guard::{Flood, Guard};
-use crate::io::{IoState, Sent, Transport, WakeFlag};
 use crate::proxied::{self, Peer, Proxied};
 use crate::routes::{self, Route, MAX_CHUNK};
 use crate::scan::{Frame, Scanner, ACK, PING, RST_STREAM, SETTINGS, WINDOW_UPDATE};
+use crate::server::{RequestHead, ServerConn, ServerConnConfig, ServerEvent};
 
-/// Rounds of "poll the connection, then every stream" per call: past
-/// them the app reports `wants_write()` and yields the loop to other
-/// connections.
-const MAX_ROUNDS: usize = 8;
+/// The payload of the PING that follows the first GOAWAY of a drain.
+const DRAIN_PING: [u8; 8] = *b"drain\0\0\0";
 
 /// Drives per `poll_write` call (each after draining the output into the
 /// caller's buffer).
 const MAX_WRITE_DRIVES: usize = 4;
 
-enum State {
-    Handshake(Handshake<Transport, Bytes>),
-    Open(Connection<Transport, Bytes>),
-    Done { abort: bool },
-}
-
-enum Body {
+/// What answers a stream.
+enum Handler {
     /// `/bytes/N`: bytes left to send, offset of the next one.
-    Bytes { remaining: u64, offset: u64 },
+    Bytes {
+        remaining: u64,
+        offset: u64,
+        stall: Stall,
+    },
     /// `/echo`: request DATA not yet sent back (its receive window is
     /// released only once it is).
     Echo {
-        recv: RecvStream,
         queue: VecDeque<Bytes>,
         queued: usize,
+        /// Handed to the connection and not released yet: released as the
+        /// connection sends them, so the client's window bounds what waits.
+        in_conn: usize,
         recv_done: bool,
+        stall: Stall,
+        /// Since when it has waited for request body with nothing to send.
+        quiet_since: Option<Time>,
     },
+    Proxied(Box<Proxied>),
 }
 
-/// A response being streamed.
-struct Stream {
-    send: SendStream<Bytes>,
-    body: Body,
-    /// Since when it has had bytes to send and no send window, while the
-    /// connection's output was not blocked.
-    stall_since: Option<Time>,
-    /// Since when it has waited for request body bytes with nothing to
-    /// send.
-    quiet_since: Option<Time>,
-}
-
-enum Step {
-    Waiting,
-    /// Finished; true if the response went out whole.
-    Done(bool),
-}
-
-impl Stream {
-    fn poll(&mut self, cx: &mut Context<'_>, now: Time, out_blocked: bool) -> Step {
-        let mut got = false;
-        let step = match &mut self.body {
-            Body::Bytes { remaining, offset } => poll_bytes(&mut self.send, remaining, offset, cx),
-            Body::Echo {
-                recv,
-                queue,
-                queued,
-                recv_done,
-            } => poll_echo(&mut self.send, recv, queue, queued, recv_done, &mut got, cx),
-        };
-        match step {
-            Progress::Done(ok) => return Step::Done(ok),
-            Progress::Sent => {
-                self.stall_since = None;
-                self.quiet_since = None;
-            }
-            Progress::Blocked => {
-                self.quiet_since = None;
-                // A connection whose output is not read is TCP's matter
-                // (its send buffer), not a window stall.
-                if out_blocked {
-                    self.stall_since = None;
-                } else {
-                    self.stall_since.get_or_insert(now);
-                }
-            }
-            Progress::Idle => {
-                self.stall_since = None;
-                if got {
-                    self.quiet_since = None;
-                } else {
-                    self.quiet_since.get_or_insert(now);
-                }
-            }
+impl Handler {
+    fn stall_since(&self) -> Option<Time> {
+        match self {
+            Handler::Bytes { stall, .. } | Handler::Echo { stall, .. } => stall.since,
+            Handler::Proxied(p) => p.stall.since,
         }
-        Step::Waiting
     }
 
-    fn queued(&self) -> usize {
-        match &self.body {
-            Body::Echo { queued, .. } => *queued,
-            Body::Bytes { .. } => 0,
+    fn quiet_since(&self) -> Option<Time> {
+        match self {
+            Handler::Echo { quiet_since, .. } => *quiet_since,
+            _ => None,
+        }
+    }
+
+    fn memory(&self) -> usize {
+        match self {
+            Handler::Echo { queued, .. } => *queued,
+            Handler::Proxied(p) => p.memory(),
+            Handler::Bytes { .. } => 0,
         }
     }
 }
 
-enum Progress {
-    /// Nothing to send right now (an echo waiting for request data).
-    Idle,
-    /// Sent some, now waiting.
-    Sent,
-    /// Has bytes to send and no send capacity.
-    Blocked,
-    Done(bool),
-}
-
-/// Send capacity for up to `want` bytes: what is assigned, else asks h2.
-pub(crate) fn capacity(
-    send: &mut SendStream<Bytes>,
-    want: usize,
-    cx: &mut Context<'_>,
-) -> Poll<Option<usize>> {
-    let cap = send.capacity();
-    if cap > 0 {
-        return Poll::Ready(Some(cap));
-    }
-    send.reserve_capacity(want);
-    match send.poll_capacity(cx) {
-        Poll::Ready(Some(Ok(n))) => Poll::Ready(Some(n)),
-        Poll::Ready(Some(Err(_)) | None) => Poll::Ready(None),
-        Poll::Pending => Poll::Pending,
-    }
-}
-
-fn poll_bytes(
-    send: &mut SendStream<Bytes>,
-    remaining: &mut u64,
-    offset: &mut u64,
-    cx: &mut Context<'_>,
-) -> Progress {
-    let mut sent = false;
-    // h2 assigns at most max_send_buffer per stream, so this ends.
-    while *remaining > 0 {
-        let want = (*remaining).min(MAX_CHUNK as u64) as usize;
-        let cap = match capacity(send, want, cx) {
-            Poll::Ready(Some(c)) => c,
-            Poll::Ready(None) => return Progress::Done(false),
-            Poll::Pending => {
-                return if sent {
-                    Progress::Sent
-                } else {
-                    Progress::Blocked
-                }
-            }
-        };
-        let k = cap.min(want);
-        let chunk = routes::pattern(*offset, k);
-        *remaining -= k as u64;
-        *offset += k as u64;
-        if send.send_data(chunk, *remaining == 0).is_err() {
-            return Progress::Done(false);
-        }
-        sent = true;
-    }
-    Progress::Done(true)
-}
-
-fn poll_echo(
-    send: &mut SendStream<Bytes>,
-    recv: &mut RecvStream,
-    queue: &mut VecDeque<Bytes>,
-    queued: &mut usize,
-    recv_done: &mut bool,
-    got: &mut bool,
-    cx: &mut Context<'_>,
-) -> Progress {
-    // Taking DATA from h2 costs no memory: it is held either way, within
-    // the receive window we do not release yet.
-    while !*recv_done {
-        match recv.poll_data(cx) {
-            Poll::Ready(Some(Ok(b))) => {
-                *got = true;
-                if !b.is_empty() {
-                    *queued += b.len();
-                    queue.push_back(b);
-                }
-            }
-            // Reset by the client, or a bad body (h2 reset the stream).
-            Poll::Ready(Some(Err(_))) => return Progress::Done(false),
-            Poll::Ready(None) => *recv_done = true,
-            Poll::Pending => break,
-        }
-    }
-    let mut sent = false;
-    while *queued > 0 {
-        let cap = match capacity(send, *queued, cx) {
-            Poll::Ready(Some(c)) => c,
-            Poll::Ready(None) => return Progress::Done(false),
-            Poll::Pending => {
-                return if sent {
-                    Progress::Sent
-                } else {
-                    Progress::Blocked
-                }
-            }
-        };
-        let Some(front) = queue.front_mut() else {
-            break;
-        };
-        let k = cap.min(front.len());
-        let chunk = front.split_to(k);
-        if front.is_empty() {
-            queue.pop_front();
-        }
-        *queued -= k;
-        let end = *recv_done && *queued == 0;
-        if send.send_data(chunk, end).is_err() {
-            return Progress::Done(false);
-        }
-        // The client may send as much again.
-        let _ = recv.flow_control().release_capacity(k);
-        sent = true;
-        if end {
-            return Progress::Done(true);
-        }
-    }
-    if *recv_done {
-        // The body ended after its last DATA went back (or was empty).
-        return Progress::Done(send.send_data(Bytes::new(), true).is_ok());
-    }
-    if sent {
-        Progress::Sent
-    } else {
-        Progress::Idle
-    }
-}
-
-/// One HTTP/2 connection: h2's server driven without a runtime, the
-/// built-in routes, and the flood bounds and timers h2 does not have.
-/// See docs/http2.md.
+/// One HTTP/2 connection. See docs/http2.md.
 pub struct H2App {
     cfg: Rc<H2Config>,
     date: LoopDate,
     stats: SharedStats,
-    io: Rc<RefCell<IoState>>,
-    flag: Arc<WakeFlag>,
-    waker: Waker,
-    state: State,
-    ping: Option<PingPong>,
-    streams: Vec<Stream>,
-    /// Streams answered by the proxy.
-    proxied: Vec<Proxied>,
+    conn: ServerConn,
+    /// By the connection's stream key.
+    handlers: Vec<Option<Handler>>,
+    active: usize,
     /// The loop's proxy (None: built-in routes only).
     proxy: Option<Rc<dyn Proxy>>,
     peer: Peer,
     scan: Scanner,
     guard: Guard,
-    /// The output frames already accounted.
-    seen: Sent,
+    established: bool,
     last_input: Time,
     ping_sent: Option<Time>,
     /// No stream since then.
     idle_since: Option<Time>,
     draining: bool,
-    /// GOAWAY we decided on (`abrupt_shutdown`), and whether h2 has it.
-    go_away: Option<Reason>,
-    go_away_applied: bool,
+    /// GOAWAY we decided on, and whether it was counted.
+    go_away: Option<ErrorCode>,
+    goaway_counted: bool,
     /// Input is dropped from now on.
     input_closed: bool,
-    panicked: bool,
+    /// The connection is over; `true`: reset rather than closed.
+    done: Option<bool>,
 }
 
 impl std::fmt::Debug for H2App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H2App")
-            .field("streams", &self.streams.len())
-            .field("proxied", &self.proxied.len())
+            .field("streams", &self.active)
             .field("draining", &self.draining)
             .field("go_away", &self.go_away)
             .finish_non_exhaustive()
@@ -305,38 +123,28 @@ impl H2App {
         ctx: &ConnContext,
         now: Time,
     ) -> Self {
-        let io = Rc::new(RefCell::new(IoState::new(cfg.write_cap())));
-        let flag = Arc::new(WakeFlag::default());
-        let waker = Waker::from(Arc::clone(&flag));
-        let hs = cfg.builder().handshake(Transport(Rc::clone(&io)));
-        let mut app = H2App {
+        let conn = ServerConn::new(ServerConnConfig::from_h2(&cfg));
+        H2App {
             cfg,
             date,
             stats,
-            io,
-            flag,
-            waker,
-            state: State::Handshake(hs),
-            ping: None,
-            streams: Vec::new(),
-            proxied: Vec::new(),
+            conn,
+            handlers: Vec::new(),
+            active: 0,
             proxy: None,
             peer: Peer::new(ctx),
             scan: Scanner::new(true),
             guard: Guard::default(),
-            seen: Sent::default(),
+            established: false,
             last_input: now,
             ping_sent: None,
             idle_since: Some(now),
             draining: false,
             go_away: None,
-            go_away_applied: false,
+            goaway_counted: false,
             input_closed: false,
-            panicked: false,
-        };
-        // h2 writes its SETTINGS before it reads the preface.
-        app.drive(now);
-        app
+            done: None,
+        }
     }
 
     /// Requests that a proxy route matches go to `proxy` (with the wake
@@ -347,11 +155,11 @@ impl H2App {
         self
     }
 
-    /// h2 panicked inside this connection (it was aborted and its h2 state
-    /// leaked rather than dropped). For the fuzz target.
+    /// Kept for the fuzz target: the connection is our own code now and
+    /// has no foreign state to contain. Always false.
     #[doc(hidden)]
     pub fn panicked(&self) -> bool {
-        self.panicked
+        false
     }
 
     /// The client's verified SPIFFE ID, if it presented one (mTLS).
@@ -361,7 +169,12 @@ impl H2App {
 
     /// Open streams with a response in progress (proxied ones included).
     pub fn active_streams(&self) -> usize {
-        self.streams.len() + self.proxied.len()
+        self.active
+    }
+
+    /// A stream is open: being answered, or its response still going out.
+    fn busy(&self) -> bool {
+        self.active > 0 || self.conn.active() > 0
     }
 
     fn count(&self, f: impl FnOnce(&mut sluice_app::AppStats)) {
@@ -382,17 +195,27 @@ impl H2App {
         });
     }
 
-    /// Ends the connection with a GOAWAY (sent as soon as h2 has the
-    /// connection), reading nothing more.
-    fn shut(&mut self, reason: Reason) {
+    /// Ends the connection with a GOAWAY(code), reading nothing more; the
+    /// streams in progress are abandoned.
+    fn shut(&mut self, code: ErrorCode) {
         if self.go_away.is_none() {
-            self.go_away = Some(reason);
+            self.go_away = Some(code);
         }
         self.input_closed = true;
-        if matches!(self.state, State::Open(_)) {
-            self.io.borrow_mut().discard_input();
+        if self.conn.preface_received() {
+            // A connection error, or (NO_ERROR) the graceful GOAWAY; either
+            // way the streams end here.
+            self.conn.go_away(code);
+            self.count_goaway();
         }
-        self.flag.set();
+        self.finish(false);
+    }
+
+    fn count_goaway(&mut self) {
+        if !self.goaway_counted {
+            self.goaway_counted = true;
+            self.count(|s| s.h2.goaway_sent += 1);
+        }
     }
 
     /// Reset without a word (the peer is gone, or the transport failed).
@@ -400,264 +223,371 @@ impl H2App {
         self.finish(true);
     }
 
+    /// The connection is over: proxied exchanges still open are cancelled
+    /// (the client will never see their responses).
     fn finish(&mut self, abort: bool) {
-        self.teardown(State::Done { abort });
+        if self.done.is_none() {
+            self.done = Some(abort);
+        }
         self.ping_sent = None;
-        let mut io = self.io.borrow_mut();
-        io.discard_input();
-        if abort {
-            io.discard_output();
-        }
-    }
-
-    /// Drops h2's connection and stream handles. h2 (debug builds only)
-    /// asserts in a destructor that no stream is still counted when its
-    /// state goes, which a connection ended by an error or dropped
-    /// mid-stream can break (hyperium/h2#907, a spurious assertion): that
-    /// panic is contained here. After a panic inside h2 its state is
-    /// leaked instead (its mutex is poisoned; dropping would panic again).
-    ///
-    /// Proxied exchanges still open are cancelled first: the client will
-    /// never see their responses.
-    fn teardown(&mut self, next: State) {
-        let state = std::mem::replace(&mut self.state, next);
-        let streams = std::mem::take(&mut self.streams);
-        let mut proxied = std::mem::take(&mut self.proxied);
+        let handlers = std::mem::take(&mut self.handlers);
         if let Some(p) = &self.proxy {
-            for s in &mut proxied {
-                s.cancel(&**p);
+            for h in handlers.into_iter().flatten() {
+                if let Handler::Proxied(mut s) = h {
+                    s.cancel(&**p);
+                }
             }
         }
-        let ping = self.ping.take();
-        if self.panicked {
-            std::mem::forget((state, streams, proxied, ping));
-            return;
-        }
-        let _ = catch_unwind(AssertUnwindSafe(move || {
-            drop((streams, proxied, ping, state));
-        }));
+        self.active = 0;
     }
 
-    /// Polls h2 and the streams until nothing moves, at most MAX_ROUNDS.
+    fn handler_mut(&mut self, key: u32) -> Option<&mut Handler> {
+        self.handlers.get_mut(key as usize)?.as_mut()
+    }
+
+    fn set_handler(&mut self, key: u32, h: Handler) {
+        let k = key as usize;
+        if self.handlers.len() <= k {
+            self.handlers.resize_with(k + 1, || None);
+        }
+        if self.handlers[k].replace(h).is_none() {
+            self.active += 1;
+        }
+    }
+
+    fn remove_handler(&mut self, key: u32) -> Option<Handler> {
+        let h = self.handlers.get_mut(key as usize)?.take()?;
+        self.active -= 1;
+        Some(h)
+    }
+
+    /// Handles what the connection parsed, then moves every stream, then
+    /// accounts what went out.
     fn drive(&mut self, now: Time) {
-        if matches!(self.state, State::Done { .. }) {
-            self.flag.take();
+        if self.done.is_some() {
             return;
         }
-        // A panic in h2 must not take the loop (every other connection)
-        // down: this connection is reset instead. h2's state may be
-        // inconsistent (its stream store mutex poisoned, so dropping a
-        // handle would panic again): it is leaked, not dropped.
-        let r = catch_unwind(AssertUnwindSafe(|| self.drive_rounds(now)));
-        if r.is_err() {
-            self.panicked = true;
-            self.teardown(State::Done { abort: true });
-            self.count(|s| s.h2.protocol_errors += 1);
-            let mut io = self.io.borrow_mut();
-            io.discard_input();
-            io.discard_output();
+        if !self.established && self.conn.preface_received() {
+            self.established = true;
+            self.count(|s| s.h2.connections += 1);
         }
-        // The last round may have ended the connection before accounting.
-        self.account_sent(now);
-    }
-
-    fn drive_rounds(&mut self, now: Time) {
-        let waker = self.waker.clone();
-        let mut cx = Context::from_waker(&waker);
-        for _ in 0..MAX_ROUNDS {
-            self.flag.take();
-            self.poll_conn(&mut cx, now);
-            if matches!(self.state, State::Done { .. }) {
-                return;
-            }
-            self.poll_streams(&mut cx, now);
-            self.poll_ping(&mut cx);
-            self.account_sent(now);
-            if !self.flag.is_set() {
+        while let Some((key, ev)) = self.conn.poll_event() {
+            self.on_event(key, ev, now);
+            if self.done.is_some() {
                 return;
             }
         }
-    }
-
-    fn poll_conn(&mut self, cx: &mut Context<'_>, now: Time) {
-        if let State::Handshake(hs) = &mut self.state {
-            match Pin::new(hs).poll(cx) {
-                Poll::Pending => return,
-                Poll::Ready(Ok(mut conn)) => {
-                    self.ping = conn.ping_pong();
-                    self.state = State::Open(conn);
-                    self.count(|s| s.h2.connections += 1);
-                }
-                Poll::Ready(Err(e)) => {
-                    // Not HTTP/2 (RFC 9113 §3.4: no GOAWAY needed), or the
-                    // peer left before its preface.
-                    if !e.is_io() {
-                        self.count(|s| s.h2.protocol_errors += 1);
-                    }
-                    self.abort();
-                    return;
-                }
+        match self.conn.take_ping_ack() {
+            Some(DRAIN_PING) if self.draining => {
+                // A round trip after the first GOAWAY: every stream the
+                // client opened before seeing it has arrived. The final
+                // GOAWAY names the last one; the connection ends when
+                // they are done.
+                self.conn.go_away(ErrorCode::NoError);
             }
-        }
-        let State::Open(conn) = &mut self.state else {
-            return;
-        };
-        if let (Some(reason), false) = (self.go_away, self.go_away_applied) {
-            conn.abrupt_shutdown(reason);
-            self.go_away_applied = true;
-            self.io.borrow_mut().discard_input();
-        }
-        let ended = loop {
-            match conn.poll_accept(cx) {
-                Poll::Ready(Some(Ok((req, respond)))) => {
-                    if self.go_away.is_some() {
-                        // Processed before our GOAWAY: h2 still hands it
-                        // out; refuse it (the client may retry).
-                        let mut respond = respond;
-                        respond.send_reset(Reason::REFUSED_STREAM);
-                        continue;
-                    }
-                    let proxy = self.proxy.as_deref();
-                    let (req, respond) =
-                        match proxied::start(proxy, &self.peer, &self.stats, req, respond) {
-                            Ok(s) => {
-                                self.proxied.push(s);
-                                self.idle_since = None;
-                                continue;
-                            }
-                            Err(r) => r,
-                        };
-                    match start(&self.date, &self.cfg, &self.stats, req, respond) {
-                        Started::Streaming(s) => {
-                            self.streams.push(s);
-                            self.idle_since = None;
-                        }
-                        Started::Complete => {
-                            self.guard.completed(1, &self.cfg, now);
-                            self.idle_since = self.idle_since.map(|_| now);
-                        }
-                        // Reset by the client before we answered.
-                        Started::Failed => {}
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => break Some(Err(e)),
-                Poll::Ready(None) => break Some(Ok(())),
-                Poll::Pending => break None,
-            }
-        };
-        match ended {
+            Some(_) => self.ping_sent = None,
             None => {}
-            Some(Ok(())) => self.finish(false),
-            Some(Err(e)) => {
-                let abort = e.is_io();
-                if !abort && e.is_go_away() && !e.is_remote() {
-                    let calm = e.reason() == Some(Reason::ENHANCE_YOUR_CALM);
-                    if calm && self.go_away.is_none() {
-                        // h2's own bounds: the accept queue of reset
-                        // streams, the local reset count, CONTINUATION
-                        // and small-DATA budgets.
-                        self.count(|s| s.h2.h2_floods += 1);
-                    } else if !calm && e.reason() != Some(Reason::NO_ERROR) {
-                        self.count(|s| s.h2.protocol_errors += 1);
-                    }
-                }
-                self.finish(abort);
-            }
         }
-    }
-
-    fn poll_streams(&mut self, cx: &mut Context<'_>, now: Time) {
-        if self.streams.is_empty() && self.proxied.is_empty() {
+        self.poll_streams(now);
+        self.account(now);
+        if self.conn.goaway_written() {
+            self.count_goaway();
+        }
+        if let Some(clean) = self.conn.ended() {
+            // Errors the connection found itself (ours, from `shut`, are
+            // counted where they were decided).
+            let found = self.conn.error_sent().filter(|_| self.go_away.is_none());
+            if let Some(code) = found {
+                self.count_goaway();
+                match code {
+                    // Our own bounds (CONTINUATION flood).
+                    ErrorCode::EnhanceYourCalm => self.count(|s| s.h2.h2_floods += 1),
+                    ErrorCode::NoError => {}
+                    _ => self.count(|s| s.h2.protocol_errors += 1),
+                }
+            } else if !self.established && !clean {
+                self.count(|s| s.h2.protocol_errors += 1);
+            }
+            // Not HTTP/2 (a bad preface): RFC 9113 §3.4 needs no GOAWAY,
+            // the connection is reset.
+            let abort = !self.conn.preface_received();
+            self.finish(abort);
             return;
         }
-        let out_blocked = self.io.borrow().write_blocked();
-        let mut completed = 0;
-        self.streams
-            .retain_mut(|s| match s.poll(cx, now, out_blocked) {
-                Step::Waiting => true,
-                Step::Done(ok) => {
-                    completed += u64::from(ok);
-                    false
-                }
-            });
-        if let Some(p) = self.proxy.clone() {
-            let (date, stats) = (&self.date, &self.stats);
-            self.proxied
-                .retain_mut(|s| match s.poll(&*p, cx, now, out_blocked, date, stats) {
-                    proxied::Step::Waiting => true,
-                    proxied::Step::Done(ok) => {
-                        completed += u64::from(ok);
-                        false
-                    }
-                });
-        }
-        self.guard.completed(completed, &self.cfg, now);
-        if self.streams.is_empty() && self.proxied.is_empty() {
+        // Idle from the moment the last stream closed, not from when its
+        // handler handed over the last bytes.
+        if self.busy() {
+            self.idle_since = None;
+        } else if self.idle_since.is_none() {
             self.idle_since = Some(now);
         }
     }
 
-    /// Work for the proxy's sake that the flag does not show: a response
-    /// part it has ready, or held request body it now takes (see
+    fn on_event(&mut self, key: u32, ev: ServerEvent, now: Time) {
+        match ev {
+            ServerEvent::Request { head, end_stream } => {
+                // Idle again from when this one is done.
+                self.idle_since = None;
+                if self.go_away.is_some() {
+                    // Processed before our GOAWAY: refused (the client may
+                    // retry elsewhere).
+                    self.conn.reset(key, ErrorCode::RefusedStream);
+                    return;
+                }
+                self.start(key, head, end_stream, now);
+            }
+            ServerEvent::Data(d) => {
+                let n = d.len();
+                match self.handler_mut(key) {
+                    Some(Handler::Echo {
+                        queue,
+                        queued,
+                        quiet_since,
+                        ..
+                    }) => {
+                        *quiet_since = None;
+                        if n > 0 {
+                            *queued += n;
+                            queue.push_back(d);
+                        }
+                    }
+                    Some(Handler::Proxied(p)) => p.push_body(d),
+                    // Nobody wants it (a route that answered already).
+                    _ => self.conn.release(key, n),
+                }
+            }
+            ServerEvent::Trailers(t) => {
+                if let Some(Handler::Proxied(p)) = self.handler_mut(key) {
+                    p.set_trailers(t);
+                }
+            }
+            ServerEvent::End => match self.handler_mut(key) {
+                Some(Handler::Echo {
+                    recv_done,
+                    quiet_since,
+                    ..
+                }) => {
+                    *recv_done = true;
+                    *quiet_since = None;
+                }
+                Some(Handler::Proxied(p)) => p.end_of_body(),
+                _ => {}
+            },
+            ServerEvent::Reset(_) => {
+                if let Some(Handler::Proxied(mut p)) = self.remove_handler(key) {
+                    if let Some(proxy) = &self.proxy {
+                        p.cancel(&**proxy);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a request: the proxy's if one of its routes matches, else
+    /// a built-in route.
+    fn start(&mut self, key: u32, head: RequestHead, end_stream: bool, now: Time) {
+        let req = proxied::NewRequest {
+            key,
+            head,
+            end_stream,
+        };
+        let req = match proxied::start(
+            self.proxy.as_deref(),
+            &self.peer,
+            &self.stats,
+            &mut self.conn,
+            req,
+            self.cfg.max_send_buffer,
+        ) {
+            Ok(p) => {
+                self.set_handler(key, Handler::Proxied(Box::new(p)));
+                return;
+            }
+            Err(req) => req,
+        };
+        match start(&self.date, &self.cfg, &self.stats, &mut self.conn, req) {
+            Some(h) => self.set_handler(key, h),
+            None => self.guard.completed(1, &self.cfg, now),
+        }
+    }
+
+    fn poll_streams(&mut self, now: Time) {
+        if self.active == 0 {
+            return;
+        }
+        // The output full: a stream with bytes waiting then is waiting for
+        // TCP, not for a window.
+        let out_blocked = self.conn.output_full();
+        let ahead = self.ahead();
+        let mut completed = 0;
+        for key in 0..self.handlers.len() as u32 {
+            let Some(h) = self.handlers[key as usize].as_mut() else {
+                continue;
+            };
+            let done = match h {
+                Handler::Bytes {
+                    remaining,
+                    offset,
+                    stall,
+                } => {
+                    while *remaining > 0 && self.conn.unsent(key) < ahead {
+                        let k = (*remaining).min(MAX_CHUNK as u64) as usize;
+                        let chunk = routes::pattern(*offset, k);
+                        *remaining -= k as u64;
+                        *offset += k as u64;
+                        self.conn.send_bytes(key, chunk, *remaining == 0, None);
+                    }
+                    // Done once the connection sent it all: until then a
+                    // closed window is this stream's stall.
+                    stall.update(&self.conn, key, out_blocked, now);
+                    let waiting = self.conn.unsent(key) > 0;
+                    (*remaining == 0 && !waiting).then_some(true)
+                }
+                Handler::Echo {
+                    queue,
+                    queued,
+                    in_conn,
+                    recv_done,
+                    stall,
+                    quiet_since,
+                } => {
+                    let mut handed = false;
+                    while self.conn.unsent(key) < ahead {
+                        let Some(b) = queue.pop_front() else {
+                            break;
+                        };
+                        *queued -= b.len();
+                        *in_conn += b.len();
+                        handed = true;
+                        let last = *recv_done && queue.is_empty();
+                        self.conn.send_bytes(key, b, last, None);
+                    }
+                    // What left: the client may send as much again.
+                    let gone = *in_conn - self.conn.unsent(key).min(*in_conn);
+                    if gone > 0 {
+                        self.conn.release(key, gone);
+                        *in_conn -= gone;
+                    }
+                    if handed || gone > 0 {
+                        *quiet_since = None;
+                    }
+                    let finished = *recv_done && queue.is_empty();
+                    if finished && !handed {
+                        // The body ended after its last DATA went back (or
+                        // was empty); a no-op once the end went.
+                        self.conn.end_response(key, None);
+                    }
+                    stall.update(&self.conn, key, out_blocked, now);
+                    let waiting = self.conn.unsent(key) > 0;
+                    if !finished && !waiting && queue.is_empty() {
+                        quiet_since.get_or_insert(now);
+                    }
+                    (finished && !waiting).then_some(true)
+                }
+                Handler::Proxied(p) => {
+                    let proxy = self.proxy.as_deref().expect("proxied streams have a proxy");
+                    match p.poll(
+                        proxy,
+                        &mut self.conn,
+                        key,
+                        now,
+                        out_blocked,
+                        &self.date,
+                        &self.stats,
+                    ) {
+                        proxied::Step::Waiting => None,
+                        proxied::Step::Done(ok) => Some(ok),
+                    }
+                }
+            };
+            if let Some(ok) = done {
+                completed += u64::from(ok);
+                self.remove_handler(key);
+            }
+        }
+        self.guard.completed(completed, &self.cfg, now);
+    }
+
+    /// The output is drained: a stream with bytes still waiting now waits
+    /// for the client's window (the stall timer runs).
+    fn mark_stalls(&mut self, now: Time) {
+        for (key, h) in self.handlers.iter_mut().enumerate() {
+            let stall = match h {
+                Some(Handler::Bytes { stall, .. } | Handler::Echo { stall, .. }) => stall,
+                Some(Handler::Proxied(p)) => &mut p.stall,
+                None => continue,
+            };
+            stall.update(&self.conn, key as u32, false, now);
+        }
+    }
+
+    /// Work for the proxy's sake that nothing else shows: a response part
+    /// it has ready, or held request body it now takes (see
     /// [`Proxied::offer_held`]).
     fn proxy_pending(&self) -> bool {
         let Some(p) = &self.proxy else {
             return false;
         };
-        // Every stream's held bytes are offered, not just the first's.
-        let took = self
-            .proxied
-            .iter()
-            .fold(false, |any, s| s.offer_held(&**p) | any);
-        if took {
-            // h2 must get the window back (and the body's end may follow):
-            // the next drive does it.
-            self.flag.set();
-        }
-        took || self.proxied.iter().any(|s| s.response_ready(&**p))
-    }
-
-    fn poll_ping(&mut self, cx: &mut Context<'_>) {
-        if self.ping_sent.is_none() {
-            return;
-        }
-        if let Some(pp) = &mut self.ping {
-            if pp.poll_pong(cx).is_ready() {
-                self.ping_sent = None;
+        let mut any = false;
+        for (key, h) in self.handlers.iter().enumerate() {
+            if let Some(Handler::Proxied(s)) = h {
+                // Every stream's held bytes are offered, not just the first's.
+                any |= s.offer_held(&**p);
+                any |= s.response_ready(&**p, &self.conn, key as u32);
             }
         }
+        any
     }
 
-    /// What h2 wrote: credits for the flood bounds, our resets (the
-    /// MadeYouReset bound), the first GOAWAY.
-    fn account_sent(&mut self, now: Time) {
-        let sent = self.io.borrow().sent;
-        if sent == self.seen {
-            return;
-        }
-        let seen = std::mem::replace(&mut self.seen, sent);
+    /// Response bytes a stream may hand the connection ahead of the
+    /// client's windows.
+    fn ahead(&self) -> usize {
+        self.cfg.max_send_buffer.max(MAX_CHUNK)
+    }
+
+    /// Built-in streams with bytes to hand to the connection.
+    fn streams_pending(&self) -> bool {
+        let ahead = self.ahead();
+        self.handlers.iter().enumerate().any(|(key, h)| match h {
+            Some(Handler::Bytes { remaining, .. }) => {
+                *remaining > 0 && self.conn.unsent(key as u32) < ahead
+            }
+            Some(Handler::Echo {
+                queue,
+                recv_done,
+                in_conn,
+                ..
+            }) => {
+                let unsent = self.conn.unsent(key as u32);
+                *in_conn > unsent || ((!queue.is_empty() || *recv_done) && unsent < ahead)
+            }
+            _ => false,
+        })
+    }
+
+    /// What went out and came in, for the flood bounds: credits for
+    /// frames sent, and the resets the client made us send (MadeYouReset).
+    fn account(&mut self, now: Time) {
+        let c = self.conn.take_frame_counts();
         self.guard.frames_sent(
-            sent.data - seen.data,
-            sent.headers - seen.headers,
+            u64::from(c.data_sent),
+            u64::from(c.headers_sent),
             &self.cfg,
             now,
         );
-        if seen.goaway.is_none() && sent.goaway.is_some() {
-            self.count(|s| s.h2.goaway_sent += 1);
-        }
-        let resets = sent.resets - seen.resets;
-        let open = matches!(self.state, State::Open(_));
-        if resets > 0 && open && self.go_away.is_none() {
-            if let Some(f) = self.guard.resets_sent(resets, &self.cfg, now) {
+        if c.rst_stream_sent > 0 && self.go_away.is_none() {
+            if let Some(f) = self
+                .guard
+                .resets_sent(u64::from(c.rst_stream_sent), &self.cfg, now)
+            {
                 self.count_flood(f);
-                self.shut(Reason::ENHANCE_YOUR_CALM);
+                self.shut(ErrorCode::EnhanceYourCalm);
             }
         }
     }
 
     /// When the connection is idle too long: `idle_timeout`, and while
-    /// draining at most `ping_timeout` (h2 waits for the answer to its
-    /// shutdown PING, which a client may never send).
+    /// draining at most `ping_timeout`.
     fn idle_limit(&self) -> Option<Duration> {
         if self.draining {
             Some(match self.cfg.idle_timeout {
@@ -674,14 +604,14 @@ impl H2App {
     }
 
     fn idle_deadline(&self) -> Option<Time> {
-        if !self.streams.is_empty() || !self.proxied.is_empty() {
+        if self.busy() {
             return None;
         }
         Some(self.idle_since? + self.idle_limit()?)
     }
 
     fn ping_deadline(&self) -> Option<Time> {
-        if !matches!(self.state, State::Open(_)) {
+        if !self.established {
             return None;
         }
         match self.ping_sent {
@@ -691,33 +621,41 @@ impl H2App {
     }
 }
 
-fn err(
-    status: u16,
-    allow: Option<&'static str>,
-    date: &LoopDate,
-) -> (http::Response<()>, Option<Bytes>) {
-    let (r, b) = routes::error(status, allow, date);
-    (r, Some(b))
+/// A stream's stall timer: runs while it has response bytes waiting and
+/// none go out; restarts whenever some do (a window opened in time).
+#[derive(Debug, Default)]
+pub(crate) struct Stall {
+    pub since: Option<Time>,
+    last_sent: u64,
 }
 
-enum Started {
-    Streaming(Stream),
-    Complete,
-    Failed,
+impl Stall {
+    /// `out_blocked`: the connection's output is full, so waiting is
+    /// TCP's matter, not a window stall.
+    pub fn update(&mut self, conn: &ServerConn, key: u32, out_blocked: bool, now: Time) {
+        let sent = conn.body_sent(key);
+        if conn.unsent(key) == 0 || out_blocked {
+            self.since = None;
+        } else if sent != self.last_sent {
+            self.since = Some(now);
+        } else {
+            self.since.get_or_insert(now);
+        }
+        self.last_sent = sent;
+    }
 }
 
 enum Verdict {
     Ok,
     Flood(Flood),
-    Malformed(Reason),
+    Malformed(ErrorCode),
 }
 
-/// Frame-level errors h2 reports with another code than RFC 9113 asks for
-/// (it says PROTOCOL_ERROR for all of them); caught here so the GOAWAY
-/// carries the right one.
-fn malformed(f: &Frame) -> Option<Reason> {
+/// Frame-level errors with the code RFC 9113 asks for, caught by the
+/// scanner before the connection parses the frame.
+fn malformed(f: &Frame) -> Option<ErrorCode> {
     let size = match f.ty {
-        // §6.7; a PING on a stream is h2's PROTOCOL_ERROR.
+        // §6.7
         PING => f.stream == 0 && f.len != 8,
         // §6.5
         SETTINGS => f.stream == 0 && (f.len % 6 != 0 || (f.has(ACK) && f.len != 0)),
@@ -727,136 +665,152 @@ fn malformed(f: &Frame) -> Option<Reason> {
         _ => false,
     };
     if size {
-        return Some(Reason::FRAME_SIZE_ERROR);
+        return Some(ErrorCode::FrameSizeError);
     }
     // §6.5.2
     if f.ty == SETTINGS && f.window_overflow {
-        return Some(Reason::FLOW_CONTROL_ERROR);
+        return Some(ErrorCode::FlowControlError);
     }
     None
 }
 
-/// Answers a request: a complete response right away, or a stream that
-/// sends one.
+/// The path without its query, for the built-in routes.
+fn path_only(path: &[u8]) -> &str {
+    let end = path.iter().position(|&b| b == b'?').unwrap_or(path.len());
+    std::str::from_utf8(&path[..end]).unwrap_or("")
+}
+
+/// Answers a request with a built-in route: a complete response right
+/// away (None), or a handler that streams one.
 fn start(
     date: &LoopDate,
     cfg: &H2Config,
     stats: &SharedStats,
-    req: Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
-) -> Started {
-    let (parts, body) = req.into_parts();
-    // RFC 9113 §8.3.1: a request without :path is malformed (h2 lets it
-    // through).
-    if parts.uri.path().is_empty() && parts.method != Method::CONNECT {
-        respond.send_reset(Reason::PROTOCOL_ERROR);
-        return Started::Failed;
-    }
-    let head_only = parts.method == Method::HEAD;
-    let get = parts.method == Method::GET || head_only;
-    let route = routes::route(parts.uri.path(), cfg.max_bytes_route);
-    let (status, resp, streamed) = match (route, get, parts.method == Method::POST) {
+    conn: &mut ServerConn,
+    req: proxied::NewRequest,
+) -> Option<Handler> {
+    let proxied::NewRequest {
+        key,
+        head,
+        end_stream,
+    } = req;
+    let method = &head.method;
+    let head_only = *method == Method::HEAD;
+    let get = *method == Method::GET || head_only;
+    let route = routes::route(path_only(&head.path), cfg.max_bytes_route);
+    let status;
+    let mut handler = None;
+    match (route, get, *method == Method::POST) {
         (Route::Health, true, _) => {
-            let body = (!head_only).then(|| Bytes::from_static(b"ok\n"));
-            (
-                200,
-                Ok((routes::head(200, "text/plain", Some(3), date), body)),
-                None,
-            )
+            status = 200;
+            let r = routes::head(200, "text/plain", Some(3), date);
+            respond(conn, key, &r, (!head_only).then_some(b"ok\n"));
         }
         (Route::Bytes(n), true, _) => {
+            status = 200;
             let r = routes::head(200, "application/octet-stream", Some(n), date);
-            let streamed = (!head_only && n > 0).then_some(Body::Bytes {
-                remaining: n,
-                offset: 0,
-            });
-            (200, Err(r), streamed)
-        }
-        (Route::BadBytes, true, _) => (400, Ok(err(400, None, date)), None),
-        (Route::Health | Route::Bytes(_) | Route::BadBytes, false, _) => {
-            (405, Ok(err(405, Some("GET, HEAD"), date)), None)
-        }
-        (Route::Echo, _, true) => {
-            let len = parts
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| routes::parse_decimal(v.as_bytes()));
-            let r = routes::head(200, "application/octet-stream", len, date);
-            let streamed = (!body.is_end_stream()).then_some(Body::Echo {
-                recv: body,
-                queue: VecDeque::new(),
-                queued: 0,
-                recv_done: false,
-            });
-            (200, Err(r), streamed)
-        }
-        (Route::Echo, _, false) => (405, Ok(err(405, Some("POST"), date)), None),
-        (Route::NotFound, _, _) => (404, Ok(err(404, None, date)), None),
-    };
-    {
-        let mut s = stats.borrow_mut();
-        s.http.requests += 1;
-        s.h2.streams += 1;
-        match status {
-            200..=299 => s.http.status_2xx += 1,
-            400..=499 => s.http.status_4xx += 1,
-            _ => s.http.status_5xx += 1,
-        }
-    }
-    match resp {
-        // A complete response: head and (small) body handed to h2 now.
-        Ok((r, body)) => {
-            let sent = match body.filter(|_| !head_only) {
-                None => respond.send_response(r, true).is_ok(),
-                Some(b) => respond
-                    .send_response(r, false)
-                    .is_ok_and(|mut send| send.send_data(b, true).is_ok()),
-            };
-            if sent {
-                Started::Complete
-            } else {
-                Started::Failed
+            let streamed = !head_only && n > 0;
+            conn.send_response(key, 200, r.headers(), !streamed);
+            if streamed {
+                handler = Some(Handler::Bytes {
+                    remaining: n,
+                    offset: 0,
+                    stall: Stall::default(),
+                });
             }
         }
-        // A streamed body, or none (HEAD, `/bytes/0`, an empty POST).
-        Err(r) => match (respond.send_response(r, streamed.is_none()), streamed) {
-            (Ok(send), Some(body)) => Started::Streaming(Stream {
-                send,
-                body,
-                stall_since: None,
-                quiet_since: None,
-            }),
-            (Ok(_), None) => Started::Complete,
-            (Err(_), _) => Started::Failed,
-        },
+        (Route::BadBytes, true, _) => {
+            status = 400;
+            error(conn, key, 400, None, date, head_only);
+        }
+        (Route::Health | Route::Bytes(_) | Route::BadBytes, false, _) => {
+            status = 405;
+            error(conn, key, 405, Some("GET, HEAD"), date, head_only);
+        }
+        (Route::Echo, _, true) => {
+            status = 200;
+            let r = routes::head(200, "application/octet-stream", head.content_length, date);
+            conn.send_response(key, 200, r.headers(), end_stream);
+            if !end_stream {
+                handler = Some(Handler::Echo {
+                    queue: VecDeque::new(),
+                    queued: 0,
+                    in_conn: 0,
+                    recv_done: false,
+                    stall: Stall::default(),
+                    quiet_since: None,
+                });
+            }
+        }
+        (Route::Echo, _, false) => {
+            status = 405;
+            error(conn, key, 405, Some("POST"), date, head_only);
+        }
+        (Route::NotFound, _, _) => {
+            status = 404;
+            error(conn, key, 404, None, date, head_only);
+        }
+    }
+    let mut s = stats.borrow_mut();
+    s.http.requests += 1;
+    s.h2.streams += 1;
+    match status {
+        200..=299 => s.http.status_2xx += 1,
+        400..=499 => s.http.status_4xx += 1,
+        _ => s.http.status_5xx += 1,
+    }
+    handler
+}
+
+/// A complete response: head, and a small body on one DATA frame with
+/// END_STREAM.
+fn respond(conn: &mut ServerConn, key: u32, r: &http::Response<()>, body: Option<&[u8]>) {
+    let status = r.status().as_u16();
+    match body {
+        None => conn.send_response(key, status, r.headers(), true),
+        Some(b) => {
+            conn.send_response(key, status, r.headers(), false);
+            conn.send_last_data(key, b, None);
+        }
     }
 }
 
+pub(crate) fn error(
+    conn: &mut ServerConn,
+    key: u32,
+    status: u16,
+    allow: Option<&'static str>,
+    date: &LoopDate,
+    head_only: bool,
+) {
+    let (r, body) = routes::error(status, allow, date);
+    respond(conn, key, &r, (!head_only).then_some(&body[..]));
+}
+
 impl Drop for H2App {
+    /// Exchanges still open are cancelled: nobody will read them.
     fn drop(&mut self) {
-        self.teardown(State::Done { abort: true });
+        self.finish(true);
     }
 }
 
 impl App for H2App {
     fn on_read(&mut self, now: Time, data: &[u8]) -> usize {
-        if self.input_closed || matches!(self.state, State::Done { .. }) {
+        if self.input_closed || self.done.is_some() {
             return data.len();
         }
-        let room = self
-            .cfg
-            .read_cap()
-            .saturating_sub(self.io.borrow().buffered_in());
-        let take = room.min(data.len());
-        if take == 0 {
-            return 0;
-        }
-        let chunk = &data[..take];
         self.last_input = now;
-        let preface = self.scan.preface_left().min(take);
+        // Frames written since the last drive (bodies flushed as the
+        // output drained) earn their tokens before this input is judged.
+        self.account(now);
+        if self.done.is_some() {
+            return data.len();
+        }
+        let preface = self.scan.preface_left().min(data.len());
         let (cfg, guard) = (&*self.cfg, &mut self.guard);
         let mut verdict = Verdict::Ok;
-        self.scan.feed(chunk, now, |f| {
+        let mut ok_len = data.len();
+        self.scan.feed(data, now, |f| {
             verdict = match malformed(f) {
                 Some(r) => Verdict::Malformed(r),
                 None => guard
@@ -865,76 +819,80 @@ impl App for H2App {
             };
             matches!(verdict, Verdict::Ok)
         });
-        if let Verdict::Ok = verdict {
-            self.io.borrow_mut().push_input(chunk);
-        } else {
-            // h2 never sees the frame: only the preface (so that the
-            // handshake completes and a GOAWAY can be sent).
-            self.io.borrow_mut().push_input(&chunk[..preface]);
-            match verdict {
-                Verdict::Flood(kind) => {
-                    self.count_flood(kind);
-                    self.shut(Reason::ENHANCE_YOUR_CALM);
-                }
-                Verdict::Malformed(r) => {
-                    self.count(|s| s.h2.protocol_errors += 1);
-                    self.shut(r);
-                }
-                Verdict::Ok => {}
-            }
+        if !matches!(verdict, Verdict::Ok) {
+            // The connection never sees the offending frame: only the
+            // preface (so that a GOAWAY can be sent).
+            ok_len = preface;
         }
-        self.drive(now);
-        take
+        self.conn.on_read(&data[..ok_len]);
+        match verdict {
+            Verdict::Flood(kind) => {
+                self.drive(now);
+                self.count_flood(kind);
+                self.shut(ErrorCode::EnhanceYourCalm);
+            }
+            Verdict::Malformed(code) => {
+                self.drive(now);
+                self.count(|s| s.h2.protocol_errors += 1);
+                self.shut(code);
+            }
+            Verdict::Ok => self.drive(now),
+        }
+        data.len()
     }
 
     fn on_read_eof(&mut self, now: Time) {
-        self.io.borrow_mut().set_eof();
+        self.conn.on_read_eof();
         self.drive(now);
+        self.finish(false);
     }
 
     fn poll_write(&mut self, now: Time, buf: &mut [u8]) -> usize {
         let mut n = 0;
         let mut drives = 0;
         loop {
-            n += self.io.borrow_mut().take_output(&mut buf[n..]);
+            n += self.conn.poll_write(&mut buf[n..]);
             if n == buf.len()
                 || drives == MAX_WRITE_DRIVES
-                || !(self.flag.is_set() || self.proxy_pending())
+                || self.done.is_some()
+                || !(self.streams_pending() || self.proxy_pending())
             {
                 break;
             }
             self.drive(now);
             drives += 1;
         }
+        if !self.conn.output_full() && self.done.is_none() {
+            self.mark_stalls(now);
+        }
         n
     }
 
+    /// Not while the output is full: a client that does not read stops
+    /// being read (what it sends could only add to the output).
     fn wants_read(&self) -> bool {
-        !self.input_closed
-            && !matches!(self.state, State::Done { .. })
-            && self.io.borrow().buffered_in() < self.cfg.read_cap()
+        !self.input_closed && self.done.is_none() && !self.conn.output_full()
     }
 
     fn wants_write(&self) -> bool {
-        let io = self.io.borrow();
-        let pollable = !matches!(self.state, State::Done { .. });
-        io.buffered_out() > 0
-            || (pollable && !io.write_blocked() && (self.flag.is_set() || self.proxy_pending()))
+        self.conn.wants_write()
+            || (self.done.is_none() && (self.streams_pending() || self.proxy_pending()))
     }
 
     fn deadline(&self) -> Option<Time> {
-        if matches!(self.state, State::Done { .. }) || self.go_away.is_some() {
+        if self.done.is_some() || self.go_away.is_some() {
             return None;
         }
-        let (c, streams) = (&self.cfg, self.streams.iter());
-        let proxied = self.proxied.iter().filter_map(|s| s.stall_since);
-        let stall = streams
-            .flat_map(|s| {
-                let stall = s.stall_since.map(|t| t + c.stall_timeout);
-                let quiet = s.quiet_since.map(|t| t + c.progress_timeout);
+        let c = &self.cfg;
+        let stall = self
+            .handlers
+            .iter()
+            .flatten()
+            .flat_map(|h| {
+                let stall = h.stall_since().map(|t| t + c.stall_timeout);
+                let quiet = h.quiet_since().map(|t| t + c.progress_timeout);
                 stall.into_iter().chain(quiet)
             })
-            .chain(proxied.map(|t| t + c.stall_timeout))
             .min();
         [
             self.ping_deadline(),
@@ -948,10 +906,9 @@ impl App for H2App {
     }
 
     fn on_timeout(&mut self, now: Time) {
-        if matches!(self.state, State::Done { .. }) || self.go_away.is_some() {
+        if self.done.is_some() || self.go_away.is_some() {
             return;
         }
-        let open = matches!(self.state, State::Open(_));
         if self
             .ping_sent
             .is_some_and(|t| t + self.cfg.ping_timeout <= now)
@@ -962,54 +919,40 @@ impl App for H2App {
         }
         if self.head_deadline().is_some_and(|d| d <= now) {
             self.count(|s| s.http.head_timeouts += 1);
-            if open {
-                self.shut(Reason::NO_ERROR);
-            } else {
-                self.finish(false);
-            }
+            self.shut(ErrorCode::NoError);
         } else if self.idle_deadline().is_some_and(|d| d <= now) {
             if !self.draining {
                 self.count(|s| s.http.idle_timeouts += 1);
             }
-            if open {
-                self.shut(Reason::NO_ERROR);
-            } else {
-                self.finish(false);
-            }
+            self.shut(ErrorCode::NoError);
         } else {
             let (stall, quiet) = (self.cfg.stall_timeout, self.cfg.progress_timeout);
             let (mut stalled, mut quieted) = (0, 0);
-            self.streams.retain_mut(|s| {
-                let window = s.stall_since.is_some_and(|t| t + stall <= now);
-                let body = s.quiet_since.is_some_and(|t| t + quiet <= now);
-                if window || body {
-                    s.send.send_reset(Reason::CANCEL);
-                    stalled += u64::from(window);
-                    quieted += u64::from(!window);
+            for key in 0..self.handlers.len() as u32 {
+                let Some(h) = self.handlers[key as usize].as_ref() else {
+                    continue;
+                };
+                let window = h.stall_since().is_some_and(|t| t + stall <= now);
+                let body = h.quiet_since().is_some_and(|t| t + quiet <= now);
+                if !(window || body) {
+                    continue;
                 }
-                !(window || body)
-            });
-            // A proxied response stalls the same way (its backend's
-            // silence is the proxy's timeout, not ours).
-            if let Some(p) = self.proxy.clone() {
-                self.proxied.retain_mut(|s| {
-                    let window = s.stall_since.is_some_and(|t| t + stall <= now);
-                    if window {
-                        s.reset(&*p, Reason::CANCEL);
-                        stalled += 1;
+                stalled += u64::from(window);
+                quieted += u64::from(!window);
+                if let Some(Handler::Proxied(mut p)) = self.remove_handler(key) {
+                    // A proxied response stalls the same way (its
+                    // backend's silence is the proxy's timeout, not ours).
+                    if let Some(proxy) = &self.proxy {
+                        p.cancel(&**proxy);
                     }
-                    !window
-                });
+                }
+                self.conn.reset(key, ErrorCode::Cancel);
             }
             if stalled + quieted > 0 {
                 self.count(|s| {
                     s.h2.stalled_streams += stalled;
                     s.http.progress_timeouts += quieted;
                 });
-                self.flag.set();
-                if self.streams.is_empty() && self.proxied.is_empty() {
-                    self.idle_since = Some(now);
-                }
             }
             if self.ping_sent.is_none()
                 && self
@@ -1017,55 +960,46 @@ impl App for H2App {
                     .ping_interval
                     .is_some_and(|i| self.last_input + i <= now)
             {
-                // Even if h2 refuses (the connection is closing), the PING
-                // counts as sent: its timeout ends the connection.
-                if let Some(pp) = &mut self.ping {
-                    let _ = pp.send_ping(Ping::opaque());
-                }
+                self.conn.ping(*b"sluice\0\0");
                 self.ping_sent = Some(now);
-                self.flag.set();
             }
         }
         self.drive(now);
     }
 
-    /// Approximate: the transport buffers' allocations, the echo bytes
-    /// taken from h2 and not yet sent back, and the proxied streams'
-    /// request bytes not yet taken by the proxy and response bytes not yet
-    /// handed to h2. h2's own buffers (a frame being read, DATA not yet
-    /// polled, up to `max_send_buffer` queued per stream) are bounded by
-    /// the windows and settings but not counted.
+    /// The connection's buffers and HPACK tables, the echo bytes not yet
+    /// sent back, and the proxied streams' request bytes not yet taken by
+    /// the proxy.
     fn memory(&self) -> usize {
-        // h2 reports none of its own allocations; its codec buffers are
-        // the bulk of them and live as long as the connection.
-        crate::CODEC_BUFFERS
-            + self.io.borrow().capacity()
-            + self.streams.iter().map(Stream::queued).sum::<usize>()
-            + self.proxied.iter().map(Proxied::memory).sum::<usize>()
+        self.conn.memory()
+            + self
+                .handlers
+                .iter()
+                .flatten()
+                .map(Handler::memory)
+                .sum::<usize>()
     }
 
     fn close(&self) -> Close {
-        match self.state {
-            State::Done { abort: true } => Close::Abort,
-            State::Done { abort: false } if self.io.borrow().buffered_out() == 0 => Close::Graceful,
+        match self.done {
+            Some(true) => Close::Abort,
+            Some(false) if !self.conn.wants_write() => Close::Graceful,
             _ => Close::No,
         }
     }
 
     fn is_idle(&self) -> bool {
-        let io = self.io.borrow();
-        matches!(self.state, State::Open(_))
-            && self.streams.is_empty()
-            && self.proxied.is_empty()
-            && io.buffered_in() == 0
-            && io.buffered_out() == 0
+        self.established
+            && self.done.is_none()
+            && !self.busy()
+            && !self.conn.wants_write()
             && self.scan.head_since().is_none()
     }
 
-    /// Frees the transport buffers (h2's own, a few KiB, stay).
+    /// Frees the connection's buffers (the HPACK tables stay).
     fn release_idle_memory(&mut self) {
         if self.is_idle() {
-            self.io.borrow_mut().release_empty();
+            self.conn.release_memory();
         }
     }
 
@@ -1074,18 +1008,21 @@ impl App for H2App {
             return;
         }
         self.draining = true;
-        if self.streams.is_empty() && self.proxied.is_empty() {
+        if !self.established {
+            // No preface yet: nothing to finish.
+            self.finish(false);
+            return;
+        }
+        if !self.busy() {
             self.idle_since = Some(now);
         }
-        match &mut self.state {
-            // GOAWAY, then a PING; once answered, the final GOAWAY, and the
-            // end when the streams are done.
-            State::Open(conn) => conn.graceful_shutdown(),
-            // No preface yet: nothing to finish.
-            State::Handshake(_) => self.finish(false),
-            State::Done { .. } => {}
-        }
-        self.flag.set();
+        // RFC 9113 §6.8: GOAWAY with the largest id and a PING; on its
+        // answer the final GOAWAY (see `drive`). A client that never
+        // answers is bounded by the idle limit (`ping_timeout` while
+        // draining).
+        self.conn.announce_go_away();
+        self.conn.ping(DRAIN_PING);
+        self.count_goaway();
         self.drive(now);
     }
 }

@@ -32,7 +32,7 @@ impl FloodLimit {
 }
 
 /// Configuration of the HTTP/2 server (`--h2-*` flags, docs/http2.md).
-/// Out-of-range values are clamped to what RFC 9113 and h2 accept when a
+/// Out-of-range values are clamped to what RFC 9113 allows when a
 /// connection starts, never rejected with a panic.
 #[derive(Clone, Debug)]
 pub struct H2Config {
@@ -49,10 +49,12 @@ pub struct H2Config {
     pub max_frame_size: u32,
     /// SETTINGS_MAX_CONCURRENT_STREAMS; more: RST_STREAM REFUSED_STREAM.
     pub max_concurrent_streams: u32,
-    /// SETTINGS_MAX_HEADER_LIST_SIZE (decoded, RFC 7541 §4.1 sizes); h2
+    /// SETTINGS_MAX_HEADER_LIST_SIZE (decoded, RFC 7541 §4.1 sizes); the server
     /// also caps CONTINUATION frames from it.
     pub max_header_list_size: u32,
-    /// Response bytes h2 buffers per stream beyond what is written.
+    /// Response bytes a stream hands the connection beyond what the
+    /// client's windows let out (a built-in route's, or pulled from the
+    /// proxy): past it, production waits.
     pub max_send_buffer: usize,
     /// Send a PING after this long without input (None: never).
     pub ping_interval: Option<Duration>,
@@ -74,10 +76,8 @@ pub struct H2Config {
     pub progress_timeout: Duration,
     /// Largest N of `/bytes/N`; beyond it: 400.
     pub max_bytes_route: u64,
-    /// Received bytes held for h2 to read: `on_read` takes no more
-    /// (backpressure into TCP's receive window).
-    pub read_buffer: usize,
-    /// Bytes h2 may write ahead of `poll_write`.
+    /// Output bytes buffered ahead of `poll_write`; response bodies wait
+    /// in their streams beyond it.
     pub write_buffer: usize,
     /// Client PING frames (each costs a PING ACK). Earns a token per DATA
     /// or HEADERS frame sent.
@@ -101,11 +101,6 @@ pub struct H2Config {
     /// RST_STREAM we send (MadeYouReset, CVE-2025-8671: the client makes
     /// us reset streams). Earns a token per response completed.
     pub local_reset_flood: FloodLimit,
-    /// h2's own bound on remotely reset streams waiting to be accepted.
-    pub max_pending_accept_reset_streams: usize,
-    /// h2's own lifetime bound on streams it resets for protocol errors;
-    /// a backstop behind `local_reset_flood`, which is a rate.
-    pub max_local_error_reset_streams: usize,
 }
 
 impl Default for H2Config {
@@ -124,7 +119,6 @@ impl Default for H2Config {
             stall_timeout: Duration::from_secs(30),
             progress_timeout: Duration::from_secs(60),
             max_bytes_route: 16 << 30,
-            read_buffer: 16 * 1024,
             write_buffer: 32 * 1024,
             ping_flood: FloodLimit::new(100, 10),
             settings_flood: FloodLimit::new(32, 2),
@@ -133,42 +127,13 @@ impl Default for H2Config {
             empty_frame_flood: FloodLimit::new(32, 4),
             reset_flood: FloodLimit::new(100, 10),
             local_reset_flood: FloodLimit::new(100, 10),
-            max_pending_accept_reset_streams: 20,
-            max_local_error_reset_streams: 1024,
         }
     }
 }
 
-/// Largest flow-control window (RFC 9113 §6.9.1).
-pub(crate) const MAX_WINDOW: u32 = (1 << 31) - 1;
-
 impl H2Config {
-    /// The h2 builder for these settings, clamped so that h2's own
-    /// assertions cannot fire.
-    pub(crate) fn builder(&self) -> h2::server::Builder {
-        let mut b = h2::server::Builder::new();
-        b.initial_window_size(self.initial_stream_window.min(MAX_WINDOW))
-            .initial_connection_window_size(self.connection_window.min(MAX_WINDOW))
-            .max_frame_size(self.max_frame_size.clamp(16_384, (1 << 24) - 1))
-            .max_concurrent_streams(self.max_concurrent_streams)
-            .max_header_list_size(self.max_header_list_size)
-            .max_send_buffer_size(self.max_send_buffer.clamp(1, u32::MAX as usize))
-            .max_pending_accept_reset_streams(self.max_pending_accept_reset_streams)
-            .max_local_error_reset_streams(Some(self.max_local_error_reset_streams))
-            // Locally reset streams remembered (to ignore their late frames)
-            // at most twice the stream limit, as h2 does by default.
-            .max_concurrent_reset_streams(
-                (self.max_concurrent_streams as usize).clamp(50, 8192) * 2,
-            );
-        b
-    }
-
-    pub(crate) fn read_cap(&self) -> usize {
-        self.read_buffer.max(1024)
-    }
-
     pub(crate) fn write_cap(&self) -> usize {
-        // h2 writes whole frame headers; a few KiB keep it moving.
+        // Frame headers are written whole; a few KiB keep it moving.
         self.write_buffer.max(4096)
     }
 }

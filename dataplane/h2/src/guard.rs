@@ -1,5 +1,5 @@
-//! Flood bounds h2 does not have: a rate limit per kind of frame, fed by
-//! the frame scanner before h2 sees the bytes (and by the outbound scanner
+//! Flood bounds: a rate limit per kind of frame, fed by the frame scanner
+//! before the connection parses the bytes (and by the connection's count
 //! for the resets we send).
 
 use sluice_app::Time;
@@ -81,7 +81,7 @@ impl Guard {
     pub fn on_frame(&mut self, f: &Frame, c: &H2Config, now: Time) -> Option<Flood> {
         let ok = match f.ty {
             PING => self.ping.take(c.ping_flood, now),
-            // An ACK answers our SETTINGS (h2 refuses unsolicited ones).
+            // An ACK answers our SETTINGS.
             SETTINGS if f.flags & crate::scan::ACK != 0 => true,
             SETTINGS => self.settings.take(c.settings_flood, now),
             WINDOW_UPDATE => self.window_update.take(c.window_update_flood, now),
@@ -103,7 +103,7 @@ impl Guard {
                 }
             }
             // PRIORITY (deprecated by RFC 9113), PRIORITY_UPDATE (0x10) and
-            // unknown extension frames: h2 reads and drops them.
+            // unknown extension frames: read and dropped.
             PRIORITY => self.priority.take(c.priority_flood, now),
             ty if ty > CONTINUATION => self.priority.take(c.priority_flood, now),
             // PUSH_PROMISE and GOAWAY from a client end the connection anyway.

@@ -1,17 +1,16 @@
-//! sluice-h2: the HTTP/2 server of the sluice dataplane.
+//! sluice-h2: the HTTP/2 server and upstream client of the sluice
+//! dataplane, on sluice's own codec (sluice-h2codec).
 //!
-//! [`H2App`] is an [`App`](sluice_app::App): the h2 crate's server driven
-//! by the poll loop without an async runtime. h2 reads and writes an
-//! in-memory transport (bytes in through `on_read`, out through
-//! `poll_write`); its wakers only set a flag, and the app polls the
-//! connection and its streams while the flag is set, a bounded number of
-//! rounds per call. Around h2 the app adds what h2 lacks: the built-in
-//! routes (docs/http.md), keepalive PINGs, idle and head timeouts, and
-//! rate bounds on the frames that cost work without doing any (floods),
-//! counted by a frame scanner over the input before h2 sees it. With
+//! [`H2App`] is an [`App`](sluice_app::App): a [`ServerConn`] (the
+//! sans-IO HTTP/2 server connection: frames, HPACK, streams, flow
+//! control) driven by the poll loop, with what a gateway adds around it:
+//! the built-in routes (docs/http.md), keepalive PINGs, idle and head
+//! timeouts, a graceful two-step drain, and rate bounds on the frames that
+//! cost work without doing any (floods), counted by a frame scanner over
+//! the input before the connection parses it. With
 //! [`H2App::with_proxy`], requests a proxy route matches are streamed to
-//! the loop's reverse proxy instead, with h2's flow control as the
-//! backpressure both ways.
+//! the loop's reverse proxy instead, with HTTP/2 flow control as the
+//! backpressure both ways. [`H2Client`] is the proxy's upstream side.
 //!
 //! Serving a connection whose preface the listener already read (h2c):
 //!
@@ -42,7 +41,6 @@ mod client;
 mod config;
 mod fields;
 mod guard;
-mod io;
 mod proxied;
 mod routes;
 mod scan;
@@ -54,12 +52,12 @@ pub use config::{FloodLimit, H2Config};
 pub use proxied::connection_specific;
 pub use server::{FrameCounts, RequestHead, ServerConn, ServerConnConfig, ServerEvent};
 
-/// Bytes h2 0.4 holds per connection in buffers it never gives back: its
-/// frame writer's buffer (16 KiB, `framed_write.rs`) and its frame
-/// reader's (8 KiB, tokio-util's `FramedRead`). Counted in every
+/// Bytes a connection holds for as long as it lives: its two HPACK
+/// dynamic tables (4 KiB each, the RFC's default size, which we neither
+/// raise for clients nor let backends raise). Counted in every
 /// connection's [`sluice_app::App::memory`], so the loop's memory budget
 /// sees them.
-pub const CODEC_BUFFERS: usize = 16 * 1024 + 8 * 1024;
+pub const CODEC_BUFFERS: usize = 2 * 4096;
 
 /// The client connection preface (RFC 9113 §3.4): a plaintext listener
 /// that sees it picks HTTP/2 (h2c with prior knowledge).
@@ -78,7 +76,15 @@ pub fn fuzz_frames(data: &[u8]) {
         ping_interval: Some(Duration::from_secs(5)),
         ..H2Config::default()
     };
-    let bound = cfg.read_buffer + cfg.write_buffer + cfg.connection_window as usize;
+    // Output, a partial frame, a header block being assembled, the HPACK
+    // tables, request DATA not yet taken (the connection window) and
+    // response bytes ahead of the windows.
+    let bound = cfg.write_cap()
+        + 2 * cfg.max_frame_size as usize
+        + 2 * cfg.max_header_list_size as usize
+        + CODEC_BUFFERS
+        + cfg.connection_window as usize
+        + (cfg.max_concurrent_streams as usize + 1) * (cfg.max_send_buffer + 64 * 1024);
     let date = LoopDate::new();
     date.set_unix_time(0);
     let mut now = Time::ZERO;

@@ -3,33 +3,26 @@
 //! response it pulls from a backend goes back on the stream.
 //!
 //! Backpressure both ways: request DATA the proxy has not taken stays
-//! unreleased in h2's receive window (the client stops sending), and the
-//! response is pulled from the proxy only while little waits for h2's send
-//! window (the proxy stops reading the backend).
+//! unreleased in the stream's receive window (the client stops sending),
+//! and the response is pulled from the proxy only while little waits for
+//! the client's send window (the proxy stops reading the backend).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use h2::server::SendResponse;
-use h2::{Reason, RecvStream, SendStream};
 use http::header::{HeaderValue, CONTENT_LENGTH, EXPECT, HOST, TE};
-use http::request::Parts;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method};
 use sluice_app::proxy::{
     BodyLen, ExchangeId, Headers, Proxy, ProxyError, ProxyRequest, ResponsePart, WakeKey,
 };
 use sluice_app::{ConnContext, LoopDate, SharedStats, Time};
+use sluice_h2codec::frame::ErrorCode;
 
-use crate::app::capacity;
-use crate::routes;
-
-/// Response bytes a stream holds for h2's send window; past it the proxy
-/// is not asked for more.
-pub(crate) const OUT_BUFFER: usize = 64 * 1024;
+use crate::app::Stall;
+use crate::server::{RequestHead, ServerConn};
 
 /// Who the connection is, for the requests it hands to the proxy.
 #[derive(Clone, Debug, Default)]
@@ -54,7 +47,7 @@ impl Peer {
 }
 
 /// Fields that describe one connection, not the message (RFC 9110 §7.6.1,
-/// RFC 9113 §8.2.2): never forwarded either way (h2 refuses to send them).
+/// RFC 9113 §8.2.2): never forwarded either way (HTTP/2 forbids them).
 pub fn connection_specific(name: &[u8]) -> bool {
     const FIELDS: [&[u8]; 6] = [
         b"connection",
@@ -67,57 +60,76 @@ pub fn connection_specific(name: &[u8]) -> bool {
     FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f))
 }
 
-/// The proxy request for a stream, if a route matches it. Its fields are
-/// the stream's own map, moved (no copy per field).
-fn request(
-    proxy: &dyn Proxy,
-    parts: &mut Parts,
-    end_stream: bool,
+/// A request the connection handed out, on stream `key`.
+pub(crate) struct NewRequest {
+    pub key: u32,
+    pub head: RequestHead,
+    pub end_stream: bool,
+}
+
+/// Hands a request to the proxy if one of its routes matches; gives it
+/// back otherwise. Its fields are the stream's own map, moved (no
+/// copy per field).
+// The head handed back is moved once per stream: its size is moot.
+#[allow(clippy::result_large_err)]
+pub(crate) fn start(
+    proxy: Option<&dyn Proxy>,
     peer: &Peer,
-) -> Option<ProxyRequest> {
-    let path = parts.uri.path_and_query().map(|p| p.as_str())?;
-    // CONNECT and `OPTIONS *` are not for a route.
-    if !path.starts_with('/') {
-        return None;
-    }
-    let authority = match parts.uri.authority() {
-        Some(a) => Some(a.as_str().as_bytes()),
-        None => parts.headers.get(HOST).map(|h| h.as_bytes()),
+    stats: &SharedStats,
+    conn: &mut ServerConn,
+    req: NewRequest,
+    out_buffer: usize,
+) -> Result<Proxied, NewRequest> {
+    let Some(p) = proxy else {
+        return Err(req);
     };
-    let method = parts.method.as_str().as_bytes();
-    if !proxy.matches(authority, method, path.as_bytes()) {
-        return None;
+    // CONNECT and `OPTIONS *` are not for a route.
+    if !req.head.path.starts_with(b"/") {
+        return Err(req);
     }
+    let NewRequest {
+        key,
+        mut head,
+        end_stream,
+    } = req;
+    let authority = match &head.authority {
+        Some(a) => Some(&a[..]),
+        None => head.headers.get(HOST).map(|h| h.as_bytes()),
+    };
+    let method = head.method.as_str().as_bytes();
+    if !p.matches(authority, method, &head.path) {
+        return Err(NewRequest {
+            key,
+            head,
+            end_stream,
+        });
+    }
+    let expects_continue = head
+        .headers
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let body = if end_stream {
         BodyLen::None
     } else {
-        // h2 has checked that the DATA frames add up to it.
-        match parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| routes::parse_decimal(v.as_bytes()))
-        {
+        // The connection checks that the DATA frames add up to it.
+        match head.content_length {
             Some(n) => BodyLen::Length(n),
             None => BodyLen::Streamed,
         }
     };
-    let (method, path, authority) = (
-        method.to_vec(),
-        path.as_bytes().to_vec(),
-        authority.map(<[u8]>::to_vec),
-    );
-    let mut headers = std::mem::take(&mut parts.headers);
+    let authority = authority.map(<[u8]>::to_vec);
+    let mut headers = std::mem::take(&mut head.headers);
     // Host travels as the authority, the body's length as `body`. `Expect`
     // is not the backend's to answer: the proxy reads the body whatever it
     // says (as HTTP/1.1 downstream does). `te: trailers` is hop-by-hop (the
-    // proxy sets it for gRPC); h2 has refused the other connection-specific
-    // fields already.
+    // proxy sets it for gRPC); the connection has refused the other
+    // connection-specific fields already.
     for name in [HOST, CONTENT_LENGTH, EXPECT, TE] {
         headers.remove(name);
     }
-    Some(ProxyRequest {
-        method,
-        path,
+    let request = ProxyRequest {
+        method: method.to_vec(),
+        path: head.path.to_vec(),
         authority,
         headers,
         body,
@@ -126,56 +138,31 @@ fn request(
         version: 20,
         spiffe_id: peer.spiffe_id.clone(),
         tls_handshake: peer.tls_handshake,
-    })
-}
-
-/// Hands a request to the proxy if one of its routes matches; gives it
-/// back otherwise.
-// The request handed back is moved once per stream: its size is moot.
-#[allow(clippy::result_large_err)]
-pub(crate) fn start(
-    proxy: Option<&dyn Proxy>,
-    peer: &Peer,
-    stats: &SharedStats,
-    req: Request<RecvStream>,
-    respond: SendResponse<Bytes>,
-) -> Result<Proxied, (Request<RecvStream>, SendResponse<Bytes>)> {
-    let Some(p) = proxy else {
-        return Err((req, respond));
     };
-    let (mut parts, recv) = req.into_parts();
-    let end = recv.is_end_stream();
-    let expects_continue = parts
-        .headers
-        .get(EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let Some(request) = request(p, &mut parts, end, peer) else {
-        return Err((Request::from_parts(parts, recv), respond));
-    };
-    let body = request.body;
     let ex = p.start(request, peer.wake);
-    let mut respond = respond;
     if expects_continue && body != BodyLen::None {
         // The proxy reads the body whatever the backend would say (as
-        // HTTP/1.1 downstream does): the client need not wait for it. A
-        // stream already reset fails here and again, visibly, later.
-        let mut go_on = Response::new(());
-        *go_on.status_mut() = StatusCode::CONTINUE;
-        let _ = respond.send_informational(go_on);
+        // HTTP/1.1 downstream does): the client need not wait for it.
+        conn.send_informational(key, 100, &HeaderMap::new());
     }
     {
         let mut s = stats.borrow_mut();
         s.http.requests += 1;
         s.h2.streams += 1;
     }
-    Ok(Proxied::new(ex, &parts.method, body, recv, respond))
+    Ok(Proxied::new(
+        ex,
+        head.method == Method::HEAD,
+        body,
+        out_buffer,
+    ))
 }
 
-/// End-to-end fields as h2 takes them: connection-specific ones (which a
+/// End-to-end fields for the client: connection-specific ones (which a
 /// backend may send over HTTP/1.1) and the length (set from the body)
 /// dropped.
 fn end_to_end(mut headers: Headers) -> HeaderMap {
-    use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+    use http::header::{CONNECTION, TRANSFER_ENCODING, UPGRADE};
     for name in [CONNECTION, TE, TRANSFER_ENCODING, UPGRADE, CONTENT_LENGTH] {
         headers.remove(name);
     }
@@ -196,17 +183,6 @@ fn count_status(stats: &SharedStats, status: u16) {
     }
 }
 
-enum Resp {
-    AwaitHead(SendResponse<Bytes>),
-    Body(SendStream<Bytes>),
-}
-
-/// What ends the response once the queue is sent.
-enum Tail {
-    Eos,
-    Trailers(HeaderMap),
-}
-
 /// How a poll left a proxied stream.
 pub(crate) enum Step {
     Waiting,
@@ -218,73 +194,84 @@ pub(crate) enum Step {
 pub(crate) struct Proxied {
     ex: ExchangeId,
     head_only: bool,
-    /// The request body from h2, until it ended and all of it went.
-    recv: Option<RecvStream>,
-    recv_done: bool,
-    /// DATA taken from h2 that the proxy did not take yet. Its window is
-    /// not released, so h2's flow control holds the client back. In a
-    /// RefCell because `wants_write` offers it to the proxy (see
+    /// Response bytes held for the client's send window (in the
+    /// connection) past which the proxy is not asked for more.
+    out_buffer: usize,
+    /// Request DATA the proxy did not take yet. Its window is not
+    /// released, so flow control holds the client back. In a RefCell
+    /// because `wants_write` offers it to the proxy (see
     /// [`Proxied::offer_held`]).
-    held: RefCell<Bytes>,
+    held: RefCell<VecDeque<Bytes>>,
     /// Taken by the proxy in `offer_held`: released at the next poll.
     unreleased: Cell<usize>,
+    /// The request body ended (END_STREAM came).
+    recv_done: bool,
+    /// The request's trailers, handed over with the end of the body.
+    trailers: Option<HeaderMap>,
     /// `end_body` was called (or there is no body to end).
     body_ended: bool,
-    resp: Resp,
+    head_sent: bool,
     /// The proxy is done with the exchange (its `End` or error came out,
     /// or it was cancelled): it must not be cancelled again.
     ex_done: bool,
     /// No more response DATA is taken (the head ended the stream: HEAD,
     /// 204, 304, no body; or trailers or `End` came).
     closed: bool,
-    /// Response bytes waiting for h2's send window.
-    queue: VecDeque<Bytes>,
-    queued: usize,
-    /// Sent once the queue is.
-    tail: Option<Tail>,
+    /// The latest response DATA, held back until the next part shows
+    /// whether it is the last (then END_STREAM rides on it).
+    pending: Option<Vec<u8>>,
     /// END_STREAM went out.
     sent_end: bool,
-    /// Since when it has had bytes to send and no send window, while the
-    /// connection's output was not blocked.
-    pub stall_since: Option<Time>,
+    /// Response bytes waiting for the client's window, and since when.
+    pub stall: Stall,
 }
 
 impl Proxied {
-    pub fn new(
-        ex: ExchangeId,
-        method: &Method,
-        body: BodyLen,
-        recv: RecvStream,
-        respond: SendResponse<Bytes>,
-    ) -> Self {
+    fn new(ex: ExchangeId, head_only: bool, body: BodyLen, out_buffer: usize) -> Self {
         let no_body = body == BodyLen::None;
         Proxied {
             ex,
-            head_only: method == Method::HEAD,
-            recv: (!no_body).then_some(recv),
-            recv_done: no_body,
-            held: RefCell::new(Bytes::new()),
+            head_only,
+            out_buffer,
+            held: RefCell::new(VecDeque::new()),
             unreleased: Cell::new(0),
+            recv_done: no_body,
+            trailers: None,
             body_ended: no_body,
-            resp: Resp::AwaitHead(respond),
+            head_sent: false,
             ex_done: false,
             closed: false,
-            queue: VecDeque::new(),
-            queued: 0,
-            tail: None,
+            pending: None,
             sent_end: false,
-            stall_since: None,
+            stall: Stall::default(),
         }
     }
 
     pub fn memory(&self) -> usize {
-        self.queued + self.held.borrow().len()
+        self.held.borrow().iter().map(Bytes::len).sum::<usize>()
+            + self.pending.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Request DATA from the client.
+    pub fn push_body(&mut self, d: Bytes) {
+        if !d.is_empty() {
+            self.held.get_mut().push_back(d);
+        }
+    }
+
+    pub fn set_trailers(&mut self, t: HeaderMap) {
+        self.trailers = Some(t);
+    }
+
+    /// The request body is complete (trailers, if any, came before).
+    pub fn end_of_body(&mut self) {
+        self.recv_done = true;
     }
 
     /// Whether polling would move something now: the proxy has a
     /// response part we would take.
-    pub fn response_ready(&self, p: &dyn Proxy) -> bool {
-        !self.ex_done && self.queued <= OUT_BUFFER && p.response_ready(self.ex)
+    pub fn response_ready(&self, p: &dyn Proxy, conn: &ServerConn, key: u32) -> bool {
+        !self.ex_done && conn.unsent(key) <= self.out_buffer && p.response_ready(self.ex)
     }
 
     /// Offers held request body bytes to the proxy; true if it took some.
@@ -293,20 +280,26 @@ impl Proxied {
     /// sees no wakes, only the service asking `wants_write`. So that is
     /// where held bytes are offered, answering yes only if some went: a
     /// backend slow to read the body never looks like output waiting (the
-    /// service's send timeout), and h2 gets the window back in the drive
-    /// that follows.
+    /// service's send timeout), and the client gets the window back in the
+    /// drive that follows.
     pub fn offer_held(&self, p: &dyn Proxy) -> bool {
         if self.ex_done || self.body_ended {
             return false;
         }
         let mut held = self.held.borrow_mut();
-        if held.is_empty() {
-            return false;
+        let mut took = 0;
+        while let Some(front) = held.front_mut() {
+            let n = p.send_body(self.ex, front).min(front.len());
+            front.advance(n);
+            took += n;
+            if !front.is_empty() {
+                break;
+            }
+            held.pop_front();
         }
-        let n = p.send_body(self.ex, &held).min(held.len());
-        held.advance(n);
-        self.unreleased.set(self.unreleased.get() + n);
-        n > 0
+        self.unreleased.set(self.unreleased.get() + took);
+        // Bytes taken earlier wait for the drive that releases them too.
+        self.unreleased.get() > 0 || (self.recv_done && held.is_empty())
     }
 
     /// The client or the connection is gone: tell the proxy (once, and
@@ -318,33 +311,20 @@ impl Proxied {
         }
     }
 
-    /// Resets the stream (it stalled); the exchange is cancelled.
-    pub fn reset(&mut self, p: &dyn Proxy, reason: Reason) {
-        self.cancel(p);
-        match &mut self.resp {
-            Resp::AwaitHead(r) => r.send_reset(reason),
-            Resp::Body(s) => s.send_reset(reason),
-        }
-    }
-
+    #[allow(clippy::too_many_arguments)]
     pub fn poll(
         &mut self,
         p: &dyn Proxy,
-        cx: &mut Context<'_>,
+        conn: &mut ServerConn,
+        key: u32,
         now: Time,
         out_blocked: bool,
         date: &LoopDate,
         stats: &SharedStats,
     ) -> Step {
-        match self.step(p, cx, date, stats) {
-            Ok(blocked) => {
-                if blocked && !out_blocked {
-                    self.stall_since.get_or_insert(now);
-                } else {
-                    // Sent, or nothing to send; and a connection whose
-                    // output is not read is TCP's matter, not a stall.
-                    self.stall_since = None;
-                }
+        match self.step(p, conn, key, date, stats) {
+            Ok(()) => {
+                self.stall.update(conn, key, out_blocked, now);
                 Step::Waiting
             }
             Err(ok) => {
@@ -355,141 +335,86 @@ impl Proxied {
         }
     }
 
-    /// One poll. Ok(blocked on the send window with nothing sent);
-    /// Err(the response went out whole) when the stream is finished.
+    /// One poll. Err(the response went out whole) when the stream is
+    /// finished.
     fn step(
         &mut self,
         p: &dyn Proxy,
-        cx: &mut Context<'_>,
+        conn: &mut ServerConn,
+        key: u32,
         date: &LoopDate,
         stats: &SharedStats,
-    ) -> Result<bool, bool> {
-        // A RST_STREAM from the client (or a GOAWAY) ends the exchange.
-        let reset = match &mut self.resp {
-            Resp::AwaitHead(r) => r.poll_reset(cx).is_ready(),
-            Resp::Body(s) => s.poll_reset(cx).is_ready(),
-        };
-        if reset {
-            return Err(false);
-        }
-        self.pump_body(p, cx)?;
-        let mut sent = false;
-        loop {
-            // Pull first, so that an `End` that is ready rides on the last
-            // DATA frame. While the window is closed, up to OUT_BUFFER is
-            // taken from the proxy (its buffer drains, the backend keeps
-            // sending); past it, the proxy is left alone.
-            let mut full = false;
-            while !self.ex_done {
-                if self.queued > OUT_BUFFER {
-                    full = true;
-                    break;
+    ) -> Result<(), bool> {
+        self.pump_body(p, conn, key);
+        // While the window is closed, up to `out_buffer` is taken from the
+        // proxy (its buffer drains, the backend keeps sending); past it,
+        // the proxy is left alone.
+        while !self.ex_done && conn.unsent(key) <= self.out_buffer {
+            let Some(part) = p.poll_response(self.ex) else {
+                if p.response_ready(self.ex) {
+                    // Ready yet nothing: the proxy lost the exchange.
+                    // Fail it rather than be asked to poll forever.
+                    p.cancel(self.ex);
+                    return Err(self.fail(conn, key, ProxyError::UpstreamReset, date, stats));
                 }
-                let Some(part) = p.poll_response(self.ex) else {
-                    if p.response_ready(self.ex) {
-                        // Ready yet nothing: the proxy lost the exchange.
-                        // Fail it rather than be asked to poll forever.
-                        p.cancel(self.ex);
-                        return Err(self.fail(ProxyError::UpstreamReset, date, stats));
-                    }
-                    break;
-                };
-                self.take_part(p, part, date, stats)?;
-            }
-            let blocked = match self.flush(cx)? {
-                Flushed::Blocked => true,
-                Flushed::Sent => {
-                    sent = true;
-                    false
-                }
-                Flushed::Empty => false,
-            };
-            if self.queued == 0 {
-                if let Some(tail) = self.tail.take() {
-                    let Resp::Body(send) = &mut self.resp else {
-                        return Err(false);
-                    };
-                    let ok = match tail {
-                        Tail::Eos => send.send_data(Bytes::new(), true).is_ok(),
-                        Tail::Trailers(t) => send.send_trailers(t).is_ok(),
-                    };
-                    if !ok {
-                        return Err(false);
-                    }
-                    self.sent_end = true;
-                }
-                if self.sent_end && self.ex_done {
-                    return Err(true);
-                }
-            }
-            // Room again after a full queue: pull more.
-            if !(full && self.queued <= OUT_BUFFER) {
-                return Ok(blocked && !sent);
-            }
-        }
-    }
-
-    /// Moves request DATA from h2 to the proxy as far as it takes it, and
-    /// ends the body once all of it went. Err: the request stream failed
-    /// (reset, or malformed and reset by h2).
-    fn pump_body(&mut self, p: &dyn Proxy, cx: &mut Context<'_>) -> Result<(), bool> {
-        if self.ex_done {
-            // Answered already (an early response): the rest of the body
-            // is of no use, and h2 resets the request side when the
-            // stream ends (RST_STREAM NO_ERROR).
-            self.recv = None;
-            self.held.get_mut().clear();
-            return Ok(());
-        }
-        let Some(recv) = &mut self.recv else {
-            return Ok(());
-        };
-        let release = |recv: &mut RecvStream, n: usize| {
-            if n > 0 {
-                // The client may send as much again.
-                let _ = recv.flow_control().release_capacity(n);
-            }
-        };
-        release(recv, self.unreleased.take());
-        let held = self.held.get_mut();
-        loop {
-            if !held.is_empty() {
-                let n = p.send_body(self.ex, held).min(held.len());
-                held.advance(n);
-                release(recv, n);
-                if !held.is_empty() {
-                    // The proxy is full; it wakes the connection when not.
-                    break;
-                }
-            }
-            if self.recv_done {
                 break;
-            }
-            match recv.poll_data(cx) {
-                Poll::Ready(Some(Ok(b))) => *held = b,
-                Poll::Ready(Some(Err(_))) => return Err(false),
-                Poll::Ready(None) => self.recv_done = true,
-                Poll::Pending => break,
-            }
-        }
-        if self.recv_done && held.is_empty() {
-            // The DATA ended; trailers, if the client sent any, follow.
-            let trailers = match recv.poll_trailers(cx) {
-                Poll::Ready(Ok(t)) => t,
-                Poll::Ready(Err(_)) => return Err(false),
-                Poll::Pending => return Ok(()),
             };
-            self.recv = None;
-            self.body_ended = true;
-            p.end_body(self.ex, trailers);
+            self.take_part(p, conn, key, part, date, stats)?;
+        }
+        // Nothing more now: what is held goes (latency before frames).
+        if let Some(d) = self.pending.take() {
+            conn.send_data(key, &d);
+        }
+        // Done once the connection sent it all: until then a closed window
+        // is this stream's stall.
+        if self.sent_end && self.ex_done && conn.unsent(key) == 0 {
+            return Err(true);
         }
         Ok(())
+    }
+
+    /// Moves request DATA to the proxy as far as it takes it, and ends the
+    /// body once all of it went.
+    fn pump_body(&mut self, p: &dyn Proxy, conn: &mut ServerConn, key: u32) {
+        let released = self.unreleased.take();
+        if self.ex_done {
+            // Answered already (an early response): the rest of the body
+            // is of no use (the connection resets the request side when
+            // the response ends: RST_STREAM NO_ERROR).
+            let held = self.held.get_mut();
+            let n: usize = held.iter().map(Bytes::len).sum();
+            held.clear();
+            conn.release(key, n + released);
+            return;
+        }
+        let mut took = released;
+        let held = self.held.get_mut();
+        while let Some(front) = held.front_mut() {
+            let n = p.send_body(self.ex, front).min(front.len());
+            front.advance(n);
+            took += n;
+            if !front.is_empty() {
+                // The proxy is full; it wakes the connection when not.
+                break;
+            }
+            held.pop_front();
+        }
+        if took > 0 {
+            // The client may send as much again.
+            conn.release(key, took);
+        }
+        if self.recv_done && held.is_empty() && !self.body_ended {
+            self.body_ended = true;
+            p.end_body(self.ex, self.trailers.take());
+        }
     }
 
     /// Handles one response part from the proxy.
     fn take_part(
         &mut self,
         p: &dyn Proxy,
+        conn: &mut ServerConn,
+        key: u32,
         part: Result<ResponsePart, ProxyError>,
         date: &LoopDate,
         stats: &SharedStats,
@@ -499,71 +424,67 @@ impl Proxied {
             Err(e) => {
                 // The proxy has forgotten the exchange.
                 self.ex_done = true;
-                return Err(self.fail(e, date, stats));
+                return Err(self.fail(conn, key, e, date, stats));
             }
         };
-        match (part, &mut self.resp) {
-            (
-                ResponsePart::Head {
-                    status,
-                    headers,
-                    body,
-                },
-                Resp::AwaitHead(respond),
-            ) => {
+        match part {
+            ResponsePart::Head {
+                status,
+                headers,
+                body,
+            } if !self.head_sent => {
                 // Interim responses are not passed on.
                 if status < 200 {
                     return Ok(());
                 }
-                let Ok(code) = StatusCode::from_u16(status) else {
+                if status > 999 {
                     p.cancel(self.ex);
-                    return Err(self.fail(ProxyError::BadResponse, date, stats));
-                };
+                    return Err(self.fail(conn, key, ProxyError::BadResponse, date, stats));
+                }
                 let no_body = matches!(status, 204 | 304);
-                let mut r = Response::new(());
-                *r.status_mut() = code;
-                *r.headers_mut() = end_to_end(headers);
+                let mut fields = end_to_end(headers);
                 let len = match body {
                     BodyLen::None => Some(0),
                     BodyLen::Length(n) => Some(n),
                     BodyLen::Streamed => None,
                 };
                 if let Some(n) = len.filter(|_| !no_body) {
-                    r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(n));
+                    fields.insert(CONTENT_LENGTH, HeaderValue::from(n));
                 }
                 let end = self.head_only || no_body || len == Some(0);
                 count_status(stats, status);
-                // Err: the stream is gone.
-                let send = respond.send_response(r, end).map_err(|_| false)?;
-                self.resp = Resp::Body(send);
+                conn.send_response(key, status, &fields, end);
+                self.head_sent = true;
                 self.closed = end;
                 self.sent_end = end;
             }
-            (ResponsePart::Data(d), Resp::Body(_)) => {
+            ResponsePart::Data(d) if self.head_sent => {
                 if !self.closed && !d.is_empty() {
-                    self.queued += d.len();
-                    self.queue.push_back(Bytes::from(d));
+                    if let Some(prev) = self.pending.replace(d) {
+                        conn.send_data(key, &prev);
+                    }
                 }
             }
-            (ResponsePart::Trailers(t), Resp::Body(_)) => {
+            ResponsePart::Trailers(t) if self.head_sent => {
                 if !self.closed {
                     self.closed = true;
-                    self.tail = Some(Tail::Trailers(end_to_end(t)));
+                    let last = self.pending.take().unwrap_or_default();
+                    conn.send_last_data(key, &last, Some(&end_to_end(t)));
+                    self.sent_end = true;
                 }
             }
-            (ResponsePart::End, Resp::Body(_)) => {
+            ResponsePart::End if self.head_sent => {
                 self.ex_done = true;
                 if !self.closed {
                     self.closed = true;
-                    self.tail = Some(Tail::Eos);
+                    let last = self.pending.take().unwrap_or_default();
+                    conn.send_last_data(key, &last, None);
+                    self.sent_end = true;
                 }
             }
-            (_, resp) => {
+            _ => {
                 // Out of order (a proxy bug): give up on the stream.
-                match resp {
-                    Resp::AwaitHead(r) => r.send_reset(Reason::INTERNAL_ERROR),
-                    Resp::Body(s) => s.send_reset(Reason::INTERNAL_ERROR),
-                }
+                conn.reset(key, ErrorCode::InternalError);
                 return Err(false);
             }
         }
@@ -573,71 +494,29 @@ impl Proxied {
     /// The exchange failed (the proxy is done with it): an error response
     /// before the head, a reset after it. Returns whether the response
     /// went out whole.
-    fn fail(&mut self, e: ProxyError, date: &LoopDate, stats: &SharedStats) -> bool {
+    fn fail(
+        &mut self,
+        conn: &mut ServerConn,
+        key: u32,
+        e: ProxyError,
+        date: &LoopDate,
+        stats: &SharedStats,
+    ) -> bool {
         self.ex_done = true;
-        match &mut self.resp {
-            Resp::AwaitHead(respond) => {
-                let status = e.status();
-                count_status(stats, status);
-                let (r, body) = routes::error(status, None, date);
-                if self.head_only {
-                    respond.send_response(r, true).is_ok()
-                } else {
-                    respond
-                        .send_response(r, false)
-                        .is_ok_and(|mut s| s.send_data(body, true).is_ok())
-                }
-            }
+        if !self.head_sent {
+            let status = e.status();
+            count_status(stats, status);
+            crate::app::error(conn, key, status, None, date, self.head_only);
+            self.head_sent = true;
+            self.sent_end = true;
+            return true;
+        }
+        if self.sent_end {
             // Complete already (a HEAD, a 204): nothing is lost.
-            Resp::Body(_) if self.sent_end => true,
-            Resp::Body(send) => {
-                // The client must see that the response is incomplete.
-                send.send_reset(Reason::INTERNAL_ERROR);
-                false
-            }
+            return true;
         }
+        // The client must see that the response is incomplete.
+        conn.reset(key, ErrorCode::InternalError);
+        false
     }
-
-    /// Sends queued response bytes as h2's send window allows. Err: the
-    /// stream is gone.
-    fn flush(&mut self, cx: &mut Context<'_>) -> Result<Flushed, bool> {
-        let Resp::Body(send) = &mut self.resp else {
-            return Ok(Flushed::Empty);
-        };
-        let mut sent = false;
-        while self.queued > 0 {
-            let cap = match capacity(send, self.queued, cx) {
-                Poll::Ready(Some(c)) => c,
-                Poll::Ready(None) => return Err(false),
-                Poll::Pending if sent => return Ok(Flushed::Sent),
-                Poll::Pending => return Ok(Flushed::Blocked),
-            };
-            let Some(front) = self.queue.front_mut() else {
-                break;
-            };
-            let k = cap.min(front.len());
-            let chunk = front.split_to(k);
-            if front.is_empty() {
-                self.queue.pop_front();
-            }
-            self.queued -= k;
-            // The last bytes carry END_STREAM when nothing else follows.
-            let end = self.queued == 0 && matches!(self.tail, Some(Tail::Eos));
-            send.send_data(chunk, end).map_err(|_| false)?;
-            if end {
-                self.tail = None;
-                self.sent_end = true;
-            }
-            sent = true;
-        }
-        Ok(if sent { Flushed::Sent } else { Flushed::Empty })
-    }
-}
-
-enum Flushed {
-    /// Nothing queued.
-    Empty,
-    Sent,
-    /// Bytes queued, no window.
-    Blocked,
 }

@@ -6,10 +6,10 @@ use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, DATE, SERVE
 use http::{Response, StatusCode};
 use sluice_app::LoopDate;
 
-pub(crate) use sluice_app::routes::{parse_decimal, Route};
+pub(crate) use sluice_app::routes::Route;
 use sluice_app::routes::{PATTERN, PATTERN_LEN};
 
-/// Largest `/bytes` chunk handed to h2 at once.
+/// Largest `/bytes` chunk handed to the connection at once.
 pub(crate) const MAX_CHUNK: usize = PATTERN_LEN - 250;
 
 /// `len` bytes of the `/bytes` body from `offset` (`len <= MAX_CHUNK`).

@@ -1,9 +1,9 @@
 //! A sans-IO scanner of the HTTP/2 frame layer: it reads the 9-byte frame
 //! headers of a byte stream, skips the payloads, and reports each frame
 //! once its last byte went by. It decodes nothing else (no HPACK), so it
-//! cannot fail: any byte sequence is "frames", and h2 judges whether they
+//! cannot fail: any byte sequence is "frames", and the connection judges whether they
 //! are valid. The flood guard and the head timeout run on what it reports,
-//! before h2 sees the bytes.
+//! before the connection parses the bytes.
 
 use sluice_app::Time;
 
@@ -16,6 +16,7 @@ pub(crate) const PRIORITY: u8 = 0x2;
 pub(crate) const RST_STREAM: u8 = 0x3;
 pub(crate) const SETTINGS: u8 = 0x4;
 pub(crate) const PING: u8 = 0x6;
+#[cfg(test)]
 pub(crate) const GOAWAY: u8 = 0x7;
 pub(crate) const WINDOW_UPDATE: u8 = 0x8;
 pub(crate) const CONTINUATION: u8 = 0x9;
@@ -49,6 +50,7 @@ impl Frame {
     }
 
     /// The error code of a GOAWAY (or RST_STREAM) frame.
+    #[cfg(test)]
     pub fn error_code(&self) -> u32 {
         let at = if self.ty == GOAWAY { 4 } else { 0 };
         u32::from_be_bytes([
@@ -85,7 +87,7 @@ pub(crate) struct Scanner {
 
 impl Scanner {
     /// `preface`: the stream starts with the 24-byte client preface (the
-    /// inbound side); h2 checks its bytes.
+    /// inbound side); the connection checks its bytes.
     pub fn new(preface: bool) -> Self {
         Scanner {
             preface_left: if preface { PREFACE_LEN } else { 0 },

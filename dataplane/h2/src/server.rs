@@ -25,10 +25,13 @@ use crate::fields;
 /// HPACK table we let the client use (the default: we do not advertise
 /// SETTINGS_HEADER_TABLE_SIZE).
 const DECODER_TABLE: usize = 4096;
+/// Streams we reset whose late frames are ignored (h2 keeps twice the
+/// stream limit; a few in flight per stream is what an honest client has).
+const RECENT_RESETS: usize = 64;
+/// CONTINUATION frames one header block may take.
+const MAX_CONTINUATIONS: u32 = 32;
 /// Gaps in the client's stream ids remembered (see `ServerConn::skipped`).
 const MAX_SKIPPED: usize = 16;
-/// The dynamic table of our encoder (its upper bound).
-const ENCODER_TABLE: usize = 4096;
 
 /// Settings of one downstream HTTP/2 connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,6 +187,8 @@ struct Stream {
     head_sent: bool,
     /// Response body waiting for window or room.
     body: VecDeque<Bytes>,
+    /// Response body bytes written so far (progress, for stall timers).
+    body_sent: u64,
     body_bytes: usize,
     /// The caller ended the response.
     body_end: bool,
@@ -206,6 +211,8 @@ struct Continuation {
     end_stream: bool,
     /// The HEADERS opened a new stream.
     new: bool,
+    /// CONTINUATION frames so far.
+    frames: u32,
 }
 
 /// One downstream HTTP/2 connection's server. Keys name streams; a key
@@ -216,6 +223,13 @@ pub struct ServerConn {
     preface_at: usize,
     /// A connection error we ended the connection with.
     error_sent: Option<ErrorCode>,
+    /// A GOAWAY of ours went into the output.
+    goaway_written: bool,
+    /// Streams we reset lately, whose late frames are no error.
+    recently_reset: VecDeque<u32>,
+    /// A WINDOW_UPDATE (or SETTINGS) gave window during this read: the
+    /// blocked streams are flushed at its end.
+    window_opened: bool,
     /// The first frame after the preface (a SETTINGS, §3.4) came.
     settings_seen: bool,
     /// Our SETTINGS were acknowledged: the advertised stream window holds.
@@ -293,6 +307,9 @@ impl ServerConn {
             cfg,
             preface_at: 0,
             error_sent: None,
+            goaway_written: false,
+            recently_reset: VecDeque::new(),
+            window_opened: false,
             settings_seen: false,
             settings_acked: false,
             out,
@@ -333,6 +350,22 @@ impl ServerConn {
     /// The client's preface and first SETTINGS came: it speaks HTTP/2.
     pub fn established(&self) -> bool {
         self.settings_seen
+    }
+
+    /// The output holds `write_cap` bytes or more: the transport is not
+    /// taking them (the client reads slowly, or TCP's window is shut).
+    pub fn output_full(&self) -> bool {
+        self.out.len() - self.out_at >= self.cfg.write_cap
+    }
+
+    /// A GOAWAY of ours was written (any kind).
+    pub fn goaway_written(&self) -> bool {
+        self.goaway_written
+    }
+
+    /// The client's 24-byte preface came whole.
+    pub fn preface_received(&self) -> bool {
+        self.preface_at == frame::PREFACE.len()
     }
 
     /// The error code of the GOAWAY we sent for a connection error.
@@ -378,6 +411,9 @@ impl ServerConn {
                 }
                 None => at += self.complete_partial(&data[at..]),
             }
+        }
+        if std::mem::take(&mut self.window_opened) && self.ended.is_none() {
+            self.flush_blocked();
         }
         data.len()
     }
@@ -511,15 +547,43 @@ impl ServerConn {
     /// caller bounds what it hands over by [`ServerConn::unsent`]. What
     /// the windows and the write cap allow goes out at once.
     pub fn send_data(&mut self, key: u32, data: &[u8]) {
+        if !data.is_empty() {
+            self.send_bytes(key, Bytes::copy_from_slice(data), false, None);
+        }
+    }
+
+    /// The last response body bytes of `key`, then its end (`trailers`,
+    /// or END_STREAM on the last DATA frame: no empty frame after it).
+    pub fn send_last_data(&mut self, key: u32, data: &[u8], trailers: Option<&HeaderMap>) {
+        self.send_bytes(key, Bytes::copy_from_slice(data), true, trailers);
+    }
+
+    /// [`ServerConn::send_data`] (`last`: [`ServerConn::send_last_data`])
+    /// for bytes the caller already holds as `Bytes`: kept, not copied
+    /// (a static pattern, request DATA echoed back).
+    pub fn send_bytes(&mut self, key: u32, data: Bytes, last: bool, trailers: Option<&HeaderMap>) {
         let Some(s) = self.stream_mut(key) else {
             return;
         };
-        if !s.head_sent || s.body_end || data.is_empty() {
+        if !s.head_sent || s.body_end {
             return;
         }
-        s.body_bytes += data.len();
-        s.body.push_back(Bytes::copy_from_slice(data));
+        if !data.is_empty() {
+            s.body_bytes += data.len();
+            s.body.push_back(data);
+        }
+        if last {
+            s.body_end = true;
+            s.trailers = trailers.filter(|t| !t.is_empty()).cloned();
+        } else if s.body.is_empty() {
+            return;
+        }
         self.flush_body(key);
+    }
+
+    /// Response body bytes of `key` written so far.
+    pub fn body_sent(&self, key: u32) -> u64 {
+        self.stream(key).map_or(0, |s| s.body_sent)
     }
 
     /// Response body bytes of `key` waiting for window or room.
@@ -544,7 +608,14 @@ impl ServerConn {
     /// send that much more. Given back in batches (half a window), not
     /// one WINDOW_UPDATE per DATA frame.
     pub fn release(&mut self, key: u32, n: usize) {
-        let half_stream = (self.cfg.initial_stream_window / 2).max(1);
+        // The window the client works with: ours once it acknowledged our
+        // SETTINGS, the default before.
+        let window = if self.settings_acked {
+            self.cfg.initial_stream_window
+        } else {
+            self.cfg.initial_stream_window.min(frame::DEFAULT_WINDOW)
+        };
+        let half = i64::from((window / 2).max(1));
         let Some(s) = self.stream_mut(key) else {
             return;
         };
@@ -552,7 +623,11 @@ impl ServerConn {
         s.unreleased -= n;
         let n = n as u32;
         s.credit += n;
-        let update = (s.credit >= half_stream && !s.recv_end).then_some((s.id, s.credit));
+        // Batched (one update per half window), unless the client is down
+        // to less than half: then what was taken goes back at once, or a
+        // slow consumer would leave it waiting for a batch it cannot fill.
+        let due = i64::from(s.credit) >= half || (s.credit > 0 && s.recv_window < half);
+        let update = (due && !s.recv_end).then_some((s.id, s.credit));
         if let Some((id, credit)) = update {
             s.credit = 0;
             s.recv_window += i64::from(credit);
@@ -574,6 +649,7 @@ impl ServerConn {
         if let Slot::Open(s) = std::mem::replace(&mut self.slots[key as usize], Slot::Free) {
             if self.ended.is_none() {
                 frame::write_rst_stream(&mut self.out, s.id, code);
+                self.remember_reset(s.id);
             }
             self.forget(key, &s);
         }
@@ -597,7 +673,19 @@ impl ServerConn {
         }
         self.goaway_last = Some(self.last_client_id);
         frame::write_goaway(&mut self.out, self.last_client_id, code, b"");
+        self.goaway_written = true;
         self.after_close();
+    }
+
+    /// The first step of a graceful shutdown (RFC 9113 §6.8): a GOAWAY
+    /// with the largest stream id, so the client opens no new stream but
+    /// the ones already in flight are still taken. The final GOAWAY
+    /// ([`ServerConn::go_away`]) follows a round trip later.
+    pub fn announce_go_away(&mut self) {
+        if self.ended.is_none() && self.goaway_last.is_none() {
+            frame::write_goaway(&mut self.out, frame::MAX_WINDOW, ErrorCode::NoError, b"");
+            self.goaway_written = true;
+        }
     }
 
     /// A PING to the client (keepalive, or to measure the round trip);
@@ -631,8 +719,7 @@ impl ServerConn {
         self.out.capacity()
             + self.partial.capacity()
             + self.block.capacity()
-            + self.decoder.table_size()
-            + ENCODER_TABLE
+            + crate::CODEC_BUFFERS
             + bodies
             + self.queued_data
     }
@@ -710,6 +797,15 @@ impl ServerConn {
         self.queued_data -= dropped;
     }
 
+    /// A stream we reset: its frames in flight are ignored for a while
+    /// (the last RECENT_RESETS such streams).
+    fn remember_reset(&mut self, id: u32) {
+        if self.recently_reset.len() == RECENT_RESETS {
+            self.recently_reset.pop_front();
+        }
+        self.recently_reset.push_back(id);
+    }
+
     /// Bookkeeping of a stream taken out of its slot.
     fn forget(&mut self, key: u32, s: &Stream) {
         if let Ok(i) = self.ids.binary_search_by_key(&s.id, |&(i, _)| i) {
@@ -727,6 +823,14 @@ impl ServerConn {
             && self.ids.is_empty()
             && self.ended.is_none()
         {
+            if self.goaway_last.is_none() {
+                // The client said goodbye: answered with the last stream we
+                // processed, so it knows what ran (§6.8: a GOAWAY before
+                // closing).
+                self.goaway_last = Some(self.last_client_id);
+                frame::write_goaway(&mut self.out, self.last_client_id, ErrorCode::NoError, b"");
+                self.goaway_written = true;
+            }
             self.ended = Some(true);
         }
     }
@@ -762,6 +866,8 @@ impl ServerConn {
             if code != ErrorCode::NoError as u32 {
                 self.counts.rst_stream_sent += 1;
             }
+            let id = s.id;
+            self.remember_reset(id);
         }
         self.events.push_back((key, ServerEvent::Reset(code)));
         self.forget(key, &s);
@@ -817,6 +923,7 @@ impl ServerConn {
         self.error_sent = Some(code);
         let last = self.goaway_last.unwrap_or(self.last_client_id);
         frame::write_goaway(&mut self.out, last, code, b"");
+        self.goaway_written = true;
         self.end_connection(code as u32, false);
     }
 
@@ -880,6 +987,7 @@ impl ServerConn {
             s.send_window -= n as i64;
             self.conn_send_window -= n as i64;
             s.body_bytes -= n;
+            s.body_sent += n as u64;
             if n == front.len() {
                 s.body.pop_front();
             } else {
@@ -964,8 +1072,15 @@ impl ServerConn {
                     // block is bounded, not only its decoded size.
                     let bound = (self.cfg.max_header_list_size as usize * 2)
                         .max(frame::DEFAULT_MAX_FRAME_SIZE as usize);
-                    if self.block.len() + fragment.len() > bound {
+                    // And their count: a block dribbled in tiny fragments
+                    // costs a frame's work per byte. An honest block of the
+                    // largest list size takes a few frames.
+                    let frames = c.frames + 1;
+                    if self.block.len() + fragment.len() > bound || frames > MAX_CONTINUATIONS {
                         return self.connection_error(ErrorCode::EnhanceYourCalm);
+                    }
+                    if let Some(c) = &mut self.continuation {
+                        c.frames = frames;
                     }
                     self.block.extend_from_slice(fragment);
                     if end_headers {
@@ -1022,6 +1137,7 @@ impl ServerConn {
                         stream,
                         end_stream,
                         new,
+                        frames: 0,
                     });
                 }
             }
@@ -1090,7 +1206,8 @@ impl ServerConn {
                     if self.conn_send_window > i64::from(frame::MAX_WINDOW) {
                         return self.connection_error(ErrorCode::FlowControlError);
                     }
-                    return self.flush_blocked();
+                    self.window_opened = true;
+                    return;
                 }
                 if self.is_idle(stream) {
                     return self.connection_error(ErrorCode::ProtocolError);
@@ -1105,9 +1222,10 @@ impl ServerConn {
                 if over {
                     return self.fail_stream(k, ErrorCode::FlowControlError as u32, true);
                 }
-                if self.stream(k).is_some_and(|s| s.head_sent) {
-                    self.flush_body(k);
-                }
+                // Sent once the whole read is handled: a client that
+                // opens the window in small steps gets one larger DATA
+                // frame, not one per step (silly window syndrome).
+                self.window_opened = true;
             }
             Frame::Priority { .. } | Frame::Unknown { .. } => self.counts.priority += 1,
         }
@@ -1140,10 +1258,15 @@ impl ServerConn {
             return self.connection_error(ErrorCode::ProtocolError);
         }
         let Some(k) = self.key_of(id) else {
-            // A closed stream (reset, refused, or above our GOAWAY):
-            // nobody takes these bytes, the connection window gets them
-            // back.
-            return self.credit_connection(flow_len);
+            // A closed stream: nobody takes these bytes, the connection
+            // window gets them back. Frames still in flight when we reset
+            // it are ignored (§5.1); otherwise the client sent DATA after
+            // its END_STREAM and hears STREAM_CLOSED.
+            self.credit_connection(flow_len);
+            if !self.recently_reset.contains(&id) {
+                self.reset_id(id, ErrorCode::StreamClosed);
+            }
+            return;
         };
         let padding = flow_len - data.len() as u32;
         let Some(s) = self.stream_mut(k) else {
@@ -1259,6 +1382,7 @@ impl ServerConn {
             received: 0,
             head_sent: false,
             body: VecDeque::new(),
+            body_sent: 0,
             body_bytes: 0,
             body_end: false,
             trailers: None,

@@ -79,8 +79,10 @@ fn bytes_exact_with_small_windows() {
         assert_eq!(r.headers["content-length"], n.to_string().as_str());
         assert_eq!(r.body.len(), n);
         assert!(is_pattern(&r.body), "n={n}");
-        // Never the whole body: the transport buffers at most.
-        assert!(peak <= 128 * 1024, "n={n} peak={peak}");
+        // Never the whole body: the output buffer, one `max_send_buffer`
+        // (64 KiB) of response ahead of the client's window, the HPACK
+        // tables.
+        assert!(peak <= 192 * 1024, "n={n} peak={peak}");
     }
 }
 

@@ -770,6 +770,28 @@ fn a_continuation_flood_is_cut_off() {
 }
 
 #[test]
+fn a_block_dribbled_in_tiny_continuations_is_cut_off() {
+    // One byte per frame (CVE-2024-27316's variant): far below the size
+    // bound, so the frame count must catch it.
+    let mut c = Client::open(cfg(), &[]);
+    c.raw(|o| frame::write_head(o, 0, frame::HEADERS, 0, 1));
+    let mut frames = 0;
+    while c.conn.ended().is_none() {
+        let mut o = Vec::new();
+        frame::write_head(&mut o, 1, frame::CONTINUATION, 0, 1);
+        o.push(0x40);
+        c.send(&o);
+        frames += 1;
+        assert!(frames < 1000, "never cut off");
+    }
+    assert!(frames <= 64, "cut off after {frames} frames");
+    assert_eq!(
+        c.wrote(),
+        vec![Wrote::GoAway(1, ErrorCode::EnhanceYourCalm as u32)]
+    );
+}
+
+#[test]
 fn response_data_waits_for_the_client_windows() {
     let mut c = Client::open(cfg(), &[(setting::INITIAL_WINDOW_SIZE, 1000)]);
     c.request(1, "GET", "/", true);
@@ -1296,4 +1318,29 @@ fn streams_waiting_for_the_connection_window_take_turns() {
         }
     }
     assert_eq!(by_stream, [2000, 2000]);
+}
+
+#[test]
+fn late_data_on_a_stream_we_reset_is_ignored_but_data_after_end_stream_is_not() {
+    let mut c = Client::open(cfg(), &[]);
+    c.request(1, "POST", "/up", false);
+    let k = c.request_key();
+    c.conn.reset(k, ErrorCode::Cancel);
+    assert_eq!(c.wrote(), vec![Wrote::Rst(1, ErrorCode::Cancel as u32)]);
+    // Frames the client sent before it saw our reset: no error, no count.
+    c.data(1, b"in flight", false);
+    c.data(1, b"more", true);
+    assert_eq!(c.wrote(), vec![]);
+    assert_eq!(c.conn.take_frame_counts().rst_stream_sent, 0);
+    // A stream the client ended itself: DATA after its END_STREAM is
+    // STREAM_CLOSED (RFC 9113 §5.1).
+    c.request(3, "GET", "/", true);
+    let k = c.request_key();
+    c.conn.send_response(k, 204, &http::HeaderMap::new(), true);
+    c.wrote();
+    c.data(3, b"late", false);
+    assert_eq!(
+        c.wrote(),
+        vec![Wrote::Rst(3, ErrorCode::StreamClosed as u32)]
+    );
 }
