@@ -184,6 +184,8 @@ pub struct H2Client {
     events: VecDeque<(u32, H2Event)>,
     /// Streams with request body waiting for window.
     blocked: Vec<u32>,
+    /// Request body bytes queued in all streams (`memory` is asked often).
+    body_total: usize,
     /// The backend sent GOAWAY (or the connection ended): no new streams.
     going_away: bool,
     /// The connection ended; `Some(true)` for a clean end.
@@ -230,7 +232,13 @@ impl H2Client {
             out_at: 0,
             partial: Vec::new(),
             decoder: Decoder::new(DECODER_TABLE),
-            encoder: Encoder::new(),
+            encoder: {
+                // Backends sit on a fast link: raw literals cost bytes
+                // there, Huffman coding costs the loop's time.
+                let mut e = Encoder::new();
+                e.set_huffman(false);
+                e
+            },
             block: Vec::new(),
             continuation: None,
             peer: Settings::default(),
@@ -243,6 +251,7 @@ impl H2Client {
             next_id: 1,
             events: VecDeque::new(),
             blocked: Vec::new(),
+            body_total: 0,
             going_away: false,
             ended: None,
         }
@@ -352,6 +361,7 @@ impl H2Client {
         }
         s.body_bytes += data.len();
         s.body.push_back(Bytes::copy_from_slice(data));
+        self.body_total += data.len();
         self.flush_body(key);
     }
 
@@ -417,6 +427,7 @@ impl H2Client {
         }
         // What the proxy never released is the connection's again.
         self.credit_connection(s.unreleased as u32);
+        self.body_total -= s.body_bytes;
         self.forget_id(s.id);
         self.blocked.retain(|k| *k != key);
         self.free.push(key);
@@ -530,7 +541,15 @@ impl H2Client {
 
     /// Bytes held: buffers, HPACK tables and queued bodies.
     pub fn memory(&self) -> usize {
-        let bodies: usize = self.streams.iter().flatten().map(|s| s.body_bytes).sum();
+        debug_assert_eq!(
+            self.body_total,
+            self.streams
+                .iter()
+                .flatten()
+                .map(|s| s.body_bytes)
+                .sum::<usize>()
+        );
+        let bodies = self.body_total;
         self.out.capacity()
             + self.partial.capacity()
             + self.block.capacity()
@@ -586,6 +605,7 @@ impl H2Client {
     fn finish(&mut self, key: u32, ev: H2Event) {
         self.events.push_back((key, ev));
         if let Some(s) = self.streams.get_mut(key as usize).and_then(Option::take) {
+            self.body_total -= s.body_bytes;
             self.forget_id(s.id);
             self.blocked.retain(|k| *k != key);
             // Its key can no longer release what it holds: the connection
@@ -654,6 +674,7 @@ impl H2Client {
             s.send_window -= n as i64;
             self.conn_send_window -= n as i64;
             s.body_bytes -= n;
+            self.body_total -= n;
             if n == front.len() {
                 s.body.pop_front();
             } else {

@@ -653,3 +653,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn without_huffman_literals_go_raw_and_still_decode() {
+    let mut enc = Encoder::new();
+    enc.set_huffman(false);
+    let mut out = Vec::new();
+    enc.begin_block(&mut out);
+    // `user-agent` (static name 58), literal with incremental indexing,
+    // value raw: H bit clear, length 4.
+    enc.encode(b"user-agent", b"curl", &mut out);
+    assert_eq!(out, [0x40 | 58, 0x04, b'c', b'u', b'r', b'l']);
+    let mut dec = Decoder::new(4096);
+    let mut got = Vec::new();
+    dec.decode(&out, |f| got.push((f.name.to_vec(), f.value.to_vec())))
+        .unwrap();
+    assert_eq!(got, vec![(b"user-agent".to_vec(), b"curl".to_vec())]);
+}

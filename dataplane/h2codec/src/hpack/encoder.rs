@@ -32,11 +32,15 @@ pub(crate) fn encode_int(out: &mut Vec<u8>, flags: u8, prefix_bits: u32, value: 
     out.push(rest as u8);
 }
 
-/// Encodes a string literal (§5.2), Huffman-coded only when that is
-/// strictly shorter (its length is computed first, in one pass).
+/// Encodes a string literal (§5.2), Huffman-coded (`huffman`) only when
+/// that is strictly shorter (its length is computed first, in one pass).
 #[inline]
-pub(crate) fn encode_string(out: &mut Vec<u8>, s: &[u8]) {
-    let huffman_len = huffman::encoded_len(s);
+pub(crate) fn encode_string(out: &mut Vec<u8>, s: &[u8], huffman: bool) {
+    let huffman_len = if huffman {
+        huffman::encoded_len(s)
+    } else {
+        usize::MAX
+    };
     if huffman_len < s.len() {
         encode_int(out, 0x80, 7, huffman_len);
         huffman::encode(s, out);
@@ -184,6 +188,8 @@ pub struct Encoder {
     /// The smallest and the latest table size since the last block, when
     /// the peer's setting changed: to be signaled by `begin_block`.
     pending: Option<(usize, usize)>,
+    /// Huffman-code string literals when shorter (see `set_huffman`).
+    huffman: bool,
 }
 
 impl Default for Encoder {
@@ -201,7 +207,16 @@ impl Encoder {
             by_field: HashIndex::with_capacity_and_hasher(entries, Default::default()),
             by_name: HashIndex::with_capacity_and_hasher(entries, Default::default()),
             pending: None,
+            huffman: true,
         }
+    }
+
+    /// Whether string literals are Huffman-coded when that is shorter (the
+    /// default). Off, literals go raw: about a quarter more bytes on the
+    /// wire and no coding cost, for a peer on a fast link (a backend in
+    /// the same network).
+    pub fn set_huffman(&mut self, on: bool) {
+        self.huffman = on;
     }
 
     /// The peer's SETTINGS_HEADER_TABLE_SIZE. We use min(n, 4096) and emit
@@ -265,7 +280,7 @@ impl Encoder {
             Some(s) => Some(usize::from(s)),
             None => self.find_name(name_hash(name), name),
         };
-        literal(out, 0x10, 4, name_index, name, value);
+        literal(out, 0x10, 4, name_index, name, value, self.huffman);
     }
 
     /// Same as [`Encoder::encode`] with the static index of the name known
@@ -303,8 +318,8 @@ impl Encoder {
         let static_index = static_name.map(usize::from);
         match policy(static_name, name, value.len()) {
             // These names are never inserted: no dynamic lookup.
-            Policy::Never => literal(out, 0x10, 4, static_index, name, value),
-            Policy::NoIndex => literal(out, 0x00, 4, static_index, name, value),
+            Policy::Never => literal(out, 0x10, 4, static_index, name, value, self.huffman),
+            Policy::NoIndex => literal(out, 0x00, 4, static_index, name, value, self.huffman),
             Policy::Index => self.encode_indexable(static_index, name, value, out),
         }
     }
@@ -331,13 +346,13 @@ impl Encoder {
             // Not worth a place in the table: it would evict at least
             // half of it (or not fit at all).
             let name_index = static_index.or_else(|| self.find_name(nh, name));
-            literal(out, 0x00, 4, name_index, name, value);
+            literal(out, 0x00, 4, name_index, name, value, self.huffman);
             return;
         }
         // The name index is taken before the insertion, as the decoder
         // resolves it (the named entry may be evicted by the insertion).
         let name_index = static_index.or_else(|| self.find_name(nh, name));
-        literal(out, 0x40, 6, name_index, name, value);
+        literal(out, 0x40, 6, name_index, name, value, self.huffman);
 
         let Encoder {
             table,
@@ -395,15 +410,16 @@ fn literal(
     name_index: Option<usize>,
     name: &[u8],
     value: &[u8],
+    huffman: bool,
 ) {
     match name_index {
         Some(i) => encode_int(out, flags, prefix_bits, i),
         None => {
             out.push(flags);
-            encode_string(out, name);
+            encode_string(out, name, huffman);
         }
     }
-    encode_string(out, value);
+    encode_string(out, value, huffman);
 }
 
 #[cfg(test)]
