@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use sluice_h2codec::frame::{self, setting, ErrorCode, Frame, FrameError, Head, Settings};
 use sluice_h2codec::hpack::{Decoder, Encoder, Field};
 
@@ -299,7 +299,7 @@ impl H2Client {
             || req
                 .headers
                 .iter()
-                .any(|(n, v)| forbidden_in_request(n.as_str().as_bytes(), v))
+                .any(|(n, v)| fields::forbidden(n.as_str().as_bytes(), v.as_bytes()))
         {
             return Err(SendError::Invalid);
         }
@@ -1097,7 +1097,7 @@ impl HeadBuilder {
             return;
         }
         self.regular_seen = true;
-        if fields::connection_specific(f.name) || (f.name == b"te" && f.value != b"trailers") {
+        if fields::forbidden(f.name, f.value) {
             self.malformed = true;
             return;
         }
@@ -1157,11 +1157,6 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
 /// spaces, controls, or bytes a backend's parser would split on).
 fn valid_pseudo(v: &[u8]) -> bool {
     v.iter().all(|&b| b > 0x20 && b < 0x7f)
-}
-
-/// A field HTTP/2 must not carry in a request (§8.2.2).
-fn forbidden_in_request(name: &[u8], value: &HeaderValue) -> bool {
-    fields::connection_specific(name) || (name == b"te" && value.as_bytes() != b"trailers")
 }
 
 #[cfg(test)]

@@ -27,13 +27,14 @@ pub(crate) fn value_of(f: &Field<'_>) -> Option<HeaderValue> {
     Some(v)
 }
 
-/// Fields HTTP/2 forbids (RFC 9113 §8.2.2): a message carrying one is
+/// Fields HTTP/2 forbids (RFC 9113 §8.2.2): the connection-specific ones,
+/// and `te` with any value but `trailers`. A message carrying one is
 /// malformed, and we never send one.
-pub(crate) fn connection_specific(name: &[u8]) -> bool {
+pub(crate) fn forbidden(name: &[u8], value: &[u8]) -> bool {
     matches!(
         name,
         b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade"
-    )
+    ) || (name == b"te" && value != b"trailers")
 }
 
 /// `http`'s constant for a static-table name (RFC 7541 Appendix A);

@@ -49,7 +49,6 @@ mod server;
 pub use app::H2App;
 pub use client::{ClientRequest, H2Client, H2ClientConfig, H2Event, SendError, StreamFailure};
 pub use config::{FloodLimit, H2Config};
-pub use proxied::connection_specific;
 pub use server::{FrameCounts, RequestHead, ServerConn, ServerConnConfig, ServerEvent};
 
 /// Bytes a connection holds for as long as it lives: its two HPACK

@@ -46,20 +46,6 @@ impl Peer {
     }
 }
 
-/// Fields that describe one connection, not the message (RFC 9110 §7.6.1,
-/// RFC 9113 §8.2.2): never forwarded either way (HTTP/2 forbids them).
-pub fn connection_specific(name: &[u8]) -> bool {
-    const FIELDS: [&[u8]; 6] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"upgrade",
-        b"te",
-    ];
-    FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f))
-}
-
 /// A request the connection handed out, on stream `key`.
 pub(crate) struct NewRequest {
     pub key: u32,
@@ -363,7 +349,7 @@ impl Proxied {
         }
         // Nothing more now: what is held goes (latency before frames).
         if let Some(d) = self.pending.take() {
-            conn.send_data(key, &d);
+            conn.send_bytes(key, Bytes::from(d), false, None);
         }
         // Done once the connection sent it all: until then a closed window
         // is this stream's stall.
@@ -461,7 +447,8 @@ impl Proxied {
             ResponsePart::Data(d) if self.head_sent => {
                 if !self.closed && !d.is_empty() {
                     if let Some(prev) = self.pending.replace(d) {
-                        conn.send_data(key, &prev);
+                        // Moved, not copied: the proxy's buffer becomes the frame's.
+                        conn.send_bytes(key, Bytes::from(prev), false, None);
                     }
                 }
             }
@@ -469,7 +456,7 @@ impl Proxied {
                 if !self.closed {
                     self.closed = true;
                     let last = self.pending.take().unwrap_or_default();
-                    conn.send_last_data(key, &last, Some(&end_to_end(t)));
+                    conn.send_bytes(key, Bytes::from(last), true, Some(end_to_end(t)));
                     self.sent_end = true;
                 }
             }
@@ -478,7 +465,7 @@ impl Proxied {
                 if !self.closed {
                     self.closed = true;
                     let last = self.pending.take().unwrap_or_default();
-                    conn.send_last_data(key, &last, None);
+                    conn.send_bytes(key, Bytes::from(last), true, None);
                     self.sent_end = true;
                 }
             }

@@ -555,13 +555,13 @@ impl ServerConn {
     /// The last response body bytes of `key`, then its end (`trailers`,
     /// or END_STREAM on the last DATA frame: no empty frame after it).
     pub fn send_last_data(&mut self, key: u32, data: &[u8], trailers: Option<&HeaderMap>) {
-        self.send_bytes(key, Bytes::copy_from_slice(data), true, trailers);
+        self.send_bytes(key, Bytes::copy_from_slice(data), true, trailers.cloned());
     }
 
     /// [`ServerConn::send_data`] (`last`: [`ServerConn::send_last_data`])
     /// for bytes the caller already holds as `Bytes`: kept, not copied
     /// (a static pattern, request DATA echoed back).
-    pub fn send_bytes(&mut self, key: u32, data: Bytes, last: bool, trailers: Option<&HeaderMap>) {
+    pub fn send_bytes(&mut self, key: u32, data: Bytes, last: bool, trailers: Option<HeaderMap>) {
         let Some(s) = self.stream_mut(key) else {
             return;
         };
@@ -574,7 +574,7 @@ impl ServerConn {
         }
         if last {
             s.body_end = true;
-            s.trailers = trailers.filter(|t| !t.is_empty()).cloned();
+            s.trailers = trailers.filter(|t| !t.is_empty());
         } else if s.body.is_empty() {
             return;
         }
@@ -944,7 +944,7 @@ impl ServerConn {
         for (name, value) in headers {
             let name = name.as_str().as_bytes();
             // Never sent: HTTP/2 forbids them (§8.2.2).
-            if fields::connection_specific(name) || (name == b"te" && value != "trailers") {
+            if fields::forbidden(name, value.as_bytes()) {
                 continue;
             }
             if value.is_sensitive() {
@@ -1478,7 +1478,7 @@ impl HeadBuilder {
             return;
         }
         self.regular_seen = true;
-        if fields::connection_specific(f.name) || (f.name == b"te" && f.value != b"trailers") {
+        if fields::forbidden(f.name, f.value) {
             self.malformed = true;
             return;
         }
